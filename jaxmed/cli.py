@@ -1,0 +1,137 @@
+"""The `jaxmed` command: argument parsing only; the work is done by the library.
+
+    jaxmed train gan --data SPEC --workdir DIR [--steps N] [--batch-size N]
+                     [--image-size N] [--seed N] [--set key=value ...]
+    jaxmed sample --workdir DIR --n N --out DIR [--seed N] [--format png|npz]
+
+Exit status: 0 on success, 2 on a usage error, 1 on a data, checkpoint or training
+error. Errors are one line on stderr; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from jaxmed.errors import JaxmedError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the usage text is one `--help` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="jaxmed", description="Generative modeling of medical images in JAX.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train a model (resumes if the workdir has checkpoints)")
+    train_kinds = train.add_subparsers(dest="kind", required=True, parser_class=_Parser)
+    gan = train_kinds.add_parser("gan", help="train a DCGAN",
+                                 description="Train a DCGAN; run again on the same workdir to resume. "
+                                             "--steps is the total number of steps.")
+    gan.add_argument("--data", help="data spec, e.g. phantom:brain (default: phantom:brain)")
+    gan.add_argument("--workdir", required=True, help="run directory (checkpoints, plots, metrics.jsonl)")
+    gan.add_argument("--steps", type=_positive_int, help="total train steps")
+    gan.add_argument("--batch-size", type=_positive_int, help="global batch size")
+    gan.add_argument("--image-size", type=_positive_int, help="image side: 32, 64, 128 or 256")
+    gan.add_argument("--seed", type=_non_negative_int, help="run seed (parameters, noise, data order, phantoms)")
+    gan.add_argument("--set", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config field, e.g. --set optimizer.lr=1e-4 (repeatable)")
+    gan.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    sample = commands.add_parser("sample", help="write images from a trained generator (EMA weights)")
+    sample.add_argument("--workdir", required=True, help="a GAN run directory")
+    sample.add_argument("--n", type=_positive_int, required=True, help="number of images")
+    sample.add_argument("--out", required=True, help="output folder")
+    sample.add_argument("--seed", type=_non_negative_int, default=0, help="noise seed (default 0)")
+    sample.add_argument("--format", choices=("png", "npz"), default="png", help="file format (default png)")
+    return parser
+
+
+def _train_gan(args: argparse.Namespace) -> None:
+    from jaxmed.train.config import GanConfig
+    from jaxmed.train.gan_loop import train_gan
+    from jaxmed.train.workdir import Workdir, resolve_config
+
+    flags = {"data.spec": args.data, "steps": args.steps, "batch_size": args.batch_size,
+             "image_size": args.image_size, "seed": args.seed}
+    overrides = {key: value for key, value in flags.items() if value is not None}
+    for key, value in args.set:
+        if key in overrides:
+            raise UsageError(f"{key} is given twice (a flag and --set); give it once")
+        overrides[key] = value
+    workdir = Workdir(Path(args.workdir))
+    config = resolve_config(GanConfig, workdir, overrides)
+    state = train_gan(config, workdir.root, progress=not args.no_progress)
+    print(f"trained to step {int(state.step)}; checkpoints: {workdir.checkpoints}; plots: {workdir.plots}; "
+          f"metrics: {workdir.metrics}", file=sys.stderr)
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from jaxmed.export import write_images
+    from jaxmed.train.gan_sampling import sample_from_workdir
+
+    images, step = sample_from_workdir(args.workdir, args.n, seed=args.seed)
+    paths = write_images(images, args.out, args.format, source=f"{args.workdir} step {step} seed {args.seed}")
+    print(f"wrote {args.n} synthetic images to {args.out} ({len(paths)} file(s), checkpoint step {step})",
+          file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    run = _train_gan if args.command == "train" else _sample
+    try:
+        run(args)
+    except JaxmedError as error:
+        if args.debug:
+            raise
+        print(f"jaxmed: error: {error}", file=sys.stderr)
+        return error.exit_status
+    except KeyboardInterrupt:
+        print("jaxmed: interrupted; completed checkpoints are kept", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug: keep it to one line unless asked
+        if args.debug:
+            raise
+        print(f"jaxmed: internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

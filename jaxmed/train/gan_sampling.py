@@ -1,0 +1,49 @@
+"""Sampling a trained GAN from its workdir: the EMA generator of the latest checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+from jax.sharding import SingleDeviceSharding
+
+from jaxmed.errors import CheckpointError
+from jaxmed.train import config as config_lib
+from jaxmed.train.checkpoint import Checkpoints, abstract_like
+from jaxmed.train.config import GanConfig
+from jaxmed.train.gan_loop import sample_images
+from jaxmed.train.state import gan_definition, init_gan_state
+from jaxmed.train.workdir import Workdir
+
+
+def sample_from_workdir(workdir: Path | str, n: int, seed: int = 0, batch_size: int = 64) -> tuple[np.ndarray, int]:
+    """`n` images from the EMA generator of `workdir`'s latest checkpoint.
+
+    The same workdir, `n` and `seed` give the same images.
+
+    Args:
+      workdir: a GAN run directory.
+      n: number of images.
+      seed: noise seed.
+      batch_size: images generated per device call.
+
+    Returns:
+      (images (n, H, W, C) in [-1, 1], the checkpoint step used).
+
+    Raises:
+      CheckpointError: if the workdir has no GAN checkpoint.
+    """
+    paths = Workdir(Path(workdir))
+    if not paths.root.is_dir():
+        raise CheckpointError(f"{paths.root}: workdir does not exist")
+    if not paths.config.is_file():
+        raise CheckpointError(f"{paths.config}: missing; is {paths.root} a jaxmed GAN workdir?")
+    config = config_lib.load(GanConfig, paths.config)
+    definition = gan_definition(config)
+    with Checkpoints(paths.checkpoints, keep=config.checkpoint.keep) as checkpoints:
+        step = checkpoints.latest_step()
+        abstract = jax.eval_shape(lambda: init_gan_state(config, definition))
+        state, _, _ = checkpoints.restore(abstract_like(abstract, SingleDeviceSharding(jax.devices()[0])), step)
+    z = jax.random.normal(jax.random.key(seed), (n, config.latent_dim))
+    return sample_images(definition, state, z, batch_size), step

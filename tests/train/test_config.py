@@ -1,0 +1,41 @@
+"""Config overrides, validation and resume rules."""
+
+import pytest
+
+from jaxmed.errors import UsageError
+from jaxmed.train import config as config_lib
+from jaxmed.train.config import GanConfig
+
+
+def test_dotted_overrides_are_typed():
+    config = config_lib.apply_overrides(GanConfig(), {"optimizer.lr": "1e-4", "steps": "300", "data.spec": "phantom:lung"})
+    assert config.optimizer.lr == 1e-4 and isinstance(config.steps, int) and config.steps == 300
+    assert config.data.spec == "phantom:lung"
+    assert GanConfig().optimizer.lr == 2e-4  # the default is untouched
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"optimizer.learning_rate": "1"}, "unknown config key"),
+    ({"nope": "1"}, "unknown config key"),
+    ({"steps": "ten"}, "steps must be int"),
+    ({"image_size": "96"}, "image_size must be 32, 64, 128 or 256"),
+    ({"loss": "wgan"}, "loss must be one of"),
+    ({"data.class_fraction": "1.5"}, r"data.class_fraction must be in \[0, 1\]"),
+    ({"precision": "fp16"}, "precision must be one of"),
+])
+def test_bad_overrides_are_usage_errors(overrides, message):
+    with pytest.raises(UsageError, match=message):
+        config_lib.apply_overrides(GanConfig(), overrides)
+
+
+def test_json_round_trip(tmp_path):
+    config = GanConfig.tiny(**{"optimizer.b1": 0.3, "data.class_name": ""})
+    config_lib.save(config, tmp_path / "config.json")
+    assert config_lib.load(GanConfig, tmp_path / "config.json") == config
+
+
+def test_resume_allows_only_resumable_changes():
+    saved = GanConfig.tiny()
+    config_lib.check_resumable(saved, {"steps": 100, "image_size": saved.image_size})
+    with pytest.raises(UsageError, match="image_size=32"):
+        config_lib.check_resumable(saved, {"image_size": 64})
