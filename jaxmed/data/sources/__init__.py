@@ -1,0 +1,1 @@
+"""Readers for image data that researchers bring on disk (folders of scans)."""
