@@ -22,7 +22,7 @@ from pathlib import Path
 
 from jaxmed.cli import main as jaxmed_main
 
-SEED_EXPERIMENT = {"data.spec": "phantom:brain", "data.class_name": "tumor", "data.n": 2000,
+SEED_EXPERIMENT = {"data.spec": "phantom:brain", "class_name": "tumor", "data.n": 2000,
                    "image_size": 128, "batch_size": 32, "steps": 5000}
 # Sized for a 2-core CPU: a few minutes, and still long enough for brain-like samples.
 CPU_DEMO = {"image_size": 64, "batch_size": 16, "steps": 600, "data.n": 1000,

@@ -48,7 +48,7 @@ def test_console_entry_point_reports_errors_without_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "jaxmed", "train", "gan", "--data", "nope", "--workdir",
                              str(tmp_path / "w")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
-    assert result.stderr.strip() == "jaxmed: error: nope: unknown data spec; this version reads phantom:brain, phantom:lung"
+    assert result.stderr.strip() == "jaxmed: error: nope: unknown data spec and no such folder; this version reads phantom:brain, phantom:lung, a folder path"
 
 
 def test_train_resume_and_deterministic_sampling(tmp_path, capsys):

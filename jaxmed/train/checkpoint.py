@@ -4,7 +4,8 @@ Each saved step holds three items, so a run continues exactly:
 
     state   the whole train-state pytree (parameters, running statistics, EMA,
             optimizer states, step, RNG key)               ocp.args.StandardSave
-    data    the data-iterator position (batches consumed)   ocp.args.JsonSave
+    data    the data-iterator position ("position": batches
+            consumed) and any other loop bookkeeping          ocp.args.JsonSave
     config  the run's config                                ocp.args.JsonSave
 
 Saves are asynchronous (Orbax's default): the step loop continues while the arrays
@@ -17,6 +18,7 @@ placed directly where the current mesh wants them.
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -52,16 +54,23 @@ class Checkpoints:
         """Every complete step on disk, oldest first."""
         return sorted(self._manager.all_steps())
 
-    def save(self, step: int, state: Any, data_position: int, config: dict[str, Any]) -> None:
-        """Starts an asynchronous save of `step` (returns before the arrays are on disk)."""
+    def save(self, step: int, state: Any, data: dict[str, Any], config: dict[str, Any]) -> None:
+        """Starts an asynchronous save of `step` (returns before the arrays are on disk).
+
+        Args:
+          step: the step number naming the checkpoint.
+          state: the train-state pytree.
+          data: JSON-able loop bookkeeping; "position" is the number of batches consumed.
+          config: the run's config as a dict.
+        """
         self._manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
-            data=ocp.args.JsonSave({"position": int(data_position)}),
+            data=ocp.args.JsonSave(data),
             config=ocp.args.JsonSave(config),
         ), force=True)
 
-    def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, int, dict[str, Any]]:
-        """Restores (state, data position, config) of `step` (default: the latest).
+    def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        """Restores (state, data bookkeeping, config) of `step` (default: the latest).
 
         Args:
           abstract_state: a pytree of `jax.ShapeDtypeStruct` (with shardings) like the saved state.
@@ -82,7 +91,7 @@ class Checkpoints:
         except Exception as error:  # Orbax raises many types for unreadable data; report them all in one line.
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise CheckpointError(f"{self.directory / str(step)}: cannot restore checkpoint ({reason})") from error
-        return restored.state, int(restored.data["position"]), dict(restored.config)
+        return restored.state, dict(restored.data), dict(restored.config)
 
     def wait(self) -> None:
         """Blocks until every started save is on disk."""
@@ -102,3 +111,16 @@ class Checkpoints:
 def abstract_like(tree: Any, sharding: jax.sharding.Sharding) -> Any:
     """Shape/dtype structs of `tree` (arrays or structs) placed on `sharding`, for `Checkpoints.restore`."""
     return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding), tree)
+
+
+def restore_or_init(checkpoints: Checkpoints, init: Callable[[], Any],
+                    placement: jax.sharding.Sharding) -> tuple[Any, dict[str, Any]]:
+    """The latest checkpoint's (state, data bookkeeping), or `init()` and {"position": 0}.
+
+    `init` is a pure function building a fresh state; it is traced abstractly for the
+    restore target, and jitted onto `placement` only when there is nothing to restore.
+    """
+    if checkpoints.latest_step() is None:
+        return jax.jit(init, out_shardings=placement)(), {"position": 0}
+    state, data, _ = checkpoints.restore(abstract_like(jax.eval_shape(init), placement))
+    return state, data

@@ -30,11 +30,11 @@ from jaxmed.data.pipeline import BatchStream, prefetch_to_device
 from jaxmed.errors import TrainingDiverged
 from jaxmed.train import config as config_lib
 from jaxmed.train import sharding
-from jaxmed.train.checkpoint import Checkpoints, abstract_like
+from jaxmed.train.checkpoint import Checkpoints, restore_or_init
 from jaxmed.train.config import GanConfig
 from jaxmed.train.gan_steps import generate_jit, make_gan_train_step
 from jaxmed.train.metrics_writer import MetricsWriter, read_metrics
-from jaxmed.train.state import GanDefinition, GanState, gan_definition, init_gan_state
+from jaxmed.train.gan_state import GanDefinition, GanState, gan_definition, init_gan_state
 from jaxmed.train.workdir import Workdir
 
 # Offsets that derive independent streams from the one run seed.
@@ -43,21 +43,11 @@ EVAL_SEED_OFFSET = 2_000_003
 
 
 def load_training_images(config: GanConfig) -> np.ndarray:
-    """The images a GAN config trains on: its data source, restricted to `data.class_name`."""
+    """The images a GAN config trains on: its data source, restricted to `class_name`."""
     dataset = data_lib.load(config.data.spec, config.image_size, config.channels, n=config.data.n,
                             class_fraction=config.data.class_fraction, difficulty=config.data.difficulty,
                             seed=config.seed)
-    return data_lib.select_class(dataset, config.data.class_name)
-
-
-def restore_or_init(config: GanConfig, definition: GanDefinition, checkpoints: Checkpoints,
-                    placement: jax.sharding.Sharding) -> tuple[GanState, int]:
-    """The latest checkpointed (state, data position), or a fresh state at position 0."""
-    init = jax.jit(lambda: init_gan_state(config, definition), out_shardings=placement)
-    if checkpoints.latest_step() is None:
-        return init(), 0
-    state, position, _ = checkpoints.restore(abstract_like(jax.eval_shape(init), placement))
-    return state, position
+    return data_lib.select_class(dataset, config.class_name)
 
 
 def sample_images(definition: GanDefinition, state: GanState, z_NxZ: jax.Array, batch_size: int) -> np.ndarray:
@@ -93,7 +83,8 @@ def train_gan(config: GanConfig, workdir: Path | str, images: np.ndarray | None 
     is_writer = jax.process_index() == 0
 
     with Checkpoints(paths.checkpoints, keep=config.checkpoint.keep) as checkpoints:
-        state, position = restore_or_init(config, definition, checkpoints, sharding.replicated(mesh))
+        state, data = restore_or_init(checkpoints, lambda: init_gan_state(config, definition),
+                                      sharding.replicated(mesh))
         start = int(state.step)
         if start >= config.steps:
             print(f"{paths.root}: already trained to step {start} (steps={config.steps}); nothing to do",
@@ -101,7 +92,7 @@ def train_gan(config: GanConfig, workdir: Path | str, images: np.ndarray | None 
             return state
         if is_writer:
             config_lib.save(config, paths.config)
-        stream = BatchStream({"image": images}, config.batch_size, seed=config.seed, position=position)
+        stream = BatchStream({"image": images}, config.batch_size, seed=config.seed, position=data["position"])
         writer = MetricsWriter(paths.metrics, paths.events, resume_step=start) if is_writer else None
         sample_z = jax.random.normal(jax.random.key(config.seed + SAMPLE_NOISE_SEED_OFFSET),
                                      (config.sample.n, config.latent_dim))
@@ -135,7 +126,7 @@ def train_gan(config: GanConfig, workdir: Path | str, images: np.ndarray | None 
                 if step % config.checkpoint.every == 0 or step == config.steps:
                     finish(pending)  # blocks on this step: never checkpoint a diverged state
                     pending = None
-                    checkpoints.save(step, state, data_position=step, config=config_lib.to_dict(config))
+                    checkpoints.save(step, state, data={"position": step}, config=config_lib.to_dict(config))
                 if writer and (step % config.sample.every == 0 or step == config.steps):
                     samples = sample_images(definition, state, sample_z, config.batch_size)
                     viz.save_image_grid(samples, paths.plots / f"samples_step_{step:06d}.png")

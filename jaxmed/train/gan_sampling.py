@@ -13,7 +13,7 @@ from jaxmed.train import config as config_lib
 from jaxmed.train.checkpoint import Checkpoints, abstract_like
 from jaxmed.train.config import GanConfig
 from jaxmed.train.gan_loop import sample_images
-from jaxmed.train.state import gan_definition, init_gan_state
+from jaxmed.train.gan_state import gan_definition, init_gan_state
 from jaxmed.train.workdir import Workdir
 
 

@@ -17,6 +17,7 @@ from flax import nnx, struct
 
 from jaxmed.models.dcgan import Discriminator, Generator
 from jaxmed.train.config import GanConfig
+from jaxmed.train.optimizer import build_optimizer
 
 
 @struct.dataclass
@@ -72,18 +73,14 @@ def _build_networks(config: GanConfig, key: jax.Array) -> tuple[Generator, Discr
     return generator, discriminator
 
 
-def _adam(config: GanConfig) -> optax.GradientTransformation:
-    return optax.adam(config.optimizer.lr, b1=config.optimizer.b1, b2=config.optimizer.b2)
-
-
 def gan_definition(config: GanConfig) -> GanDefinition:
     """Builds the static structure for `config` without allocating parameters."""
     generator, discriminator = nnx.eval_shape(lambda: _build_networks(config, jax.random.key(0)))
     return GanDefinition(
         generator=nnx.graphdef(generator),
         discriminator=nnx.graphdef(discriminator),
-        generator_optimizer=_adam(config),
-        discriminator_optimizer=_adam(config),
+        generator_optimizer=build_optimizer(config.optimizer, config.steps),
+        discriminator_optimizer=build_optimizer(config.optimizer, config.steps),
         latent_dim=config.latent_dim,
         loss=config.loss,
         ema_decay=config.ema_decay,

@@ -20,7 +20,7 @@ import optax
 from flax import nnx
 
 from jaxmed.losses import discriminator_loss, generator_loss
-from jaxmed.train.state import GanDefinition, GanState
+from jaxmed.train.gan_state import GanDefinition, GanState
 
 # The EMA warms up like tf.train.ExponentialMovingAverage(num_updates=step): early
 # samples follow the live generator instead of averaging in the random initialisation.

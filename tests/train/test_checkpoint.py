@@ -9,7 +9,7 @@ from jaxmed.train import config as config_lib
 from jaxmed.train.checkpoint import Checkpoints, abstract_like
 from jaxmed.train.config import GanConfig
 from jaxmed.train.gan_steps import make_gan_train_step
-from jaxmed.train.state import gan_definition, init_gan_state
+from jaxmed.train.gan_state import gan_definition, init_gan_state
 
 CONFIG = GanConfig.tiny()
 
@@ -27,13 +27,13 @@ def test_round_trip_restores_every_field(tmp_path):
     definition, state = trained_state()
     expected = jax.tree.map(np.asarray, state)
     with Checkpoints(tmp_path / "ckpt", keep=2) as checkpoints:
-        checkpoints.save(2, state, data_position=2, config=config_lib.to_dict(CONFIG))
+        checkpoints.save(2, state, data={"position": 2, "note": "x"}, config=config_lib.to_dict(CONFIG))
         checkpoints.wait()
     with Checkpoints(tmp_path / "ckpt", keep=2) as checkpoints:
         abstract = abstract_like(jax.eval_shape(lambda: init_gan_state(CONFIG, definition)),
                                  jax.sharding.SingleDeviceSharding(jax.devices()[0]))
-        restored, position, config = checkpoints.restore(abstract)
-    assert position == 2 and config_lib.from_dict(GanConfig, config) == CONFIG
+        restored, data, config = checkpoints.restore(abstract)
+    assert data == {"position": 2, "note": "x"} and config_lib.from_dict(GanConfig, config) == CONFIG
     assert jax.tree.structure(restored) == jax.tree.structure(expected)
     for path, want in jax.tree_util.tree_leaves_with_path(expected):
         got = dict(jax.tree_util.tree_leaves_with_path(restored))[path]
@@ -49,7 +49,7 @@ def test_keeps_only_the_latest(tmp_path):
     _, state = trained_state(steps=1)
     with Checkpoints(tmp_path / "ckpt", keep=2) as checkpoints:
         for step in (1, 2, 3):
-            checkpoints.save(step, state, data_position=step, config={})
+            checkpoints.save(step, state, data={"position": step}, config={})
         checkpoints.wait()
         assert checkpoints.all_steps() == [2, 3]
 

@@ -29,7 +29,7 @@ def test_bad_overrides_are_usage_errors(overrides, message):
 
 
 def test_json_round_trip(tmp_path):
-    config = GanConfig.tiny(**{"optimizer.b1": 0.3, "data.class_name": ""})
+    config = GanConfig.tiny(**{"optimizer.b1": 0.3, "class_name": "tumor"})
     config_lib.save(config, tmp_path / "config.json")
     assert config_lib.load(GanConfig, tmp_path / "config.json") == config
 

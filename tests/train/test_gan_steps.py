@@ -8,7 +8,7 @@ from flax import nnx
 
 from jaxmed.train.config import GanConfig
 from jaxmed.train.gan_steps import generate, make_gan_train_step
-from jaxmed.train.state import gan_definition, init_gan_state
+from jaxmed.train.gan_state import gan_definition, init_gan_state
 
 CONFIG = GanConfig.tiny()
 

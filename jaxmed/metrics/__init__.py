@@ -1,0 +1,1 @@
+"""Evaluation metrics: `jaxmed.metrics.classification` scores classifiers against a held-out real test set."""

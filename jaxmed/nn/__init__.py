@@ -1,0 +1,10 @@
+"""Layers shared by the models.
+
+`UpsampleConv` / `upsample_conv`: a 4x4 stride-2 "SAME" transposed convolution
+(the same function and parameters as `nnx.ConvTranspose`) computed in sub-pixel
+form, whose gradients are fast on XLA:CPU.
+"""
+
+from jaxmed.nn.upsample import CONV3X3_MAX_OUT_FEATURES, UpsampleConv, UpsampleMethod, upsample_conv
+
+__all__ = ["CONV3X3_MAX_OUT_FEATURES", "UpsampleConv", "UpsampleMethod", "upsample_conv"]
