@@ -14,6 +14,7 @@ error. Errors are one line on stderr; `--debug` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -157,9 +158,22 @@ def _sample(args: argparse.Namespace) -> None:
           file=sys.stderr)
 
 
+def _enable_compilation_cache() -> None:
+    """Reuses XLA compilations across runs (resuming, studies, repeated commands).
+
+    The cache lives in $JAXMED_XLA_CACHE (default ~/.cache/jaxmed/xla); set it empty to disable.
+    """
+    import jax
+
+    directory = os.environ.get("JAXMED_XLA_CACHE", str(Path.home() / ".cache" / "jaxmed" / "xla"))
+    if directory and jax.config.jax_compilation_cache_dir is None:
+        jax.config.update("jax_compilation_cache_dir", directory)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
+    _enable_compilation_cache()
     run = {"train": _train, "sample": _sample, "study": _study}[args.command]
     try:
         run(args)

@@ -2,7 +2,11 @@
 
 These are the figures the seed paper (a DCGAN synthesising 128x128 brain MRI)
 reports: a grid of samples, generator/discriminator loss against step
-(Figure 2) and real-vs-generated pixel-value histograms (Figure 3).
+(Figure 2) and real-vs-generated pixel-value histograms (Figure 3). For the
+classifiers trained on real and synthetic images there are training curves
+(the nodule paper's Figures 4-5), ROC curves, confusion matrices and the
+augmentation-study summary (each arm against the classic-augmentation
+baseline).
 
 Everything here is headless and thread-safe: figures are built with the
 object-oriented ``matplotlib.figure.Figure`` + ``FigureCanvasAgg`` API and never
@@ -33,6 +37,10 @@ __all__ = [
     "plot_losses",
     "plot_pixel_distribution",
     "pixel_histogram_distance",
+    "plot_training_curves",
+    "plot_roc",
+    "plot_confusion_matrix",
+    "plot_study",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -346,4 +354,441 @@ def plot_pixel_distribution(
     ax.set_title(f"{title}\n1-D Wasserstein distance = {distance:.4f}")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best")
+    return _save_figure(fig, path)
+
+
+# --- Classifier figures ---------------------------------------------------------
+#
+# The figures a classifier run and the augmentation study report: training
+# curves (the nodule paper's Figures 4-5), ROC curves, a confusion matrix, and
+# the study summary (each arm against the classic-augmentation baseline).
+
+_CLASSIFIER_CURVES = (
+    # (panel, key, legend label, colour): train and val keep one colour each in
+    # both panels, so the eye can pair a loss curve with its accuracy curve.
+    ("loss", "train_loss", "train", "C0"),
+    ("loss", "val_loss", "validation", "C1"),
+    ("accuracy", "train_accuracy", "train", "C0"),
+    ("accuracy", "val_accuracy", "validation", "C1"),
+)
+
+
+def _new_figure_axes(nrows: int, ncols: int, figsize: tuple[float, float], **subplot_kw) -> tuple[Figure, np.ndarray]:
+    """Like :func:`_new_figure`, with an ``(nrows, ncols)`` array of axes."""
+    fig = Figure(figsize=figsize, dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
+
+
+def _finite_float(value: object) -> float | None:
+    """``float(value)`` if it is a finite real number, else None (for None/NaN/inf/non-numbers)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _percent_axis(ax: object, values: Sequence[float]) -> None:
+    # Accuracies logged as fractions read more naturally as percentages.
+    from matplotlib.ticker import PercentFormatter
+
+    if values and min(values) >= 0.0 and max(values) <= 1.0:
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+
+
+def plot_training_curves(
+    records: Sequence[Mapping[str, float]], path: PathLike, *, title: str = "Classifier training"
+) -> pathlib.Path:
+    """Plots classifier loss and accuracy per epoch, side by side (the nodule paper's Figures 4-5).
+
+    Left panel: ``train_loss`` and ``val_loss``; right panel: ``train_accuracy``
+    and ``val_accuracy``, as percentages when all accuracies lie in [0, 1]. A
+    row's x value is its ``"epoch"`` entry (its index in ``records`` if it has
+    none). Rows lacking a key, or holding None/NaN/inf for it, are skipped for
+    that curve only. The epoch of the best validation accuracy is marked, since
+    that is usually the checkpoint a study reports. A panel with no data says so
+    instead of being left blank.
+
+    Args:
+        records: Rows of the classifier's ``metrics.jsonl``, e.g.
+            ``{"epoch": 3, "train_loss": 0.41, "val_loss": 0.52,
+            "train_accuracy": 0.83, "val_accuracy": 0.78}``.
+        path: Destination PNG; parent directories are created.
+        title: Figure title.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: If ``records`` is empty or no row holds a finite value for
+            any of the four keys.
+    """
+    if len(records) == 0:
+        raise ValueError("records is empty: nothing to plot")
+    curves: dict[str, list[tuple[str, str, np.ndarray, np.ndarray]]] = {"loss": [], "accuracy": []}
+    for panel, key, label, color in _CLASSIFIER_CURVES:
+        points = []
+        for i, row in enumerate(records):
+            y = _finite_float(row.get(key))
+            x = _finite_float(row.get("epoch", i))
+            if y is not None and x is not None:
+                points.append((x, y))
+        if points:
+            points.sort()  # a resumed run may log epochs out of order
+            xs, ys = (np.asarray(v) for v in zip(*points))
+            curves[panel].append((label, color, xs, ys))
+    if not curves["loss"] and not curves["accuracy"]:
+        keys = ", ".join(key for _, key, _, _ in _CLASSIFIER_CURVES)
+        raise ValueError(f"no record contains a finite value for any of {keys}")
+
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = _new_figure_axes(1, 2, (11.0, 4.5))
+    for ax, panel in zip(axes[0], ("loss", "accuracy")):
+        for label, color, xs, ys in curves[panel]:
+            # Markers while there are few epochs: they show where the measurements are.
+            marker = "o" if len(xs) <= 30 else None
+            ax.plot(xs, ys, color=color, linewidth=1.8, marker=marker, markersize=3.5, label=label)
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel("Loss" if panel == "loss" else "Accuracy")
+        ax.set_title(panel.capitalize())
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+        if not curves[panel]:
+            ax.text(0.5, 0.5, f"no {panel} recorded", transform=ax.transAxes, ha="center", va="center",
+                    color="0.4")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        if panel == "accuracy":
+            _percent_axis(ax, [float(y) for _, _, _, ys in curves[panel] for y in ys])
+            val = [(xs, ys) for label, _, xs, ys in curves[panel] if label == "validation"]
+            if val:
+                xs, ys = val[0]
+                best = int(np.argmax(ys))  # first epoch reaching the maximum
+                shown = f"{ys[best]:.1%}" if 0.0 <= ys[best] <= 1.0 else f"{ys[best]:.3g}"
+                ax.plot(xs[best], ys[best], marker="*", markersize=13, color="C1", markeredgecolor="black",
+                        markeredgewidth=0.6, linestyle="none",
+                        label=f"best validation: {shown} (epoch {xs[best]:g})")
+        ax.legend(loc="best")
+    fig.suptitle(title)
+    return _save_figure(fig, path)
+
+
+def _check_curve(name: str, fpr: object, tpr: object) -> tuple[np.ndarray, np.ndarray]:
+    """Validates one ROC curve: equal-length, non-empty, finite 1-D arrays in [0, 1]."""
+    f = np.asarray(fpr, dtype=np.float64)
+    t = np.asarray(tpr, dtype=np.float64)
+    if f.ndim != 1 or t.ndim != 1 or f.shape != t.shape or f.size == 0:
+        raise ValueError(f"curve {name!r}: fpr and tpr must be non-empty 1-D arrays of equal length, "
+                         f"got shapes {f.shape} and {t.shape}")
+    if not (np.all(np.isfinite(f)) and np.all(np.isfinite(t))):
+        raise ValueError(f"curve {name!r}: fpr/tpr contain NaN or inf")
+    if f.min() < 0.0 or f.max() > 1.0 or t.min() < 0.0 or t.max() > 1.0:
+        raise ValueError(f"curve {name!r}: fpr and tpr must lie in [0, 1]")
+    return f, t
+
+
+def plot_roc(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: PathLike,
+    *,
+    aucs: Mapping[str, float] | None = None,
+    title: str = "ROC curve",
+) -> pathlib.Path:
+    """Plots one or more ROC curves with the chance diagonal.
+
+    Each curve is drawn as given (points joined in order, as returned by
+    ``sklearn.metrics.roc_curve``), e.g. one per class or one per study arm.
+
+    Args:
+        curves: Legend name -> ``(fpr, tpr)``, equal-length 1-D arrays in [0, 1].
+        path: Destination PNG; parent directories are created.
+        aucs: Optional legend name -> area under the curve, shown in the
+            legend as ``name (AUC = 0.912)``. Curves without an entry (or with
+            None) are shown without one.
+        title: Axes title.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: If ``curves`` is empty, a curve is malformed (shapes,
+            non-finite values, outside [0, 1]), or ``aucs`` names a curve that
+            is not in ``curves`` or holds a value outside [0, 1].
+    """
+    if len(curves) == 0:
+        raise ValueError("curves is empty: nothing to plot")
+    checked = {str(name): _check_curve(str(name), *pair) for name, pair in curves.items()}
+    aucs = dict(aucs or {})
+    unknown = sorted(str(name) for name in aucs if str(name) not in checked)
+    if unknown:
+        raise ValueError(f"aucs names curves that are not plotted: {', '.join(unknown)}")
+    for name, auc in aucs.items():
+        if auc is not None and not (_finite_float(auc) is not None and 0.0 <= float(auc) <= 1.0):
+            raise ValueError(f"aucs[{name!r}] must be a number in [0, 1], got {auc!r}")
+
+    fig, ax = _new_figure_axes(1, 1, (5.8, 5.4))
+    ax = ax[0, 0]
+    ax.plot([0.0, 1.0], [0.0, 1.0], linestyle="--", color="0.55", linewidth=1.0, label="chance (AUC = 0.5)")
+    for idx, (name, (fpr, tpr)) in enumerate(checked.items()):
+        auc = aucs.get(name)
+        label = name if auc is None else f"{name} (AUC = {float(auc):.3f})"
+        ax.plot(fpr, tpr, color=f"C{idx}", linewidth=2.0, label=label)
+    # A hair of margin so curves hugging the axes (the interesting ones) stay visible.
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xlabel("False positive rate (1 − specificity)")
+    ax.set_ylabel("True positive rate (sensitivity)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    return _save_figure(fig, path)
+
+
+def plot_confusion_matrix(
+    matrix: np.ndarray,
+    class_names: Sequence[str],
+    path: PathLike,
+    *,
+    normalize: bool = True,
+    title: str = "Confusion matrix",
+) -> pathlib.Path:
+    """Draws a confusion matrix as an annotated heatmap.
+
+    Rows are true classes, columns predicted classes. Each cell shows its count
+    and, when ``normalize``, its share of the true class (row-normalised, i.e.
+    per-class recall on the diagonal). With ``normalize`` the colours follow
+    the row shares, so a rare class (the usual case in medical data) is as
+    readable as a common one; otherwise they follow the counts. Text is white
+    on dark cells and black on light ones. The title's second line gives the
+    number of examples and the overall accuracy.
+
+    Args:
+        matrix: ``(K, K)`` non-negative counts, ``matrix[true, predicted]``
+            (floats allowed, e.g. averaged over seeds).
+        class_names: K class names, in index order.
+        path: Destination PNG; parent directories are created.
+        normalize: Also show (and colour by) row-normalised percentages.
+        title: First line of the axes title.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: If ``matrix`` is not square, empty, negative or
+            non-finite, or ``class_names`` does not have K entries.
+    """
+    counts = np.asarray(matrix, dtype=np.float64)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.size == 0:
+        raise ValueError(f"matrix must be a non-empty square (K, K) array, got shape {counts.shape}")
+    if not np.all(np.isfinite(counts)) or np.any(counts < 0):
+        raise ValueError("matrix must hold finite, non-negative counts")
+    names = [str(name) for name in class_names]
+    if len(names) != counts.shape[0]:
+        raise ValueError(f"class_names has {len(names)} entries but matrix has shape {counts.shape}")
+
+    k = counts.shape[0]
+    row_sums = counts.sum(axis=1, keepdims=True)
+    # A class absent from the data has an all-zero row; show 0 % rather than NaN.
+    shares = np.divide(counts, row_sums, out=np.zeros_like(counts), where=row_sums > 0)
+    colour_values = shares if normalize else counts
+    vmax = 1.0 if normalize else max(float(counts.max()), 1.0)
+    integral = np.all(counts == np.round(counts))
+
+    side = max(4.8, 1.1 * k + 2.8)
+    fig, ax = _new_figure_axes(1, 1, (side + 1.0, side))
+    ax = ax[0, 0]
+    cmap = "Blues"
+    image = ax.imshow(colour_values, cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest")
+    colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if normalize:
+        from matplotlib.ticker import PercentFormatter
+
+        colorbar.ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+        colorbar.set_label("Share of true class")
+    else:
+        colorbar.set_label("Count")
+
+    # Font shrinks with K so two-line cells still fit.
+    fontsize = 12 if k <= 4 else 10 if k <= 8 else 8
+    for i in range(k):
+        for j in range(k):
+            count = f"{int(round(counts[i, j]))}" if integral else f"{counts[i, j]:.1f}"
+            text = f"{count}\n{shares[i, j]:.1%}" if normalize else count
+            # Perceived luminance of the cell colour decides black vs white text.
+            r, g, b, _ = image.cmap(image.norm(colour_values[i, j]))
+            dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+            ax.text(j, i, text, ha="center", va="center", fontsize=fontsize,
+                    color="white" if dark else "black")
+
+    ax.set_xticks(range(k), names)
+    ax.set_yticks(range(k), names)
+    if max(len(name) for name in names) * k > 40:
+        # Long names would overlap along the x axis.
+        ax.tick_params(axis="x", labelrotation=30)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+    ax.set_xlabel("Predicted")
+    ax.set_ylabel("True")
+    total = counts.sum()
+    accuracy = np.trace(counts) / total if total > 0 else float("nan")
+    n_text = f"{int(round(total))}" if integral else f"{total:.1f}"
+    ax.set_title(f"{title}\nn = {n_text}, accuracy = {accuracy:.1%}")
+    return _save_figure(fig, path)
+
+
+def _study_entry(summary: Mapping, section: str, arm: str, metric: str) -> Mapping:
+    """``summary[section][arm][metric]`` as a mapping, or ValueError naming what is missing."""
+    entry = summary[section][arm]
+    if not isinstance(entry, Mapping) or metric not in entry or not isinstance(entry[metric], Mapping):
+        raise ValueError(f"summary[{section!r}][{arm!r}] has no entry for metric {metric!r}")
+    return entry[metric]
+
+
+def plot_study(
+    summary: Mapping,
+    path: PathLike,
+    *,
+    metrics: Sequence[str] = ("accuracy", "recall", "f1"),
+    title: str = "Augmentation study",
+) -> pathlib.Path:
+    """Plots an augmentation study: each arm's metrics and its difference to the baseline.
+
+    Top row, one panel per metric: a bar per arm at the mean over seeds, with
+    ± one standard deviation as an error bar and the per-seed values as dots.
+    The baseline arm is hatched. Bottom row, same panels: each arm's mean
+    paired difference to the baseline with its confidence interval as an error
+    bar and a zero line; a filled marker means the interval excludes zero (a
+    measurable effect), a hollow one that it does not. Arms keep the order of
+    ``summary["arms"]`` and one colour each across all panels.
+
+    Missing numbers are tolerated as the study produces them: a None mean
+    (no finite value) leaves out the bar, None per-seed values are skipped,
+    and None interval bounds (a single seed) draw the point without an
+    interval.
+
+    Args:
+        summary: ``{"arms": {arm: {metric: {"mean", "std", "values"}}},
+            "baseline": arm, "differences": {arm: {metric: {"mean", "low",
+            "high"}}}}``; ``"std"``, ``"values"`` and ``"differences"`` are
+            optional. An optional ``"confidence"`` (e.g. 0.95) labels the
+            intervals with their level.
+        path: Destination PNG; parent directories are created.
+        metrics: Metric names to plot, one column of panels each.
+        title: Figure title.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: If ``summary`` has no arms, no baseline, a baseline that is
+            not an arm, an arm or difference lacking a requested metric, a
+            difference for an unknown arm, or ``metrics`` is empty.
+    """
+    if not isinstance(summary, Mapping):
+        raise ValueError(f"summary must be a mapping, got {type(summary).__name__}")
+    arms_section = summary.get("arms")
+    if not isinstance(arms_section, Mapping) or len(arms_section) == 0:
+        raise ValueError("summary has no arms")
+    baseline = summary.get("baseline")
+    if baseline is None:
+        raise ValueError("summary has no baseline")
+    if baseline not in arms_section:
+        raise ValueError(f"summary baseline {baseline!r} is not one of the arms: {', '.join(map(str, arms_section))}")
+    metrics = [str(m) for m in ([metrics] if isinstance(metrics, str) else metrics)]
+    if not metrics:
+        raise ValueError("metrics is empty: nothing to plot")
+    differences = summary.get("differences") or {}
+    if not isinstance(differences, Mapping):
+        raise ValueError("summary['differences'] must be a mapping")
+    unknown = [str(arm) for arm in differences if arm not in arms_section]
+    if unknown:
+        raise ValueError(f"summary differences name unknown arms: {', '.join(unknown)}")
+
+    arms = list(arms_section)
+    # Gather everything first, so a malformed summary fails before any drawing.
+    levels = {(arm, m): _study_entry(summary, "arms", arm, m) for arm in arms for m in metrics}
+    deltas = {(arm, m): _study_entry(summary, "differences", arm, m)
+              for arm in differences if arm != baseline for m in metrics}
+
+    confidence = _finite_float(summary.get("confidence"))
+    ci_label = f"{confidence:.0%} CI" if confidence is not None and 0 < confidence < 1 else "CI"
+    x = np.arange(len(arms))
+    colors = {arm: f"C{i % 10}" for i, arm in enumerate(arms)}
+    tick_labels = [f"{arm}\n(baseline)" if arm == baseline else str(arm) for arm in arms]
+    long_names = max(len(str(arm)) for arm in arms) * len(arms) > 36
+    rng = np.random.default_rng(0)  # fixed jitter: the same summary always gives the same picture
+
+    width = max(8.0, len(metrics) * (1.2 + 0.75 * len(arms)))
+    fig, axes = _new_figure_axes(2, len(metrics), (width, 8.0 if long_names else 7.2), sharex=True)
+    for col, metric in enumerate(metrics):
+        top, bottom = axes[0, col], axes[1, col]
+        all_levels: list[float] = []
+        for i, arm in enumerate(arms):
+            entry = levels[arm, metric]
+            mean = _finite_float(entry.get("mean"))
+            std = _finite_float(entry.get("std"))
+            if mean is not None:
+                all_levels.append(mean)
+                top.bar(x[i], mean, width=0.7, color=colors[arm], alpha=0.55, edgecolor=colors[arm],
+                        hatch="//" if arm == baseline else None, linewidth=1.2, zorder=2)
+                if std is not None and std > 0:
+                    top.errorbar(x[i], mean, yerr=std, color="black", capsize=4, linewidth=1.2, zorder=3)
+            values = [v for v in (_finite_float(v) for v in entry.get("values") or []) if v is not None]
+            if values:
+                all_levels.extend(values)
+                jitter = rng.uniform(-0.15, 0.15, len(values))
+                top.scatter(x[i] + jitter, values, s=16, color="black", alpha=0.75, zorder=4, linewidths=0)
+            if mean is None and not values:
+                top.text(x[i], 0.02, "n/a", ha="center", va="bottom", color="0.4", transform=top.get_xaxis_transform())
+        top.set_title(metric)
+        top.grid(True, axis="y", alpha=0.3, zorder=0)
+        if all_levels and min(all_levels) >= 0.0 and max(all_levels) <= 1.0:
+            # Fractional metrics: bars start at 0 (honest heights), top at 100 %.
+            top.set_ylim(0.0, 1.05)
+            _percent_axis(top, all_levels)
+        if col == 0:
+            top.set_ylabel("Mean ± std over seeds\n(dots: individual seeds)")
+
+        bottom.axhline(0.0, color="0.3", linewidth=1.0, zorder=1)
+        for i, arm in enumerate(arms):
+            if arm == baseline:
+                bottom.plot(x[i], 0.0, marker="D", color="0.5", markersize=6, linestyle="none", zorder=3)
+                continue
+            if (arm, metric) not in deltas:
+                continue
+            entry = deltas[arm, metric]
+            mean, low, high = (_finite_float(entry.get(k)) for k in ("mean", "low", "high"))
+            if mean is None:
+                bottom.text(x[i], 0.5, "n/a", ha="center", va="center", color="0.4",
+                            transform=bottom.get_xaxis_transform())
+                continue
+            has_ci = low is not None and high is not None
+            if has_ci:
+                bottom.errorbar(x[i], mean, yerr=[[max(mean - low, 0.0)], [max(high - mean, 0.0)]],
+                                color=colors[arm], capsize=5, linewidth=1.8, zorder=2)
+            decisive = has_ci and (low > 0.0 or high < 0.0)
+            bottom.plot(x[i], mean, marker="o", markersize=8, linestyle="none", zorder=3,
+                        markeredgecolor=colors[arm], markeredgewidth=1.8,
+                        markerfacecolor=colors[arm] if decisive else "white")
+            bottom.annotate(f"{mean:+.3f}", (x[i], mean), xytext=(8, 0), textcoords="offset points",
+                            va="center", fontsize=8, color="0.2")
+        bottom.grid(True, axis="y", alpha=0.3, zorder=0)
+        bottom.set_title(f"{metric}: difference to {baseline}", fontsize=10)
+        if col == 0:
+            bottom.set_ylabel(f"Mean paired difference\n± {ci_label}")
+        bottom.set_xticks(x, tick_labels)
+        if long_names:
+            bottom.tick_params(axis="x", labelrotation=30)
+            for label in bottom.get_xticklabels():
+                label.set_horizontalalignment("right")
+        bottom.set_xlim(-0.6, len(arms) - 0.4)
+
+    fig.suptitle(f"{title}\nfilled marker: {ci_label} excludes 0 · hollow: it does not · ◆ baseline (0 by definition)",
+                 fontsize=11)
     return _save_figure(fig, path)

@@ -113,14 +113,17 @@ def abstract_like(tree: Any, sharding: jax.sharding.Sharding) -> Any:
     return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding), tree)
 
 
-def restore_or_init(checkpoints: Checkpoints, init: Callable[[], Any],
+def restore_or_init(checkpoints: Checkpoints, init: Callable[[jax.Array], Any], seed: int,
                     placement: jax.sharding.Sharding) -> tuple[Any, dict[str, Any]]:
-    """The latest checkpoint's (state, data bookkeeping), or `init()` and {"position": 0}.
+    """The latest checkpoint's (state, data bookkeeping), or `init(key)` and {"position": 0}.
 
-    `init` is a pure function building a fresh state; it is traced abstractly for the
-    restore target, and jitted onto `placement` only when there is nothing to restore.
+    `init` is a pure function of a PRNG key building a fresh state; it is traced
+    abstractly for the restore target, and jitted onto `placement` only when there is
+    nothing to restore. The key is an argument, not a constant, so runs that differ
+    only in their seed share one compiled program.
     """
+    key = jax.random.key(seed)
     if checkpoints.latest_step() is None:
-        return jax.jit(init, out_shardings=placement)(), {"position": 0}
-    state, data, _ = checkpoints.restore(abstract_like(jax.eval_shape(init), placement))
+        return jax.jit(init, out_shardings=placement)(key), {"position": 0}
+    state, data, _ = checkpoints.restore(abstract_like(jax.eval_shape(init, key), placement))
     return state, data

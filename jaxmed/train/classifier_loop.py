@@ -151,8 +151,8 @@ def train_classifier(config: ClassifierConfig, workdir: Path | str, data: SplitD
     is_writer = jax.process_index() == 0
 
     with Checkpoints(paths.checkpoints, keep=config.checkpoint.keep) as checkpoints:
-        state, loop = restore_or_init(checkpoints, lambda: init_classifier_state(config, definition),
-                                      sharding.replicated(mesh))
+        state, loop = restore_or_init(checkpoints, lambda key: init_classifier_state(config, definition, key),
+                                      config.seed, sharding.replicated(mesh))
         loop = {"epoch": 0, "best_val_loss": None, "best_epoch": 0, "bad_epochs": 0, "stopped_early": False,
                 **loop}
         if is_writer:

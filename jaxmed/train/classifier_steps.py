@@ -74,9 +74,10 @@ def classifier_definition(config: ClassifierConfig, num_classes: int, total_step
                                 augment=AugmentConfig() if config.augment else None, num_classes=num_classes)
 
 
-def init_classifier_state(config: ClassifierConfig, definition: ClassifierDefinition) -> ClassifierState:
-    """Fresh weights from `config.seed`."""
-    init_key, augment_key = jax.random.split(jax.random.key(config.seed))
+def init_classifier_state(config: ClassifierConfig, definition: ClassifierDefinition,
+                          key: jax.Array) -> ClassifierState:
+    """Fresh weights from `key` (normally `jax.random.key(config.seed)`)."""
+    init_key, augment_key = jax.random.split(key)
     _, params, model_state = nnx.split(_build(config, definition.num_classes, init_key), nnx.Param, NON_PARAMS)
     return ClassifierState(
         step=jnp.zeros((), jnp.int32), key=jax.random.key_data(augment_key), params=params,

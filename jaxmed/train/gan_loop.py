@@ -83,8 +83,8 @@ def train_gan(config: GanConfig, workdir: Path | str, images: np.ndarray | None 
     is_writer = jax.process_index() == 0
 
     with Checkpoints(paths.checkpoints, keep=config.checkpoint.keep) as checkpoints:
-        state, data = restore_or_init(checkpoints, lambda: init_gan_state(config, definition),
-                                      sharding.replicated(mesh))
+        state, data = restore_or_init(checkpoints, lambda key: init_gan_state(config, definition, key),
+                                      config.seed, sharding.replicated(mesh))
         start = int(state.step)
         if start >= config.steps:
             print(f"{paths.root}: already trained to step {start} (steps={config.steps}); nothing to do",

@@ -43,7 +43,7 @@ def sample_from_workdir(workdir: Path | str, n: int, seed: int = 0, batch_size: 
     definition = gan_definition(config)
     with Checkpoints(paths.checkpoints, keep=config.checkpoint.keep) as checkpoints:
         step = checkpoints.latest_step()
-        abstract = jax.eval_shape(lambda: init_gan_state(config, definition))
+        abstract = jax.eval_shape(lambda key: init_gan_state(config, definition, key), jax.random.key(0))
         state, _, _ = checkpoints.restore(abstract_like(abstract, SingleDeviceSharding(jax.devices()[0])), step)
     z = jax.random.normal(jax.random.key(seed), (n, config.latent_dim))
     return sample_images(definition, state, z, batch_size), step

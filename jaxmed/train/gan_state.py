@@ -87,9 +87,9 @@ def gan_definition(config: GanConfig) -> GanDefinition:
     )
 
 
-def init_gan_state(config: GanConfig, definition: GanDefinition) -> GanState:
-    """Fresh parameters and optimizer states from `config.seed` (a pure function of the config)."""
-    init_key, noise_key = jax.random.split(jax.random.key(config.seed))
+def init_gan_state(config: GanConfig, definition: GanDefinition, key: jax.Array) -> GanState:
+    """Fresh parameters and optimizer states from `key` (normally `jax.random.key(config.seed)`)."""
+    init_key, noise_key = jax.random.split(key)
     generator, discriminator = _build_networks(config, init_key)
     _, generator_params, generator_stats = nnx.split(generator, nnx.Param, nnx.BatchStat)
     _, discriminator_params, discriminator_stats = nnx.split(discriminator, nnx.Param, nnx.BatchStat)

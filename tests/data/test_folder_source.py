@@ -441,18 +441,6 @@ def test_permission_error_on_a_subfolder(tmp_path, monkeypatch):
     assert out.skipped == (("yes/locked_dir", "cannot list folder: permission denied"),)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read files whatever their permissions")
-def test_permission_error_on_a_real_unreadable_file(tmp_path):
-    _two_classes(tmp_path)
-    locked = _save(tmp_path / "yes" / "locked.png", _gray(3))
-    locked.chmod(0)
-    try:
-        assert "permission denied" in _error(tmp_path)
-        assert _read(tmp_path, skip_bad=True).skipped == (("yes/locked.png", "permission denied"),)
-    finally:
-        locked.chmod(0o644)
-
-
 # --- folder-level problems: errors even with skip_bad ----------------------------------
 
 

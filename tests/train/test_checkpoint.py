@@ -16,7 +16,7 @@ CONFIG = GanConfig.tiny()
 
 def trained_state(steps=2):
     definition = gan_definition(CONFIG)
-    state = init_gan_state(CONFIG, definition)
+    state = init_gan_state(CONFIG, definition, jax.random.key(CONFIG.seed))
     step = make_gan_train_step(definition)
     for index in range(steps):
         state, _ = step(state, jax.random.uniform(jax.random.key(index), (8, 32, 32, 1), minval=-1, maxval=1))
@@ -30,7 +30,7 @@ def test_round_trip_restores_every_field(tmp_path):
         checkpoints.save(2, state, data={"position": 2, "note": "x"}, config=config_lib.to_dict(CONFIG))
         checkpoints.wait()
     with Checkpoints(tmp_path / "ckpt", keep=2) as checkpoints:
-        abstract = abstract_like(jax.eval_shape(lambda: init_gan_state(CONFIG, definition)),
+        abstract = abstract_like(jax.eval_shape(lambda: init_gan_state(CONFIG, definition, jax.random.key(CONFIG.seed))),
                                  jax.sharding.SingleDeviceSharding(jax.devices()[0]))
         restored, data, config = checkpoints.restore(abstract)
     assert data == {"position": 2, "note": "x"} and config_lib.from_dict(GanConfig, config) == CONFIG

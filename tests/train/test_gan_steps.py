@@ -19,7 +19,7 @@ def real_batch(seed=0):
 
 def fresh():
     definition = gan_definition(CONFIG)
-    return definition, init_gan_state(CONFIG, definition)
+    return definition, init_gan_state(CONFIG, definition, jax.random.key(CONFIG.seed))
 
 
 def test_first_step_matches_an_independent_computation():
@@ -60,7 +60,7 @@ def test_step_is_deterministic_and_compiles_once():
     step = make_gan_train_step(definition)
     results = []
     for _ in range(2):
-        state = init_gan_state(CONFIG, definition)
+        state = init_gan_state(CONFIG, definition, jax.random.key(CONFIG.seed))
         losses = []
         for index in range(3):
             state, metrics = step(state, real_batch(index))

@@ -1,0 +1,1 @@
+"""Studies that combine training runs to answer a research question."""

@@ -1,0 +1,226 @@
+"""The augmentation study: do GAN-synthesized images actually help a classifier?
+
+For each seed, on one real data set:
+
+1. split it (stratified, leak-free, by the seed) into train / val / test;
+2. simulate scarcity: keep only `minority_train_count` real images of the minority
+   class in the training split (validation and test stay untouched);
+3. train a GAN on the minority images of the training split only;
+4. train the same classifier on each arm:
+       real                      the real training split
+       augment                   real + classic augmentation (flips, small rotations and scaling, noise)
+       synthetic_xR              real + R synthetic minority images per real minority image
+       augment+synthetic_xR      both
+5. evaluate every arm on the same real test split.
+
+The summary compares each arm with the classic-augmentation arm (the baseline a
+reviewer would ask for): per-seed paired differences, their mean, and a Student-t
+95% confidence interval over seeds. An arm "helped" or "hurt" a metric only when
+that interval excludes zero; otherwise it made no measurable difference.
+
+Every GAN and classifier run lives in its own workdir under W/seed_S/, so an
+interrupted study resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from scipy import stats
+
+from jaxmed import data as data_lib
+from jaxmed import viz
+from jaxmed.errors import DataError, UsageError
+from jaxmed.train import config as config_lib
+from jaxmed.train.classifier_loop import SplitData, split_dataset, train_classifier
+from jaxmed.train.config import (CheckpointConfig, ClassifierConfig, DataConfig, EarlyStoppingConfig, EvalConfig,
+                                 GanConfig, LogConfig, SampleConfig)
+from jaxmed.train.gan_loop import sample_images, train_gan
+from jaxmed.train.gan_state import gan_definition
+
+BASELINE = "augment"
+METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
+SYNTHETIC_SEED_OFFSET = 7_000_003
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    """An augmentation study, sized by default for a 2-core CPU (about 40 minutes for 3 seeds).
+
+    Attributes:
+      data: the real data (phantom options apply to phantom specs).
+      image_size: side of the images for both the GAN and the classifier.
+      seeds: number of repetitions (seed 0, 1, ...); each re-splits, re-trains and re-samples.
+      minority_class: the class the GAN synthesizes (e.g. "tumor").
+      minority_train_count: real minority images kept for training (0 = all): the scarcity.
+      synthetic_ratio_small, synthetic_ratio_large: synthetic minority images per real minority
+        training image; each ratio gives a synthetic arm and an augment+synthetic arm.
+      gan: the GAN's config (image size, class and seed are set by the study).
+      classifier: the classifier's config (image size, seed and augmentation are set by the study).
+    """
+
+    data: DataConfig = DataConfig(spec="phantom:brain", n=1200, class_fraction=0.5)
+    image_size: int = 64
+    seeds: int = 3
+    minority_class: str = "tumor"
+    minority_train_count: int = 40
+    synthetic_ratio_small: float = 1.0
+    synthetic_ratio_large: float = 4.0
+    gan: GanConfig = GanConfig(image_size=64, batch_size=16, steps=400, checkpoint=CheckpointConfig(every=400),
+                               log=LogConfig(every=20), sample=SampleConfig(every=200, n=16),
+                               eval=EvalConfig(every=400, n=256))
+    classifier: ClassifierConfig = ClassifierConfig(model="seed_cnn", epochs=12,
+                                                    early_stopping=EarlyStoppingConfig(patience=4),
+                                                    log=LogConfig(every=50), eval=EvalConfig(every=1, n=500))
+
+    RESUMABLE: typing.ClassVar[frozenset[str]] = frozenset({"seeds"})
+
+    def __post_init__(self):
+        if self.seeds < 1 or self.minority_train_count < 0:
+            raise UsageError("seeds must be at least 1 and minority_train_count non-negative")
+        if self.synthetic_ratio_small <= 0 or self.synthetic_ratio_large <= 0:
+            raise UsageError("synthetic ratios must be positive")
+
+    @property
+    def synthetic_ratios(self) -> tuple[float, ...]:
+        return tuple(sorted({self.synthetic_ratio_small, self.synthetic_ratio_large}))
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> StudyConfig:
+        """Seconds-long: 32 px, 2 seeds, a few GAN steps and classifier epochs (for tests)."""
+        tiny = cls(data=DataConfig(spec="phantom:brain", n=160), image_size=32, seeds=2, minority_train_count=12,
+                   synthetic_ratio_small=1.0, synthetic_ratio_large=1.0,
+                   gan=GanConfig.tiny(batch_size=4, steps=3),
+                   classifier=ClassifierConfig.tiny(epochs=2, batch_size=8))
+        return config_lib.apply_overrides(tiny, overrides)
+
+
+def arm_names(config: StudyConfig) -> list[str]:
+    """The arms in the order they are trained."""
+    synthetic = [f"synthetic_x{ratio:g}" for ratio in config.synthetic_ratios]
+    return ["real", BASELINE, *synthetic, *[f"{BASELINE}+{name}" for name in synthetic]]
+
+
+def make_scarce(data: SplitData, minority: int, keep: int, seed: int) -> SplitData:
+    """Keeps `keep` random minority images in the training split (0 = keep all)."""
+    images, labels = data.train
+    minority_rows = np.flatnonzero(labels == minority)
+    if keep == 0 or keep >= len(minority_rows):
+        return data
+    dropped = np.random.default_rng(seed).permutation(minority_rows)[keep:]
+    kept = np.setdiff1d(np.arange(len(labels)), dropped)
+    return dataclasses.replace(data, train=(images[kept], labels[kept]))
+
+
+def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True) -> dict:
+    """Runs (or resumes) the study and writes W/study.json and W/plots/study.png.
+
+    Returns:
+      The study summary (also in study.json).
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if (workdir / "config.json").is_file():
+        # Resuming: the finished runs under W/seed_S/ must belong to the same study.
+        saved = config_lib.load(StudyConfig, workdir / "config.json")
+        config_lib.check_resumable(saved, {key: value for key, value in config_lib.flat_items(config).items()})
+    config_lib.save(config, workdir / "config.json")
+    dataset = data_lib.load(config.data.spec, config.image_size, config.gan.channels, n=config.data.n,
+                            class_fraction=config.data.class_fraction, difficulty=config.data.difficulty, seed=0)
+    if config.minority_class not in dataset.class_names:
+        raise DataError(f"{config.data.spec}: no class {config.minority_class!r}; classes are "
+                        f"{', '.join(dataset.class_names)}")
+    minority = dataset.class_names.index(config.minority_class)
+    results: dict[str, dict[str, dict[str, Any]]] = {arm: {} for arm in arm_names(config)}
+    for seed in range(config.seeds):
+        _log(f"seed {seed + 1}/{config.seeds}")
+        seed_dir = workdir / f"seed_{seed}"
+        classifier_config = config_lib.apply_overrides(config.classifier, {
+            "image_size": config.image_size, "seed": seed, "channels": config.gan.channels})
+        data = make_scarce(split_dataset(dataset, classifier_config), minority, config.minority_train_count, seed)
+        real_minority = data.train[0][data.train[1] == minority]
+        gan_config = config_lib.apply_overrides(config.gan, {"image_size": config.image_size, "seed": seed})
+        _log(f"  GAN on {len(real_minority)} real '{config.minority_class}' training images")
+        gan_state = train_gan(gan_config, seed_dir / "gan", real_minority, progress=progress)
+        count = int(round(max(config.synthetic_ratios) * len(real_minority)))
+        z = jax.random.normal(jax.random.key(seed + SYNTHETIC_SEED_OFFSET), (count, gan_config.latent_dim))
+        synthetic = sample_images(gan_definition(gan_config), gan_state, z, gan_config.batch_size)
+        for arm in arm_names(config):
+            ratio = float(arm.rpartition("_x")[2]) if "synthetic" in arm else 0.0
+            extra = synthetic[:int(round(ratio * len(real_minority)))]
+            images, labels = data.train
+            arm_data = dataclasses.replace(data, train=(
+                np.concatenate([images, extra]), np.concatenate([labels, np.full(len(extra), minority, np.int32)])))
+            arm_config = dataclasses.replace(classifier_config, augment=arm.startswith(BASELINE))
+            _log(f"  classifier '{arm}' on {len(arm_data.train[1])} images ({len(extra)} synthetic)")
+            report = train_classifier(arm_config, seed_dir / arm.replace("+", "_plus_"), arm_data, progress=progress)
+            results[arm][str(seed)] = {name: report.get(name) for name in METRICS}
+            results[arm][str(seed)]["confidence_intervals"] = report["confidence_intervals"]
+    summary = summarize(results, config)
+    (workdir / "study.json").write_text(json.dumps(summary, indent=2) + "\n")
+    viz.plot_study(summary, workdir / "plots" / "study.png", metrics=("accuracy", "recall", "f1"))
+    return summary
+
+
+def summarize(results: dict[str, dict[str, dict[str, Any]]], config: StudyConfig) -> dict:
+    """Means, spreads, paired differences to the baseline with t-intervals, and a plain verdict."""
+    arms: dict[str, dict] = {}
+    for arm, per_seed in results.items():
+        arms[arm] = {}
+        for metric in METRICS:
+            values = [per_seed[seed][metric] for seed in sorted(per_seed)]
+            finite = [value for value in values if value is not None and np.isfinite(value)]
+            arms[arm][metric] = {"mean": float(np.mean(finite)) if finite else None,
+                                 "std": float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0,
+                                 "values": values}
+    differences: dict[str, dict] = {}
+    verdicts: dict[str, str] = {}
+    for arm, per_seed in results.items():
+        if arm == BASELINE:
+            continue
+        differences[arm] = {}
+        for metric in METRICS:
+            deltas = [per_seed[seed][metric] - results[BASELINE][seed][metric] for seed in sorted(per_seed)
+                      if per_seed[seed][metric] is not None and results[BASELINE][seed][metric] is not None]
+            differences[arm][metric] = paired_interval(deltas)
+        verdicts[arm] = verdict(differences[arm]["f1"], differences[arm]["recall"])
+    return {"baseline": BASELINE, "seeds": config.seeds, "arms": arms, "differences": differences,
+            "verdicts": verdicts, "per_seed": results, "config": config_lib.to_dict(config),
+            "summary": " ".join(f"{arm}: {text}." for arm, text in verdicts.items())}
+
+
+def paired_interval(deltas: list[float], confidence: float = 0.95) -> dict:
+    """Mean of per-seed differences with a Student-t interval (None bounds with fewer than 2 seeds)."""
+    if not deltas:
+        return {"mean": None, "low": None, "high": None, "n": 0}
+    mean = float(np.mean(deltas))
+    if len(deltas) < 2:
+        return {"mean": mean, "low": None, "high": None, "n": len(deltas)}
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(deltas) - 1) * np.std(deltas, ddof=1) / np.sqrt(len(deltas)))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(deltas)}
+
+
+def verdict(f1: dict, recall: dict) -> str:
+    """Plain words for an arm's F1 and recall differences to the baseline."""
+    def word(interval: dict) -> str:
+        if interval["low"] is None:
+            return "not measurable with one seed"
+        if interval["low"] > 0:
+            return "helped"
+        if interval["high"] < 0:
+            return "hurt"
+        return "no measurable difference"
+
+    return (f"F1 {word(f1)} ({f1['mean']:+.3f} vs {BASELINE}), recall {word(recall)} "
+            f"({recall['mean']:+.3f})") if f1["mean"] is not None else "no comparable results"
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
