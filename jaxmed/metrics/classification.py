@@ -84,15 +84,20 @@ def _float_dtype() -> np.dtype:
     return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
 
 
-def _check_index_array(x: Any, name: str) -> np.ndarray | None:
-    """Checks an (N,) integer array; returns its host values, or None when traced."""
+def _check_vector(x: Any, name: str) -> tuple[np.ndarray | None, Any]:
+    """Checks that `x` is a non-empty (N,) array; returns (host values or None when traced, dtype)."""
     host = None if _is_traced(x) else np.asarray(x)
     shape = np.shape(x) if host is None else host.shape
-    dtype = x.dtype if host is None else host.dtype
     if len(shape) != 1:
         raise ValueError(f"{name} must have shape (N,), got shape {shape}")
     if shape[0] == 0:
         raise ValueError(f"{name} is empty")
+    return host, (x.dtype if host is None else host.dtype)
+
+
+def _check_index_array(x: Any, name: str) -> np.ndarray | None:
+    """Checks an (N,) integer array; returns its host values, or None when traced."""
+    host, dtype = _check_vector(x, name)
     if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.bool_)):
         raise ValueError(f"{name} must be integer class indices, got dtype {dtype}")
     return host
@@ -105,13 +110,7 @@ def _check_range(host: np.ndarray | None, num_classes: int, name: str) -> None:
 
 def _check_scores(x: Any, name: str) -> np.ndarray | None:
     """Checks an (N,) numeric score array; returns its host values, or None when traced."""
-    host = None if _is_traced(x) else np.asarray(x)
-    shape = np.shape(x) if host is None else host.shape
-    dtype = x.dtype if host is None else host.dtype
-    if len(shape) != 1:
-        raise ValueError(f"{name} must have shape (N,), got shape {shape}")
-    if shape[0] == 0:
-        raise ValueError(f"{name} is empty")
+    host, dtype = _check_vector(x, name)
     if not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)):
         raise ValueError(f"{name} must be numeric, got dtype {dtype}")
     if host is not None and not np.all(np.isfinite(host)):

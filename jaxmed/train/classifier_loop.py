@@ -36,7 +36,7 @@ from jaxmed.metrics.classification import evaluate, roc_curve
 from jaxmed.train import config as config_lib
 from jaxmed.train import sharding
 from jaxmed.train.checkpoint import Checkpoints, restore_or_init
-from jaxmed.train.classifier_steps import (ClassifierDefinition, ClassifierState, classifier_definition,
+from jaxmed.train.classifier_steps import (ClassifierDefinition, classifier_definition,
                                            init_classifier_state, make_classifier_train_step,
                                            predict_probabilities)
 from jaxmed.train.config import ClassifierConfig
@@ -161,10 +161,12 @@ def train_classifier(config: ClassifierConfig, workdir: Path | str, data: SplitD
         if not done:
             state, loop = _train_epochs(config, definition, state, loop, data, weights, steps_per_epoch, mesh,
                                         checkpoints, paths, is_writer, progress)
-    report = evaluate_on_test(config, definition, state, data, loop)
+    test_probabilities = predict(definition, state.best_params, state.best_model_state, data.test[0],
+                                 config.batch_size)
+    report = evaluate_on_test(config, test_probabilities, data, loop)
     if is_writer:
         paths.eval.write_text(json.dumps(report, indent=2) + "\n")
-        write_classifier_plots(definition, state, data, config, paths)
+        write_classifier_plots(report, test_probabilities, data, paths)
     return report
 
 
@@ -226,12 +228,9 @@ def _train_epochs(config, definition, state, loop, data, weights, steps_per_epoc
     return state, loop
 
 
-def evaluate_on_test(config: ClassifierConfig, definition: ClassifierDefinition, state: ClassifierState,
-                     data: SplitData, loop: dict) -> dict:
-    """Metrics of the best weights on the test split, with bootstrap confidence intervals."""
-    test_images, test_labels = data.test
-    probabilities = predict(definition, state.best_params, state.best_model_state, test_images, config.batch_size)
-    report = evaluate(test_labels, probabilities, data.class_names, num_resamples=config.eval.n, seed=config.seed)
+def evaluate_on_test(config: ClassifierConfig, probabilities: np.ndarray, data: SplitData, loop: dict) -> dict:
+    """Metrics of the test-split predictions, with bootstrap confidence intervals and provenance."""
+    report = evaluate(data.test[1], probabilities, data.class_names, num_resamples=config.eval.n, seed=config.seed)
     sizes = {name: int(len(part[1])) for name, part in (("train", data.train), ("val", data.val), ("test", data.test))}
     report.update(split="test", class_names=list(data.class_names), best_epoch=loop["best_epoch"],
                   epochs_trained=loop["epoch"], split_sizes=sizes,
@@ -239,26 +238,25 @@ def evaluate_on_test(config: ClassifierConfig, definition: ClassifierDefinition,
     return report
 
 
-def write_classifier_plots(definition: ClassifierDefinition, state: ClassifierState, data: SplitData,
-                           config: ClassifierConfig, paths: Workdir) -> None:
+def write_classifier_plots(report: dict, probabilities: np.ndarray, data: SplitData, paths: Workdir) -> None:
     """Training curves (the nodule paper's Figures 4-5), ROC curve and confusion matrix of the test split."""
     rows = [row for row in read_metrics(paths.metrics) if "epoch" in row]
     if rows:
         viz.plot_training_curves(rows, paths.plots / "training_curves.png")
-    test_images, test_labels = data.test
-    probabilities = predict(definition, state.best_params, state.best_model_state, test_images, config.batch_size)
+    test_labels = data.test[1]
     curves, aucs = {}, {}
+    # Binary: the positive class's curve; multi-class: one-vs-rest per class.
     positives = [1] if len(data.class_names) == 2 else range(len(data.class_names))
     for index in positives:
+        name = data.class_names[index]
         is_class = (test_labels == index).astype(np.int32)
         if 0 < is_class.sum() < len(is_class):
             fpr, tpr, _ = roc_curve(is_class, probabilities[:, index])
-            curves[data.class_names[index]] = (fpr, tpr)
-    report = json.loads(paths.eval.read_text()) if paths.eval.is_file() else {}
-    for name in curves:
-        aucs[name] = (report.get("per_class", {}).get(name, {}) or {}).get("roc_auc")
+            curves[name] = (fpr, tpr)
+            auc = report["per_class"][name]["roc_auc"]
+            if auc is not None:
+                aucs[name] = auc
     if curves:
-        viz.plot_roc(curves, paths.plots / "roc.png",
-                     aucs={name: auc for name, auc in aucs.items() if auc is not None} or None)
+        viz.plot_roc(curves, paths.plots / "roc.png", aucs=aucs or None)
     viz.plot_confusion_matrix(np.asarray(report["confusion_matrix"]), data.class_names,
                               paths.plots / "confusion_matrix.png")

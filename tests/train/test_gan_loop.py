@@ -59,3 +59,15 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     again = train_gan(GanConfig.tiny(steps=4), tmp_path, IMAGES, progress=False)
     for got, want in zip(leaves(again), good_leaves):
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_checkpoint_saved_mid_run_is_not_changed_by_later_steps(tmp_path):
+    """Steps after an asynchronous save donate the state's buffers; the saved step must stay intact."""
+    train_gan(GanConfig.tiny(steps=4), tmp_path / "long", IMAGES, progress=False)  # saves 2, then steps 3-4
+    short = train_gan(GanConfig.tiny(steps=2), tmp_path / "short", IMAGES, progress=False)
+    with Checkpoints(tmp_path / "long" / "checkpoints") as checkpoints:
+        restored, data, _ = checkpoints.restore(jax.tree.map(
+            lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding), short), step=2)
+    assert data["position"] == 2
+    for got, want in zip(leaves(restored), leaves(short)):
+        np.testing.assert_array_equal(got, want)
