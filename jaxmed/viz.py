@@ -456,6 +456,10 @@ def plot_training_curves(
         ax.set_ylabel("Loss" if panel == "loss" else "Accuracy")
         ax.set_title(panel.capitalize())
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epochs = [float(x) for _, _, xs, _ in curves[panel] for x in xs]
+        if epochs and max(epochs) - min(epochs) < 2:
+            # One or two epochs: widen the axis, or the ticks land on fractional epochs.
+            ax.set_xlim(min(epochs) - 1, max(epochs) + 1)
         ax.grid(True, alpha=0.3)
         if not curves[panel]:
             ax.text(0.5, 0.5, f"no {panel} recorded", transform=ax.transAxes, ha="center", va="center",
@@ -605,7 +609,8 @@ def plot_confusion_matrix(
     ax = ax[0, 0]
     cmap = "Blues"
     image = ax.imshow(colour_values, cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest")
-    colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    # shrink, not fraction/pad: the latter fight constrained layout and clip the y label.
+    colorbar = fig.colorbar(image, ax=ax, shrink=0.85)
     if normalize:
         from matplotlib.ticker import PercentFormatter
 
@@ -619,7 +624,9 @@ def plot_confusion_matrix(
     for i in range(k):
         for j in range(k):
             count = f"{int(round(counts[i, j]))}" if integral else f"{counts[i, j]:.1f}"
-            text = f"{count}\n{shares[i, j]:.1%}" if normalize else count
+            # A class with no examples has no shares; a dash says so where 0.0% would mislead.
+            share = f"{shares[i, j]:.1%}" if row_sums[i, 0] > 0 else "–"
+            text = f"{count}\n{share}" if normalize else count
             # Perceived luminance of the cell colour decides black vs white text.
             r, g, b, _ = image.cmap(image.norm(colour_values[i, j]))
             dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
@@ -789,6 +796,6 @@ def plot_study(
                 label.set_horizontalalignment("right")
         bottom.set_xlim(-0.6, len(arms) - 0.4)
 
-    fig.suptitle(f"{title}\nfilled marker: {ci_label} excludes 0 · hollow: it does not · ◆ baseline (0 by definition)",
-                 fontsize=11)
+    legend = f"filled marker: {ci_label} excludes 0 · hollow: it does not · ◆ baseline (0 by definition)"
+    fig.suptitle(f"{title}\n{legend}", fontsize=11)
     return _save_figure(fig, path)

@@ -77,7 +77,8 @@ def test_differs_across_keys():
 
 def test_differs_across_examples_in_a_batch():
     # Identical inputs: any difference between outputs comes from per-example parameters.
-    out = np.asarray(augment(jax.random.key(3), _disc_images(batch=6), dataclasses.replace(OFF, max_rotation_degrees=10.0)))
+    config = dataclasses.replace(OFF, max_rotation_degrees=10.0)
+    out = np.asarray(augment(jax.random.key(3), _disc_images(batch=6), config))
     for i in range(6):
         for j in range(i + 1, 6):
             assert not np.allclose(out[i], out[j]), (i, j)
