@@ -408,9 +408,9 @@ def plot_training_curves(
     and ``val_accuracy``, as percentages when all accuracies lie in [0, 1]. A
     row's x value is its ``"epoch"`` entry (its index in ``records`` if it has
     none). Rows lacking a key, or holding None/NaN/inf for it, are skipped for
-    that curve only. The epoch of the best validation accuracy is marked, since
-    that is usually the checkpoint a study reports. A panel with no data says so
-    instead of being left blank.
+    that curve only. The epoch of the lowest validation loss is marked: it is the
+    epoch whose weights jaxmed's early stopping keeps and evaluates. A panel with
+    no data says so instead of being left blank.
 
     Args:
         records: Rows of the classifier's ``metrics.jsonl``, e.g.
@@ -469,14 +469,13 @@ def plot_training_curves(
             continue
         if panel == "accuracy":
             _percent_axis(ax, [float(y) for _, _, _, ys in curves[panel] for y in ys])
-            val = [(xs, ys) for label, _, xs, ys in curves[panel] if label == "validation"]
-            if val:
-                xs, ys = val[0]
-                best = int(np.argmax(ys))  # first epoch reaching the maximum
-                shown = f"{ys[best]:.1%}" if 0.0 <= ys[best] <= 1.0 else f"{ys[best]:.3g}"
-                ax.plot(xs[best], ys[best], marker="*", markersize=13, color="C1", markeredgecolor="black",
-                        markeredgewidth=0.6, linestyle="none",
-                        label=f"best validation: {shown} (epoch {xs[best]:g})")
+        val = [(xs, ys) for label, _, xs, ys in curves[panel] if label == "validation"]
+        if panel == "loss" and val:
+            xs, ys = val[0]
+            best = int(np.argmin(ys))  # first epoch reaching the minimum
+            ax.plot(xs[best], ys[best], marker="*", markersize=13, color="C1", markeredgecolor="black",
+                    markeredgewidth=0.6, linestyle="none",
+                    label=f"lowest validation loss: {ys[best]:.3g} (epoch {xs[best]:g}, weights kept)")
         ax.legend(loc="best")
     fig.suptitle(title)
     return _save_figure(fig, path)
