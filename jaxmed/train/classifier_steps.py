@@ -19,8 +19,7 @@ from flax import nnx, struct
 
 from jaxmed.data.augment import AugmentConfig, augment
 from jaxmed.models.classifier import build_classifier
-from jaxmed.train.config import ClassifierConfig
-from jaxmed.train.gan_state import compute_dtype
+from jaxmed.train.config import ClassifierConfig, compute_dtype
 from jaxmed.train.optimizer import build_optimizer
 
 # Model state that is not a trainable parameter: BatchNorm statistics, dropout RNG counters.

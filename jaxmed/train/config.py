@@ -20,11 +20,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jax.numpy as jnp
+
 from jaxmed.errors import UsageError
 from jaxmed.losses import GAN_LOSSES
 
 PRECISIONS = ("fp32", "bf16")
 SCHEDULES = ("constant", "cosine")
+
+
+def compute_dtype(precision: str):
+    """The activation dtype for a `precision` setting: bfloat16 for "bf16", None (float32) for "fp32"."""
+    return jnp.bfloat16 if precision == "bf16" else None
 
 
 def _require(condition: bool, message: str) -> None:

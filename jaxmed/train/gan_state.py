@@ -16,7 +16,7 @@ import optax
 from flax import nnx, struct
 
 from jaxmed.models.dcgan import Discriminator, Generator
-from jaxmed.train.config import GanConfig
+from jaxmed.train.config import GanConfig, compute_dtype
 from jaxmed.train.optimizer import build_optimizer
 
 
@@ -56,11 +56,6 @@ class GanDefinition:
     latent_dim: int
     loss: str
     ema_decay: float
-
-
-def compute_dtype(precision: str):
-    """The activation dtype for a precision setting ("fp32" or "bf16")."""
-    return jnp.bfloat16 if precision == "bf16" else None
 
 
 def _build_networks(config: GanConfig, key: jax.Array) -> tuple[Generator, Discriminator]:
