@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from jaxmed.studies.augmentation import arm_names, paired_interval, run_study, StudyConfig
@@ -27,3 +28,43 @@ def test_tiny_study_writes_every_arm_and_seed(tmp_path):
         assert differences["f1"]["n"] == 2 and differences["f1"]["low"] is not None
     assert (tmp_path / "plots" / "study.png").is_file()
     assert summary["summary"] and all(arm in summary["summary"] for arm in saved["differences"])
+
+
+def test_gan_and_classifiers_never_see_test_images(tmp_path, monkeypatch):
+    """The GAN trains on training-split minority images only; every arm shares one untouched test split."""
+    from jaxmed.studies import augmentation
+
+    seen = {"gan": [], "arms": []}
+
+    def fake_train_gan(config, workdir, images, progress=True):
+        seen["gan"].append(images)
+        return None
+
+    def fake_sample_images(definition, state, z, batch_size):
+        return np.full((len(z), 32, 32, 1), 0.5, np.float32)
+
+    def fake_train_classifier(config, workdir, data, progress=True):
+        seen["arms"].append((config, data))
+        report = {name: 0.5 for name in augmentation.METRICS}
+        report["confidence_intervals"] = {}
+        return report
+
+    monkeypatch.setattr(augmentation, "train_gan", fake_train_gan)
+    monkeypatch.setattr(augmentation, "sample_images", fake_sample_images)
+    monkeypatch.setattr(augmentation, "train_classifier", fake_train_classifier)
+    config = StudyConfig.tiny(seeds=1, synthetic_ratio_large=2.0)
+    run_study(config, tmp_path, progress=False)
+
+    (gan_images,) = seen["gan"]
+    assert len(gan_images) == config.minority_train_count
+    _, first = seen["arms"][0]
+    test_hashes = {image.tobytes() for image in first.test[0]}
+    assert not any(image.tobytes() in test_hashes for image in gan_images)
+    for arm_config, data in seen["arms"]:
+        assert np.array_equal(data.test[0], first.test[0]) and np.array_equal(data.test[1], first.test[1])
+        assert not any(image.tobytes() in test_hashes for image in data.train[0])
+    augmented = [arm_config.augment for arm_config, _ in seen["arms"]]
+    assert augmented == [name.startswith("augment") for name in arm_names(config)]
+    extra = [len(data.train[1]) - len(first.train[1]) for _, data in seen["arms"]]
+    k = config.minority_train_count  # synthetic images per arm: ratio x real minority images
+    assert extra == [0, 0, k, 2 * k, k, 2 * k]
