@@ -92,6 +92,18 @@ def _load_folder(path: str, image_size: int, channels: int, skip_bad: bool) -> D
     return Dataset(read.images, read.labels, read.class_names, provenance)
 
 
+def class_index(dataset: Dataset, class_name: str) -> int:
+    """The label of `class_name`.
+
+    Raises:
+      DataError: if the dataset has no such class.
+    """
+    if class_name not in dataset.class_names:
+        raise DataError(f"{dataset.provenance['spec']}: no class {class_name!r}; classes are "
+                        f"{', '.join(dataset.class_names)}")
+    return dataset.class_names.index(class_name)
+
+
 def select_class(dataset: Dataset, class_name: str) -> np.ndarray:
     """The images of one class ("" = all images).
 
@@ -100,10 +112,7 @@ def select_class(dataset: Dataset, class_name: str) -> np.ndarray:
     """
     if not class_name:
         return dataset.images
-    if class_name not in dataset.class_names:
-        raise DataError(f"{dataset.provenance['spec']}: no class {class_name!r}; classes are "
-                        f"{', '.join(dataset.class_names)}")
-    images = dataset.images[dataset.labels == dataset.class_names.index(class_name)]
+    images = dataset.images[dataset.labels == class_index(dataset, class_name)]
     if len(images) == 0:
         raise DataError(f"{dataset.provenance['spec']}: class {class_name!r} has no images")
     return images

@@ -37,7 +37,7 @@ from scipy import stats
 
 from jaxmed import data as data_lib
 from jaxmed import viz
-from jaxmed.errors import DataError, UsageError
+from jaxmed.errors import UsageError
 from jaxmed.train import config as config_lib
 from jaxmed.train.classifier_loop import SplitData, split_dataset, train_classifier
 from jaxmed.train.config import (CheckpointConfig, ClassifierConfig, DataConfig, EarlyStoppingConfig, EvalConfig,
@@ -136,12 +136,8 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
         saved = config_lib.load(StudyConfig, workdir / "config.json")
         config_lib.check_resumable(saved, {key: value for key, value in config_lib.flat_items(config).items()})
     config_lib.save(config, workdir / "config.json")
-    dataset = data_lib.load(config.data.spec, config.image_size, config.gan.channels, n=config.data.n,
-                            class_fraction=config.data.class_fraction, difficulty=config.data.difficulty, seed=0)
-    if config.minority_class not in dataset.class_names:
-        raise DataError(f"{config.data.spec}: no class {config.minority_class!r}; classes are "
-                        f"{', '.join(dataset.class_names)}")
-    minority = dataset.class_names.index(config.minority_class)
+    dataset = config.data.load(config.image_size, config.gan.channels, seed=0)
+    minority = data_lib.class_index(dataset, config.minority_class)
     results: dict[str, dict[str, dict[str, Any]]] = {arm: {} for arm in arm_names(config)}
     for seed in range(config.seeds):
         _log(f"seed {seed + 1}/{config.seeds}")

@@ -86,10 +86,7 @@ def split_dataset(dataset: data_lib.Dataset, config: ClassifierConfig) -> SplitD
 
 def load_split_data(config: ClassifierConfig) -> SplitData:
     """Reads `config.data` and splits it."""
-    dataset = data_lib.load(config.data.spec, config.image_size, config.channels, n=config.data.n,
-                            class_fraction=config.data.class_fraction, difficulty=config.data.difficulty,
-                            seed=config.seed)
-    return split_dataset(dataset, config)
+    return split_dataset(config.data.load(config.image_size, config.channels, config.seed), config)
 
 
 def class_weights(labels: np.ndarray, num_classes: int, weighting: str) -> np.ndarray:

@@ -22,6 +22,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from jaxmed import data as data_lib
 from jaxmed.errors import UsageError
 from jaxmed.losses import GAN_LOSSES
 
@@ -60,6 +61,11 @@ class DataConfig:
         _require(self.n >= 1, "data.n must be at least 1")
         _require(0.0 <= self.class_fraction <= 1.0, "data.class_fraction must be in [0, 1]")
         _require(self.difficulty > 0, "data.difficulty must be positive")
+
+    def load(self, image_size: int, channels: int, seed: int) -> data_lib.Dataset:
+        """Reads this source as a `jaxmed.data.Dataset` (phantom options apply to phantom specs)."""
+        return data_lib.load(self.spec, image_size, channels, n=self.n, class_fraction=self.class_fraction,
+                         difficulty=self.difficulty, seed=seed)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,9 +44,7 @@ EVAL_SEED_OFFSET = 2_000_003
 
 def load_training_images(config: GanConfig) -> np.ndarray:
     """The images a GAN config trains on: its data source, restricted to `class_name`."""
-    dataset = data_lib.load(config.data.spec, config.image_size, config.channels, n=config.data.n,
-                            class_fraction=config.data.class_fraction, difficulty=config.data.difficulty,
-                            seed=config.seed)
+    dataset = config.data.load(config.image_size, config.channels, config.seed)
     return data_lib.select_class(dataset, config.class_name)
 
 
