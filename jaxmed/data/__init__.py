@@ -5,27 +5,32 @@ returns images in the model's convention (NHWC float32 in [-1, 1]) with integer 
 
 Specs understood:
 
-    phantom:brain   axial brain MRI slices, classes no_tumor / tumor   (generated, no download)
-    phantom:lung    64x64 lung CT patches, classes no_nodule / nodule  (generated, no download)
-    PATH            a folder of PNG / JPEG / TIFF / BMP images: class sub-folders (labels from
-                    the sorted folder names), optionally under Training/ and Testing/ split
-                    folders, or a flat folder (unlabelled); see `jaxmed.data.sources.folder`
+    phantom:brain    axial brain MRI slices, classes no_tumor / tumor   (generated, no download)
+    phantom:lung     64x64 lung CT patches, classes no_nodule / nodule  (generated, no download)
+    FOLDER           image files (PNG / JPEG / TIFF / BMP), DICOM files or NIfTI volumes, in
+                     class sub-folders (labels from the sorted folder names), optionally
+                     under Training/ and Testing/ split folders, or flat (unlabelled); the
+                     format is detected from the files (`jaxmed.data.sources.detect`)
+    FILE.dcm         one DICOM file (any file with the DICM marker)
+    FILE.nii[.gz]    one NIfTI volume, cut into 2-D slices
+    FILE.npz         a MedMNIST-style archive (train_/val_/test_ images and labels)
+    tfds:NAME[:SPLIT]  a TensorFlow Datasets data set (optional extra `jaxmed[tfds]`)
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, NamedTuple
-
-from pathlib import Path
 
 import numpy as np
 
 from jaxmed.data import phantoms
-from jaxmed.data.sources.folder import read_image_folder
 from jaxmed.data.preprocess import preprocess
+from jaxmed.data.sources import detect
+from jaxmed.data.sources.common import ReadOptions, SourceImages
 from jaxmed.errors import DataError
 
-SPECS = ("phantom:brain", "phantom:lung", "a folder path")
+SPECS = ("phantom:brain", "phantom:lung", "a folder", "a .dcm, .nii[.gz] or .npz file", "tfds:NAME[:SPLIT]")
 
 # Lung patches have a fixed physical field of view (64 px at about 0.7 mm); other
 # sizes are resampled from it. Brain slices are drawn at the requested size directly.
@@ -50,7 +55,8 @@ class Dataset(NamedTuple):
 
 
 def load(spec: str, image_size: int = 128, channels: int = 1, *, n: int = 2000, class_fraction: float = 0.5,
-         difficulty: float = 1.0, seed: int = 0, skip_bad: bool = False) -> Dataset:
+         difficulty: float = 1.0, seed: int = 0, skip_bad: bool = False, window: str = "", slice_axis: int = 2,
+         slice_range: tuple[float, float] = (0.0, 1.0), skip_empty_slices: bool = True) -> Dataset:
     """Reads the data source named by `spec`.
 
     Args:
@@ -59,37 +65,68 @@ def load(spec: str, image_size: int = 128, channels: int = 1, *, n: int = 2000, 
       channels: 1 (grayscale) or 3.
       n, class_fraction, difficulty, seed: phantom options (number of images, share of
         the positive class, lesion difficulty, generator seed).
-      skip_bad: skip unreadable files (each listed in provenance["skipped"]) instead of
-        stopping at the first one.
+      skip_bad: skip unusable files and entries (each listed in provenance["skipped"])
+        instead of stopping at the first one.
+      window, slice_axis, slice_range, skip_empty_slices: DICOM and volume options, see
+        `jaxmed.data.sources.common.ReadOptions`.
 
     Returns:
-      A `Dataset`.
+      A `Dataset`. For sources on disk, provenance holds "files" (where each image came
+      from), "skipped" ([entry, reason] pairs), "raw" (sizes, bit depths and intensity
+      range before preprocessing) and, for predefined splits, "splits".
 
     Raises:
-      DataError: if the spec names no known source.
+      DataError: if the spec names no known source, or the source cannot be read.
     """
     kind, _, name = spec.partition(":")
-    if kind != "phantom" and Path(spec).exists():
-        return _load_folder(spec, image_size, channels, skip_bad)
-    if kind != "phantom" or name not in ("brain", "lung"):
-        raise DataError(f"{spec}: unknown data spec and no such folder; this version reads {', '.join(SPECS)}")
-    if name == "brain":
-        generated = phantoms.brain(n, size=image_size, tumor_fraction=class_fraction, difficulty=difficulty,
-                                   seed=seed)
-    else:
-        generated = phantoms.lung(n, size=LUNG_NATIVE_SIZE, nodule_fraction=class_fraction, difficulty=difficulty,
-                                  seed=seed)
-    images = preprocess(generated.images, image_size=image_size, channels=channels)
-    provenance = {"spec": spec, "n": n, "class_fraction": class_fraction, "difficulty": difficulty, "seed": seed}
-    return Dataset(images, generated.labels.astype(np.int32), tuple(generated.class_names), provenance)
+    if kind == "phantom":
+        return _load_phantom(spec, name, image_size, channels, n, class_fraction, difficulty, seed)
+    options = ReadOptions(image_size=image_size, channels=channels, skip_bad=skip_bad, window=window,
+                          slice_axis=slice_axis, slice_range=tuple(slice_range), skip_empty_slices=skip_empty_slices)
+    if kind == "tfds":
+        from jaxmed.data.sources import tfds  # noqa: PLC0415 -- optional dependency, imported on use
+
+        return _dataset(spec, "tfds", tfds.read(name, options))
+    path = os.path.expanduser(spec)
+    if not os.path.lexists(path):
+        raise DataError(f"{spec}: no such file or folder, and not a data spec; this version reads "
+                        f"{', '.join(SPECS)}")
+    source = detect.folder_kind(path) if os.path.isdir(path) else detect.file_kind(path)
+    if source is None:
+        raise DataError(f"{spec}: not a data file jaxmed reads (DICOM, NIfTI or .npz; image files go in a folder)")
+    return _dataset(spec, source, _reader(source)(path, options))
 
 
-def _load_folder(path: str, image_size: int, channels: int, skip_bad: bool) -> Dataset:
-    read = read_image_folder(path, image_size=image_size, channels=channels, skip_bad=skip_bad)
-    provenance = {"spec": path, "files": list(read.files), "skipped": [list(item) for item in read.skipped]}
+def _reader(source: str):
+    """The `read(location, options)` of a source module, imported on use (pydicom, nibabel are slow to import)."""
+    import importlib  # noqa: PLC0415
+
+    module = {detect.IMAGES: "folder", detect.DICOM: "dicom", detect.NIFTI: "nifti", detect.NPZ: "medmnist"}[source]
+    return importlib.import_module(f"jaxmed.data.sources.{module}").read
+
+
+def _dataset(spec: str, source: str, read: SourceImages) -> Dataset:
+    provenance = {"spec": spec, "source": source, "files": list(read.files),
+                  "skipped": [list(item) for item in read.skipped], "raw": read.raw}
     if read.splits is not None:
         provenance["splits"] = read.splits.tolist()
     return Dataset(read.images, read.labels, read.class_names, provenance)
+
+
+def _load_phantom(spec: str, name: str, image_size: int, channels: int, n: int, class_fraction: float,
+                  difficulty: float, seed: int) -> Dataset:
+    if name == "brain":
+        generated = phantoms.brain(n, size=image_size, tumor_fraction=class_fraction, difficulty=difficulty,
+                                   seed=seed)
+    elif name == "lung":
+        generated = phantoms.lung(n, size=LUNG_NATIVE_SIZE, nodule_fraction=class_fraction, difficulty=difficulty,
+                                  seed=seed)
+    else:
+        raise DataError(f"{spec}: unknown phantom; choose phantom:brain or phantom:lung")
+    images = preprocess(generated.images, image_size=image_size, channels=channels)
+    provenance = {"spec": spec, "source": "phantom", "n": n, "class_fraction": class_fraction,
+                  "difficulty": difficulty, "seed": seed}
+    return Dataset(images, generated.labels.astype(np.int32), tuple(generated.class_names), provenance)
 
 
 def class_index(dataset: Dataset, class_name: str) -> int:

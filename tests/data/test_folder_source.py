@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from jaxmed.data.sources import folder
-from jaxmed.data.sources.folder import SourceImages, read_image_folder
+from jaxmed.data.sources import common, layout
+from jaxmed.data.sources.common import ReadOptions, SourceImages
 from jaxmed.errors import DataError, UsageError
 
 SIZE = 16
@@ -48,7 +49,7 @@ def _two_classes(root: Path) -> None:
 
 
 def _read(root: Path, **kwargs) -> SourceImages:
-    return read_image_folder(root, image_size=SIZE, **kwargs)
+    return folder.read(root, ReadOptions(image_size=SIZE, **kwargs))
 
 
 def _error(root: Path, **kwargs) -> str:
@@ -127,7 +128,7 @@ def test_channels_3_keeps_colour_and_replicates_gray(tmp_path):
     _save(tmp_path / "a" / "red.png", Image.new("RGB", (SIZE, SIZE), (255, 0, 0)))
     _save(tmp_path / "b" / "gray.png", _gray(51))
 
-    out = read_image_folder(tmp_path, image_size=SIZE, channels=3)
+    out = folder.read(tmp_path, ReadOptions(image_size=SIZE, channels=3))
 
     assert out.images.shape == (2, SIZE, SIZE, 3)
     np.testing.assert_allclose(out.images[0, 0, 0], [1.0, -1.0, -1.0], atol=1e-6)
@@ -200,7 +201,7 @@ def test_16bit_uses_full_uint16_range_and_8bit_uses_255(tmp_path):
     # A 32-bit integer TIFF holding 16-bit data is scaled like 16-bit.
     _save(tmp_path / "sixteen" / "d.tif", values.astype(np.int32))
 
-    out = read_image_folder(tmp_path, image_size=8)  # no resampling at this size
+    out = folder.read(tmp_path, ReadOptions(image_size=8))  # no resampling at this size
 
     assert out.files == ("eight/c.png", "sixteen/a.png", "sixteen/b.tif", "sixteen/d.tif")
     np.testing.assert_allclose(out.images[0, 0, [0, 7], 0], [-1.0, 1.0], atol=1e-6)
@@ -432,7 +433,7 @@ def test_permission_error_on_a_subfolder(tmp_path, monkeypatch):
             raise PermissionError(13, "Permission denied", os.fspath(path))
         return real_scandir(path)
 
-    monkeypatch.setattr(folder.os, "scandir", fake_scandir)
+    monkeypatch.setattr(layout.os, "scandir", fake_scandir)
 
     message = _error(tmp_path)
     out = _read(tmp_path, skip_bad=True)
@@ -508,7 +509,7 @@ def test_all_files_skipped_is_an_error(tmp_path):
 def test_invalid_options_are_usage_errors(tmp_path, kwargs, word):
     _two_classes(tmp_path)
     with pytest.raises(UsageError, match=word):
-        read_image_folder(tmp_path, **{"image_size": SIZE, **kwargs})
+        folder.read(tmp_path, ReadOptions(**{"image_size": SIZE, **kwargs}))
 
 
 # --- determinism and memory -------------------------------------------------------------
@@ -541,13 +542,13 @@ def test_order_is_deterministic_and_sorted_by_relative_path(tmp_path):
 def test_images_are_preprocessed_one_at_a_time(tmp_path, monkeypatch):
     _two_classes(tmp_path)
     batch_sizes = []
-    real_preprocess = folder.preprocess
+    real_preprocess = common.preprocess
 
     def spy(images, **kwargs):
         batch_sizes.append(len(images))
         return real_preprocess(images, **kwargs)
 
-    monkeypatch.setattr(folder, "preprocess", spy)
+    monkeypatch.setattr(common, "preprocess", spy)
 
     out = _read(tmp_path)
 
