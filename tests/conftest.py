@@ -9,6 +9,7 @@ import os
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ["JAXMED_DATA_CACHE"] = tempfile.mkdtemp(prefix="jaxmed-test-data-cache-")  # never the user's cache
 
 import jax  # noqa: E402
 

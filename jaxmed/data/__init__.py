@@ -19,12 +19,13 @@ Specs understood:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from jaxmed.data import phantoms
+from jaxmed.data import cache, phantoms
 from jaxmed.data.preprocess import preprocess
 from jaxmed.data.sources import detect
 from jaxmed.data.sources.common import ReadOptions, SourceImages
@@ -70,17 +71,24 @@ def load(spec: str, image_size: int = 128, channels: int = 1, *, n: int = 2000, 
       window, slice_axis, slice_range, skip_empty_slices: DICOM and volume options, see
         `jaxmed.data.sources.common.ReadOptions`.
 
+    Results are cached on disk (see `jaxmed.data.cache`; $JAXMED_DATA_CACHE="" disables
+    it), except for TFDS sources, so a second read of the same source and options is fast.
+
     Returns:
       A `Dataset`. For sources on disk, provenance holds "files" (where each image came
       from), "skipped" ([entry, reason] pairs), "raw" (sizes, bit depths and intensity
-      range before preprocessing) and, for predefined splits, "splits".
+      range before preprocessing), for predefined splits "splits", and for slices of
+      volumes or series "subjects" (the volume or series of each image).
 
     Raises:
       DataError: if the spec names no known source, or the source cannot be read.
     """
     kind, _, name = spec.partition(":")
     if kind == "phantom":
-        return _load_phantom(spec, name, image_size, channels, n, class_fraction, difficulty, seed)
+        key = {"phantom": name, "image_size": image_size, "channels": channels, "n": n,
+               "class_fraction": class_fraction, "difficulty": difficulty, "seed": seed}
+        return _named(spec, cache.cached(key, lambda: _load_phantom(spec, name, image_size, channels, n,
+                                                                    class_fraction, difficulty, seed)))
     options = ReadOptions(image_size=image_size, channels=channels, skip_bad=skip_bad, window=window,
                           slice_axis=slice_axis, slice_range=tuple(slice_range), skip_empty_slices=skip_empty_slices)
     if kind == "tfds":
@@ -94,7 +102,14 @@ def load(spec: str, image_size: int = 128, channels: int = 1, *, n: int = 2000, 
     source = detect.folder_kind(path) if os.path.isdir(path) else detect.file_kind(path)
     if source is None:
         raise DataError(f"{spec}: not a data file jaxmed reads (DICOM, NIfTI or .npz; image files go in a folder)")
-    return _dataset(spec, source, _reader(source)(path, options))
+    key = {"source": source, "options": dataclasses.asdict(options)}
+    return _named(spec, cache.cached(key, lambda: _dataset(spec, source, _reader(source)(path, options)),
+                                     location=path))
+
+
+def _named(spec: str, dataset: Dataset) -> Dataset:
+    """`dataset` with the spec as the caller wrote it (the cache may hold another spelling of the path)."""
+    return dataset._replace(provenance={**dataset.provenance, "spec": spec})
 
 
 def _reader(source: str):
@@ -110,6 +125,8 @@ def _dataset(spec: str, source: str, read: SourceImages) -> Dataset:
                   "skipped": [list(item) for item in read.skipped], "raw": read.raw}
     if read.splits is not None:
         provenance["splits"] = read.splits.tolist()
+    if read.subjects is not None:
+        provenance["subjects"] = list(read.subjects)
     return Dataset(read.images, read.labels, read.class_names, provenance)
 
 

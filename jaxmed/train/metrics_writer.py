@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from tensorboardX import SummaryWriter
 
+from jaxmed import files
+
 
 def read_metrics(path: Path) -> list[dict]:
     """All rows of a metrics.jsonl file ([] if it does not exist)."""
@@ -34,8 +36,8 @@ class MetricsWriter:
     def __init__(self, metrics_path: Path, events_dir: Path, resume_step: int = 0):
         self.metrics_path = Path(metrics_path)
         kept = [row for row in read_metrics(self.metrics_path) if row["step"] <= resume_step]
-        self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        self.metrics_path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+        # Atomic: a kill while trimming must not lose the rows already logged.
+        files.write_text(self.metrics_path, "".join(json.dumps(row) + "\n" for row in kept))
         self._file = self.metrics_path.open("a")
         self._events = SummaryWriter(str(events_dir), purge_step=resume_step + 1 if resume_step else None)
 

@@ -6,6 +6,8 @@
     W/plots/           PNG figures (sample grids, losses, pixel distributions)
     W/events/          TensorBoard event files
     W/eval.json        evaluation results, where a command evaluates
+    W/skipped.json     the files the data reader skipped under data.skip_bad, and why
+                       (only when it skipped any)
 
 Resume order: a workdir that has checkpoints continues from its latest one, with the
 config saved there (only the fields a config lists as RESUMABLE may change);
@@ -15,10 +17,15 @@ otherwise the run starts from scratch with the requested config.
 from __future__ import annotations
 
 import dataclasses
+import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jax
+
+from jaxmed import files
 from jaxmed.train import config as config_lib
 from jaxmed.train.checkpoint import Checkpoints
 
@@ -53,9 +60,44 @@ class Workdir:
     def eval(self) -> Path:
         return self.root / "eval.json"
 
+    @property
+    def skipped(self) -> Path:
+        return self.root / "skipped.json"
+
     def has_checkpoints(self) -> bool:
         """True if a previous run saved at least one complete checkpoint here."""
-        return self.checkpoints.is_dir() and Checkpoints(self.checkpoints).latest_step() is not None
+        if not self.checkpoints.is_dir():
+            return False
+        with Checkpoints(self.checkpoints) as checkpoints:
+            return checkpoints.latest_step() is not None
+
+
+def record_skipped(provenance: Mapping[str, Any], workdir: Workdir | Path | str) -> int:
+    """Lists the files the data reader skipped in W/skipped.json and says so on stderr.
+
+    Called by the training commands right after loading their data, so a run under
+    ``data.skip_bad`` never drops a file silently. When nothing was skipped, a
+    skipped.json left by an earlier read of other data is removed. Only process 0 writes.
+
+    Args:
+      provenance: a `jaxmed.data.Dataset`'s provenance ("skipped": [entry, reason] pairs).
+      workdir: the run directory (created if missing).
+
+    Returns:
+      The number of skipped entries.
+    """
+    paths = workdir if isinstance(workdir, Workdir) else Workdir(Path(workdir))
+    skipped = [{"file": entry, "reason": reason} for entry, reason in provenance.get("skipped") or []]
+    if jax.process_index() != 0:
+        return len(skipped)
+    if not skipped:
+        paths.skipped.unlink(missing_ok=True)
+        return 0
+    paths.root.mkdir(parents=True, exist_ok=True)
+    report = {"spec": provenance.get("spec"), "count": len(skipped), "skipped": skipped}
+    files.write_text(paths.skipped, json.dumps(report, indent=2) + "\n")
+    print(f"skipped {len(skipped)} file{'s' if len(skipped) != 1 else ''} (see {paths.skipped})", file=sys.stderr)
+    return len(skipped)
 
 
 def resolve_config(config_type: type, workdir: Workdir, overrides: Mapping[str, Any]):

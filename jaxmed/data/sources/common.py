@@ -81,6 +81,9 @@ class SourceImages:
         separators (slices of a volume or series: ``path#index``).
       skipped: ``(entry, reason)`` of every entry skipped under ``skip_bad=True``.
       raw: what the images looked like before preprocessing (see `RawStats.summary`).
+      subjects: for sources whose images are slices or frames of larger units (a NIfTI
+        volume, a DICOM series, a 3-D MedMNIST sample), the unit of each image; None
+        when every image stands alone. Splits keep a subject on one side.
     """
 
     images: np.ndarray
@@ -90,6 +93,7 @@ class SourceImages:
     files: tuple[str, ...]
     skipped: tuple[tuple[str, str], ...]
     raw: dict[str, Any] = dataclasses.field(default_factory=dict)
+    subjects: tuple[str, ...] | None = None
 
 
 class BadEntry(Exception):
@@ -172,6 +176,7 @@ class ImageCollector:
         self._classes: list[str] = []
         self._splits: list[str | None] = []
         self._files: list[str] = []
+        self._subjects: list[str | None] = []
         self._skipped: list[tuple[str, str]] = []
 
     def __len__(self) -> int:
@@ -182,8 +187,10 @@ class ImageCollector:
         return tuple(self._skipped)
 
     def add(self, pixels: np.ndarray, *, entry: str, class_name: str, split: str | None = None,
-            intensity_range: tuple[float, float] | None = None) -> None:
+            intensity_range: tuple[float, float] | None = None, subject: str | None = None) -> None:
         """Preprocesses one raw 2-D image (H, W) or (H, W, C) and keeps it.
+
+        `subject` names the volume or series the image is a slice of (None: it stands alone).
 
         Raises:
           BadEntry: if the image is too small or its values cannot be scaled.
@@ -201,6 +208,7 @@ class ImageCollector:
         self._classes.append(class_name)
         self._splits.append(split)
         self._files.append(entry)
+        self._subjects.append(subject)
 
     def skip(self, entry: str, reason: str) -> None:
         """Records an unusable entry, or raises DataError naming it unless skip_bad is set."""
@@ -224,6 +232,7 @@ class ImageCollector:
         class_names = tuple(sorted(set(self._classes))) if class_names is None else tuple(class_names)
         label_of = {name: index for index, name in enumerate(class_names)}
         has_splits = any(split is not None for split in self._splits)
+        has_subjects = any(subject is not None for subject in self._subjects)
         return SourceImages(
             images=np.concatenate(self._chunks),
             labels=np.asarray([label_of[name] for name in self._classes], dtype=np.int32),
@@ -232,4 +241,6 @@ class ImageCollector:
             files=tuple(self._files),
             skipped=tuple(self._skipped),
             raw=self.raw.summary(),
+            subjects=tuple(subject or entry for subject, entry in zip(self._subjects, self._files))
+            if has_subjects else None,
         )
