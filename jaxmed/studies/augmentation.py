@@ -44,6 +44,7 @@ from jaxmed.train.config import (CheckpointConfig, ClassifierConfig, DataConfig,
                                  GanConfig, LogConfig, SampleConfig)
 from jaxmed.train.gan_loop import sample_images, train_gan
 from jaxmed.train.gan_state import gan_definition
+from jaxmed.train.workdir import record_skipped
 
 BASELINE = "augment"
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
@@ -137,6 +138,7 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
         config_lib.check_resumable(saved, {key: value for key, value in config_lib.flat_items(config).items()})
     config_lib.save(config, workdir / "config.json")
     dataset = config.data.load(config.image_size, config.gan.channels, seed=0)
+    record_skipped(dataset.provenance, workdir)
     minority = data_lib.class_index(dataset, config.minority_class)
     results: dict[str, dict[str, dict[str, Any]]] = {arm: {} for arm in arm_names(config)}
     for seed in range(config.seeds):

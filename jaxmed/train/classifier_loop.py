@@ -13,6 +13,10 @@
    with bootstrap confidence intervals) and the plots (training curves, ROC, confusion).
 
 Running it again on the same workdir resumes from the last epoch checkpoint.
+
+Devices and hosts work as in `jaxmed.train.gan_loop`: batches (and evaluation batches)
+are sharded over the `mesh.data` mesh, every process runs every computation, only
+process 0 writes metrics, plots, config.json and eval.json.
 """
 
 from __future__ import annotations
@@ -30,18 +34,18 @@ from tqdm import tqdm
 from jaxmed import data as data_lib
 from jaxmed import viz
 from jaxmed.data.pipeline import BatchStream, prefetch_to_device
-from jaxmed.data.splits import content_groups, stratified_split
+from jaxmed.data.splits import duplicate_groups, joined_groups, stratified_split
 from jaxmed.errors import DataError, TrainingDiverged
 from jaxmed.metrics.classification import evaluate, roc_curve
 from jaxmed.train import config as config_lib
-from jaxmed.train import sharding
+from jaxmed.train import distributed, sharding
 from jaxmed.train.checkpoint import Checkpoints, restore_or_init
 from jaxmed.train.classifier_steps import (ClassifierDefinition, classifier_definition,
                                            init_classifier_state, make_classifier_train_step,
                                            predict_probabilities)
 from jaxmed.train.config import ClassifierConfig
 from jaxmed.train.metrics_writer import MetricsWriter, read_metrics
-from jaxmed.train.workdir import Workdir
+from jaxmed.train.workdir import Workdir, record_skipped
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,9 +66,16 @@ class SplitData:
 
 
 def split_dataset(dataset: data_lib.Dataset, config: ClassifierConfig) -> SplitData:
-    """Splits a dataset by its own predefined splits if it has them, else stratified and leak-free."""
+    """Splits a dataset by its own predefined splits if it has them, else stratified and leak-free.
+
+    Copies of an image, and (unless `config.split.by_subject` is off) the slices of one
+    volume or series, always land on the same side.
+    """
     predefined = dataset.provenance.get("splits")
-    groups = content_groups(dataset.images)
+    groups = duplicate_groups(dataset.images)  # exact and near copies stay on one side
+    subjects = dataset.provenance.get("subjects")
+    if subjects is not None and config.split.by_subject:
+        groups = joined_groups(groups, np.asarray(subjects))  # and so do slices of one volume or series
     if predefined is not None:
         splits = np.asarray(predefined).astype(object)
         # The data's own train/test split is kept; validation is carved from its training part.
@@ -74,8 +85,15 @@ def split_dataset(dataset: data_lib.Dataset, config: ClassifierConfig) -> SplitD
         splits[is_train] = np.where(carved == "test", "val", "train")
         splits = splits.astype(str)
     else:
-        splits = stratified_split(dataset.labels, groups, val_fraction=config.split.val_fraction,
-                                  test_fraction=config.split.test_fraction, seed=config.seed)
+        try:
+            splits = stratified_split(dataset.labels, groups, val_fraction=config.split.val_fraction,
+                                      test_fraction=config.split.test_fraction, seed=config.seed)
+        except DataError as error:
+            if subjects is None or not config.split.by_subject:
+                raise
+            raise DataError(f"{dataset.provenance['spec']}: {error}; with this few scans, --set "
+                            f"split.by_subject=false splits their slices independently (test slices then have "
+                            f"neighbours in training)") from None
 
     def part(name: str) -> tuple[np.ndarray, np.ndarray]:
         mask = splits == name
@@ -99,13 +117,21 @@ def class_weights(labels: np.ndarray, num_classes: int, weighting: str) -> np.nd
 
 
 def predict(definition: ClassifierDefinition, params, model_state, images: np.ndarray,
-            batch_size: int) -> np.ndarray:
-    """Class probabilities for all `images`, in fixed-size batches (the last one padded, so one compilation)."""
+            batch_size: int, placement: jax.sharding.Sharding | None = None) -> np.ndarray:
+    """Class probabilities for all `images`, in fixed-size batches (the last one padded, so one compilation).
+
+    Args:
+      placement: where each batch of images goes, e.g. `sharding.batch_sharding(mesh)`
+        (required when the mesh spans several processes); None lets jit decide.
+    """
     outputs = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
         padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-        outputs.append(np.asarray(predict_probabilities(definition.model, params, model_state, padded))[:len(chunk)])
+        if placement is not None:
+            padded = sharding.place_global(padded, placement)
+        probabilities = predict_probabilities(definition.model, params, model_state, padded)
+        outputs.append(sharding.to_host(probabilities)[:len(chunk)])
     return np.concatenate(outputs)
 
 
@@ -134,7 +160,9 @@ def train_classifier(config: ClassifierConfig, workdir: Path | str, data: SplitD
     """
     paths = Workdir(Path(workdir))
     paths.root.mkdir(parents=True, exist_ok=True)
-    data = load_split_data(config) if data is None else data
+    if data is None:
+        data = load_split_data(config)
+        record_skipped(data.provenance, paths)
     train_images, train_labels = data.train
     steps_per_epoch = len(train_images) // config.batch_size
     if steps_per_epoch == 0:
@@ -142,10 +170,11 @@ def train_classifier(config: ClassifierConfig, workdir: Path | str, data: SplitD
                         f"one batch of {config.batch_size}")
     num_classes = len(data.class_names)
     mesh = sharding.make_mesh(config.mesh.data)
-    sharding.check_batch_size(config.batch_size, mesh)
+    sharding.check_batch_size(config.batch_size, mesh, config.accumulate_steps)
     definition = classifier_definition(config, num_classes, config.epochs * steps_per_epoch)
-    weights = jnp.asarray(class_weights(train_labels, num_classes, config.class_weighting))
-    is_writer = jax.process_index() == 0
+    weights = sharding.place_global(class_weights(train_labels, num_classes, config.class_weighting),
+                                    sharding.replicated(mesh))
+    is_writer = distributed.is_main_process()
 
     with Checkpoints(paths.checkpoints, keep=config.checkpoint.keep) as checkpoints:
         state, loop = restore_or_init(checkpoints, lambda key: init_classifier_state(config, definition, key),
@@ -159,7 +188,7 @@ def train_classifier(config: ClassifierConfig, workdir: Path | str, data: SplitD
             state, loop = _train_epochs(config, definition, state, loop, data, weights, steps_per_epoch, mesh,
                                         checkpoints, paths, is_writer, progress)
     test_probabilities = predict(definition, state.best_params, state.best_model_state, data.test[0],
-                                 config.batch_size)
+                                 config.batch_size, sharding.batch_sharding(mesh))
     report = evaluate_on_test(config, test_probabilities, data, loop)
     if is_writer:
         paths.eval.write_text(json.dumps(report, indent=2) + "\n")
@@ -172,12 +201,13 @@ def _train_epochs(config, definition, state, loop, data, weights, steps_per_epoc
     train_images, train_labels = data.train
     stream = BatchStream({"image": train_images, "label": train_labels}, config.batch_size, seed=config.seed,
                          position=loop["position"])
-    batches = prefetch_to_device(stream, size=2, sharding=sharding.batch_sharding(mesh))
+    rows = sharding.batch_sharding(mesh)
+    batches = prefetch_to_device(sharding.placed_batches(stream, rows), size=2, sharding=rows)
     writer = MetricsWriter(paths.metrics, paths.events, resume_step=int(state.step)) if is_writer else None
-    train_step = make_classifier_train_step(definition)
+    train_step = make_classifier_train_step(definition, mesh)
     total = config.epochs * steps_per_epoch
     bar = tqdm(total=total, initial=int(state.step), desc="train classifier", unit="step", file=sys.stderr,
-               disable=not progress, dynamic_ncols=True)
+               disable=not (progress and is_writer), dynamic_ncols=True)
     try:
         for epoch in range(loop["epoch"] + 1, config.epochs + 1):
             step_metrics = []
@@ -194,7 +224,7 @@ def _train_epochs(config, definition, state, loop, data, weights, steps_per_epoc
                                        f"checkpoint is step {checkpoints.latest_step()} in {paths.checkpoints}")
             val_images, val_labels = data.val
             val_loss, val_accuracy = (loss_and_accuracy(predict(definition, state.params, state.model_state,
-                                                                val_images, config.batch_size), val_labels)
+                                                                val_images, config.batch_size, rows), val_labels)
                                       if len(val_images) else (train_loss, train_accuracy))
             improved = loop["best_val_loss"] is None or val_loss < loop["best_val_loss"]
             if improved:

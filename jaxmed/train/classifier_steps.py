@@ -5,6 +5,13 @@ statistics and the dropout RNG stream), the optax state, the step, an augmentati
 key, and the weights of the best validation epoch so far (early stopping returns to
 them, and a resumed run must remember them). `ClassifierDefinition` is the static
 rest, rebuilt from the config.
+
+With `accumulate_steps=K` a step sums the gradients of K microbatches before its one
+update (`jaxmed.train.accumulation`). Each microbatch's loss is its share of the
+batch's class-weighted mean (its weighted sum over the batch's total weight), so the
+sum over microbatches is exactly the batch loss whatever the class mix per microbatch.
+`make_classifier_train_step(definition, mesh)` compiles for a device mesh
+(`jaxmed.train.sharding`).
 """
 
 from __future__ import annotations
@@ -16,9 +23,12 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx, struct
+from jax.sharding import Mesh
 
 from jaxmed.data.augment import AugmentConfig, augment
 from jaxmed.models.classifier import build_classifier
+from jaxmed.train import sharding
+from jaxmed.train.accumulation import sum_over_microbatches
 from jaxmed.train.config import ClassifierConfig, compute_dtype
 from jaxmed.train.optimizer import build_optimizer
 
@@ -56,6 +66,7 @@ class ClassifierDefinition:
     optimizer: optax.GradientTransformation
     augment: AugmentConfig | None
     num_classes: int
+    accumulate_steps: int = 1
 
 
 def _build(config: ClassifierConfig, num_classes: int, key: jax.Array) -> nnx.Module:
@@ -70,7 +81,8 @@ def classifier_definition(config: ClassifierConfig, num_classes: int, total_step
     """The static structure for `config`, without allocating parameters."""
     model = nnx.eval_shape(lambda: _build(config, num_classes, jax.random.key(0)))
     return ClassifierDefinition(model=nnx.graphdef(model), optimizer=build_optimizer(config.optimizer, total_steps),
-                                augment=AugmentConfig() if config.augment else None, num_classes=num_classes)
+                                augment=AugmentConfig() if config.augment else None, num_classes=num_classes,
+                                accumulate_steps=config.accumulate_steps)
 
 
 def init_classifier_state(config: ClassifierConfig, definition: ClassifierDefinition,
@@ -84,15 +96,12 @@ def init_classifier_state(config: ClassifierConfig, definition: ClassifierDefini
         best_params=jax.tree.map(jnp.copy, params), best_model_state=jax.tree.map(jnp.copy, model_state))
 
 
-def weighted_cross_entropy(logits_BxC: jax.Array, labels_B: jax.Array, weights_B: jax.Array) -> jax.Array:
-    """Softmax cross-entropy averaged with per-example weights (class weighting for imbalance)."""
-    losses_B = optax.softmax_cross_entropy_with_integer_labels(logits_BxC, labels_B)
-    return jnp.sum(weights_B * losses_B) / jnp.maximum(jnp.sum(weights_B), 1e-12)
-
-
 def classifier_train_step(definition: ClassifierDefinition, state: ClassifierState, images_BxHxWxC: jax.Array,
                           labels_B: jax.Array, class_weights_C: jax.Array) -> tuple[ClassifierState, dict]:
     """One optimizer update on a batch (augmented on device when the definition says so).
+
+    The loss is softmax cross-entropy averaged with per-example class weights,
+    sum(w * loss) / sum(w) over the batch (class weighting for imbalance).
 
     Returns:
       The new state, and scalar metrics `loss` (weighted) and `accuracy`.
@@ -101,25 +110,50 @@ def classifier_train_step(definition: ClassifierDefinition, state: ClassifierSta
     if definition.augment is not None:
         images_BxHxWxC = augment(augment_key, images_BxHxWxC, definition.augment)
     weights_B = class_weights_C[labels_B]
+    total_weight = jnp.maximum(jnp.sum(weights_B), 1e-12)
 
-    def loss_fn(params):
-        model = nnx.merge(definition.model, params, state.model_state, copy=True)
-        model.train()
-        logits_BxC = model(images_BxHxWxC)
-        return weighted_cross_entropy(logits_BxC, labels_B, weights_B), (logits_BxC, nnx.state(model, NON_PARAMS))
+    def microbatch_gradients(model_state, microbatch):
+        images_bxHxWxC, labels_b, weights_b = microbatch
 
-    (loss, (logits_BxC, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        def loss_fn(params):
+            model = nnx.merge(definition.model, params, model_state, copy=True)
+            model.train()
+            logits_bxC = model(images_bxHxWxC)
+            losses_b = optax.softmax_cross_entropy_with_integer_labels(logits_bxC, labels_b)
+            return jnp.sum(weights_b * losses_b) / total_weight, (logits_bxC, nnx.state(model, NON_PARAMS))
+
+        (loss, (logits_bxC, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        correct = jnp.sum((jnp.argmax(logits_bxC, -1) == labels_b).astype(jnp.float32))
+        return model_state, (grads, {"loss": loss, "correct": correct})
+
+    model_state, (grads, sums) = sum_over_microbatches(
+        microbatch_gradients, state.model_state, (images_BxHxWxC, labels_B, weights_B), definition.accumulate_steps)
     updates, opt_state = definition.optimizer.update(grads, state.opt_state, state.params)
     new_state = state.replace(step=state.step + 1, key=jax.random.key_data(key),
                               params=optax.apply_updates(state.params, updates), model_state=model_state,
                               opt_state=opt_state)
-    accuracy = jnp.mean((jnp.argmax(logits_BxC, -1) == labels_B).astype(jnp.float32))
-    return new_state, {"loss": loss, "accuracy": accuracy}
+    return new_state, {"loss": sums["loss"], "accuracy": sums["correct"] / labels_B.shape[0]}
 
 
-def make_classifier_train_step(definition: ClassifierDefinition):
-    """`classifier_train_step` for `definition`, jitted once with the state donated."""
-    return jax.jit(functools.partial(classifier_train_step, definition), donate_argnums=0)
+def make_classifier_train_step(definition: ClassifierDefinition, mesh: Mesh | None = None):
+    """`classifier_train_step` for `definition`, jitted once with the state donated.
+
+    Args:
+      definition: the run's static structure.
+      mesh: a `jaxmed.train.sharding.make_mesh` mesh. With one, the step is compiled
+        for it: state and class weights replicated, images and labels sharded along
+        `data`, metrics replicated (place inputs that way to compile once; see
+        `jaxmed.train.gan_steps.make_gan_train_step`). Without one, everything goes to
+        the default device.
+
+    Returns:
+      `step(state, images_BxHxWxC, labels_B, class_weights_C) -> (state, metrics)`.
+    """
+    step = functools.partial(classifier_train_step, definition)
+    if mesh is None:
+        return jax.jit(step, donate_argnums=0)
+    whole, rows = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+    return jax.jit(step, in_shardings=(whole, rows, rows, whole), out_shardings=(whole, whole), donate_argnums=0)
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -23,6 +23,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxmed import data as data_lib
+from jaxmed import files
 from jaxmed.errors import UsageError
 from jaxmed.losses import GAN_LOSSES
 
@@ -46,26 +47,44 @@ class DataConfig:
     """What to train on.
 
     Attributes:
-      spec: data source, e.g. "phantom:brain" (see `jaxmed.data.load`).
+      spec: data source, e.g. "phantom:brain" or a folder (see `jaxmed.data.load`).
       n: number of images to generate (phantom sources only).
       class_fraction: share of the positive class (phantom sources only).
       difficulty: lesion difficulty (phantom sources only; higher = smaller, fainter).
+      skip_bad: skip unusable files, listing each (in the workdir's skipped.json),
+        instead of stopping at the first one.
+      window: DICOM intensity window: "" (the file's own), a preset (brain, lung,
+        bone, ...) or "CENTER,WIDTH".
+      slice_axis: volumes: slice along this canonical axis (0 sagittal, 1 coronal, 2 axial).
+      slice_start, slice_stop: volumes: keep slices in this fraction of the axis.
+      skip_empty_slices: volumes: leave out slices with no signal.
     """
 
     spec: str = "phantom:brain"
     n: int = 2000
     class_fraction: float = 0.5
     difficulty: float = 1.0
+    skip_bad: bool = False
+    window: str = ""
+    slice_axis: int = 2
+    slice_start: float = 0.0
+    slice_stop: float = 1.0
+    skip_empty_slices: bool = True
 
     def __post_init__(self):
         _require(self.n >= 1, "data.n must be at least 1")
         _require(0.0 <= self.class_fraction <= 1.0, "data.class_fraction must be in [0, 1]")
         _require(self.difficulty > 0, "data.difficulty must be positive")
+        _require(self.slice_axis in (0, 1, 2), "data.slice_axis must be 0, 1 or 2")
+        _require(0.0 <= self.slice_start < self.slice_stop <= 1.0,
+                 "data.slice_start and data.slice_stop must satisfy 0 <= start < stop <= 1")
 
     def load(self, image_size: int, channels: int, seed: int) -> data_lib.Dataset:
-        """Reads this source as a `jaxmed.data.Dataset` (phantom options apply to phantom specs)."""
+        """Reads this source as a `jaxmed.data.Dataset` (options apply to the sources that have them)."""
         return data_lib.load(self.spec, image_size, channels, n=self.n, class_fraction=self.class_fraction,
-                         difficulty=self.difficulty, seed=seed)
+                             difficulty=self.difficulty, seed=seed, skip_bad=self.skip_bad, window=self.window,
+                             slice_axis=self.slice_axis, slice_range=(self.slice_start, self.slice_stop),
+                             skip_empty_slices=self.skip_empty_slices)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,9 +154,19 @@ class EvalConfig:
         _require(self.every >= 1 and self.n >= 1, "eval.every and eval.n must be at least 1")
 
 
+def _check_accumulation(batch_size: int, accumulate_steps: int) -> None:
+    _require(accumulate_steps >= 1, "accumulate_steps must be at least 1")
+    _require(batch_size % accumulate_steps == 0,
+             f"accumulate_steps={accumulate_steps} must divide batch_size={batch_size}")
+
+
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
-    """Devices on the `data` mesh axis (0 = all devices)."""
+    """Devices on the `data` mesh axis (0 = all devices of all processes).
+
+    The batch is split across them; the result does not depend on the count beyond
+    float rounding, so a resumed run may change it.
+    """
 
     data: int = 0
 
@@ -161,6 +190,9 @@ class GanConfig:
       loss: "minimax", "non_saturating" or "hinge" (see `jaxmed.losses`).
       ema_decay: decay of the generator's exponential moving average (used for sampling).
       precision: "fp32" or "bf16" (bf16 computation, float32 parameters).
+      accumulate_steps: microbatches per step; gradients are summed over them before the one
+        update, so a batch that does not fit fits (see `jaxmed.train.accumulation` for what
+        it means for BatchNorm). Must divide batch_size.
     """
 
     model: str = "dcgan"
@@ -174,6 +206,7 @@ class GanConfig:
     loss: str = "non_saturating"
     ema_decay: float = 0.999
     precision: str = "fp32"
+    accumulate_steps: int = 1
     data: DataConfig = DataConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
@@ -197,6 +230,7 @@ class GanConfig:
         _require(self.loss in GAN_LOSSES, f"loss must be one of {', '.join(GAN_LOSSES)}, got {self.loss!r}")
         _require(0.0 <= self.ema_decay < 1.0, "ema_decay must be in [0, 1)")
         _require(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
+        _check_accumulation(self.batch_size, self.accumulate_steps)
 
     @classmethod
     def tiny(cls, **overrides: Any) -> GanConfig:
@@ -290,7 +324,7 @@ def flat_items_of_dict(values: Mapping[str, Any], prefix: str = "") -> dict[str,
 
 def save(config, path: Path) -> None:
     """Writes the config as indented JSON."""
-    Path(path).write_text(json.dumps(to_dict(config), indent=2) + "\n")
+    files.write_text(path, json.dumps(to_dict(config), indent=2) + "\n")
 
 
 def load(config_type: type, path: Path):
@@ -314,10 +348,19 @@ def check_resumable(saved, requested_overrides: Mapping[str, Any]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class SplitConfig:
-    """Shares of each class held out for validation and test (ignored where the data has its own splits)."""
+    """How held-out data is chosen.
+
+    Attributes:
+      val_fraction, test_fraction: shares of each class held out for validation and
+        test (the test share is ignored where the data has its own splits).
+      by_subject: keep all slices of a volume or series on one side (for sources that
+        have them); False splits slices independently, which leaks neighbouring slices
+        of one scan between training and test and is only for data with too few scans.
+    """
 
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    by_subject: bool = True
 
     def __post_init__(self):
         _require(0 <= self.val_fraction < 1 and 0 < self.test_fraction < 1
@@ -357,7 +400,8 @@ class ClassifierConfig:
       seed: fixes parameters, data order, splits, augmentation and phantom data.
       class_weighting: "balanced" weights the loss by inverse class frequency (for imbalance).
       augment: classic augmentation (flips, small rotations and scaling, noise) during training.
-      precision: "fp32" or "bf16".
+      precision: "fp32" or "bf16" (bf16 computation, float32 parameters).
+      accumulate_steps: microbatches per step (as in `GanConfig`). Must divide batch_size.
       checkpoint.every: in epochs.
       eval.n: bootstrap resamples for the confidence intervals in eval.json.
     """
@@ -373,6 +417,7 @@ class ClassifierConfig:
     class_weighting: str = "none"
     augment: bool = False
     precision: str = "fp32"
+    accumulate_steps: int = 1
     data: DataConfig = DataConfig(spec="phantom:lung")
     split: SplitConfig = SplitConfig()
     optimizer: OptimizerConfig = OptimizerConfig(lr=1e-3, b1=0.9, weight_decay=1e-4, schedule="cosine",
@@ -396,6 +441,7 @@ class ClassifierConfig:
         _require(self.class_weighting in CLASS_WEIGHTINGS,
                  f"class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)}")
         _require(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
+        _check_accumulation(self.batch_size, self.accumulate_steps)
 
     @classmethod
     def tiny(cls, **overrides: Any) -> ClassifierConfig:

@@ -12,6 +12,13 @@ Outputs (see `jaxmed.train.workdir`): metrics.jsonl and TensorBoard scalars ever
 `log.every` steps; a fixed-noise sample grid of the EMA generator every
 `sample.every` steps (plots/samples_step_NNNNNN.png); the loss curves and the
 real-versus-generated pixel distribution every `eval.every` steps and at the end.
+
+Devices and hosts (`jaxmed.train.sharding`, `jaxmed.train.distributed`): the step runs
+on a `mesh.data`-device mesh spanning every process; each process computes the same
+global batch k from (seed, k) and places only its own devices' rows. Every process runs
+every step and every sampling computation (they are collective), but only process 0
+writes config.json, metrics, plots and the progress bar; all processes call the
+checkpoint save, and Orbax writes one checkpoint.
 """
 
 from __future__ import annotations
@@ -29,29 +36,45 @@ from jaxmed import viz
 from jaxmed.data.pipeline import BatchStream, prefetch_to_device
 from jaxmed.errors import TrainingDiverged
 from jaxmed.train import config as config_lib
-from jaxmed.train import sharding
+from jaxmed.train import distributed, sharding
 from jaxmed.train.checkpoint import Checkpoints, restore_or_init
 from jaxmed.train.config import GanConfig
 from jaxmed.train.gan_steps import generate_jit, make_gan_train_step
 from jaxmed.train.metrics_writer import MetricsWriter, read_metrics
 from jaxmed.train.gan_state import GanDefinition, GanState, gan_definition, init_gan_state
-from jaxmed.train.workdir import Workdir
+from jaxmed.train.workdir import Workdir, record_skipped
 
 # Offsets that derive independent streams from the one run seed.
 SAMPLE_NOISE_SEED_OFFSET = 1_000_003
 EVAL_SEED_OFFSET = 2_000_003
 
 
-def load_training_images(config: GanConfig) -> np.ndarray:
-    """The images a GAN config trains on: its data source, restricted to `class_name`."""
+def load_training_images(config: GanConfig, workdir: Workdir | None = None) -> np.ndarray:
+    """The images a GAN config trains on: its data source, restricted to `class_name` (skips listed in `workdir`)."""
     dataset = config.data.load(config.image_size, config.channels, config.seed)
+    if workdir is not None:
+        record_skipped(dataset.provenance, workdir)
     return data_lib.select_class(dataset, config.class_name)
 
 
-def sample_images(definition: GanDefinition, state: GanState, z_NxZ: jax.Array, batch_size: int) -> np.ndarray:
-    """EMA-generator images for `z_NxZ`, in batches, as a host array in [-1, 1]."""
-    chunks = [generate_jit(definition.generator, state.ema_params, state.ema_stats, z_NxZ[start:start + batch_size])
-              for start in range(0, len(z_NxZ), batch_size)]
+def sample_images(definition: GanDefinition, state: GanState, z_NxZ: jax.Array, batch_size: int,
+                  placement: jax.sharding.Sharding | None = None) -> np.ndarray:
+    """EMA-generator images for `z_NxZ`, in batches, as a host array in [-1, 1].
+
+    Args:
+      definition, state: the GAN (its EMA generator is used).
+      z_NxZ: latent vectors, the same on every process.
+      batch_size: images per device call.
+      placement: where to put each batch of z, e.g. `sharding.replicated(mesh)` for a
+        state on a mesh (required when the mesh spans several processes); None lets jit decide.
+    """
+    z_NxZ = np.asarray(z_NxZ)
+    chunks = []
+    for start in range(0, len(z_NxZ), batch_size):
+        z_chunk = z_NxZ[start:start + batch_size]
+        if placement is not None:
+            z_chunk = sharding.place_global(z_chunk, placement)
+        chunks.append(generate_jit(definition.generator, state.ema_params, state.ema_stats, z_chunk))
     return np.concatenate([np.asarray(chunk) for chunk in chunks])
 
 
@@ -74,11 +97,11 @@ def train_gan(config: GanConfig, workdir: Path | str, images: np.ndarray | None 
     """
     paths = Workdir(Path(workdir))
     paths.root.mkdir(parents=True, exist_ok=True)
-    images = load_training_images(config) if images is None else images
+    images = load_training_images(config, paths) if images is None else images
     mesh = sharding.make_mesh(config.mesh.data)
-    sharding.check_batch_size(config.batch_size, mesh)
+    sharding.check_batch_size(config.batch_size, mesh, config.accumulate_steps)
     definition = gan_definition(config)
-    is_writer = jax.process_index() == 0
+    is_writer = distributed.is_main_process()
 
     with Checkpoints(paths.checkpoints, keep=config.checkpoint.keep) as checkpoints:
         state, data = restore_or_init(checkpoints, lambda key: init_gan_state(config, definition, key),
@@ -94,9 +117,9 @@ def train_gan(config: GanConfig, workdir: Path | str, images: np.ndarray | None 
         writer = MetricsWriter(paths.metrics, paths.events, resume_step=start) if is_writer else None
         sample_z = jax.random.normal(jax.random.key(config.seed + SAMPLE_NOISE_SEED_OFFSET),
                                      (config.sample.n, config.latent_dim))
-        train_step = make_gan_train_step(definition)
+        train_step = make_gan_train_step(definition, mesh)
         bar = tqdm(total=config.steps, initial=start, desc="train gan", unit="step", file=sys.stderr,
-                   disable=not progress, dynamic_ncols=True)
+                   disable=not (progress and is_writer), dynamic_ncols=True)
         timer = _Throughput(config.batch_size)
         pending: tuple[int, dict] | None = None
 
@@ -112,7 +135,8 @@ def train_gan(config: GanConfig, workdir: Path | str, images: np.ndarray | None 
             if writer and (step % config.log.every == 0 or step == config.steps):
                 writer.write_scalars(step, {**values, "images_per_s": timer.rate()})
 
-        batches = prefetch_to_device(stream, size=2, sharding=sharding.batch_sharding(mesh))
+        rows = sharding.batch_sharding(mesh)
+        batches = prefetch_to_device(sharding.placed_batches(stream, rows), size=2, sharding=rows)
         try:
             for step in range(start + 1, config.steps + 1):
                 state, metrics = train_step(state, next(batches)["image"])
@@ -125,12 +149,14 @@ def train_gan(config: GanConfig, workdir: Path | str, images: np.ndarray | None 
                     finish(pending)  # blocks on this step: never checkpoint a diverged state
                     pending = None
                     checkpoints.save(step, state, data={"position": step}, config=config_lib.to_dict(config))
-                if writer and (step % config.sample.every == 0 or step == config.steps):
-                    samples = sample_images(definition, state, sample_z, config.batch_size)
-                    viz.save_image_grid(samples, paths.plots / f"samples_step_{step:06d}.png")
-                    writer.write_image("samples", viz.image_grid(samples), step)
-                if writer and (step % config.eval.every == 0 or step == config.steps):
-                    write_plots(config, definition, state, images, paths)
+                # Every process computes the samples (a computation on the mesh); process 0 writes them.
+                if step % config.sample.every == 0 or step == config.steps:
+                    samples = sample_images(definition, state, sample_z, config.batch_size, sharding.replicated(mesh))
+                    if writer:
+                        viz.save_image_grid(samples, paths.plots / f"samples_step_{step:06d}.png")
+                        writer.write_image("samples", viz.image_grid(samples), step)
+                if step % config.eval.every == 0 or step == config.steps:
+                    write_plots(config, definition, state, images, paths, sharding.replicated(mesh), write=is_writer)
             if pending:
                 finish(pending)
         finally:
@@ -142,16 +168,24 @@ def train_gan(config: GanConfig, workdir: Path | str, images: np.ndarray | None 
 
 
 def write_plots(config: GanConfig, definition: GanDefinition, state: GanState, images: np.ndarray,
-                paths: Workdir) -> None:
-    """The seed paper's figures: loss curves (Figure 2) and real-vs-generated pixel values (Figure 3)."""
-    rows = read_metrics(paths.metrics)
-    if rows:
-        viz.plot_losses(rows, paths.plots / "losses.png")
+                paths: Workdir, placement: jax.sharding.Sharding | None = None, *, write: bool = True) -> None:
+    """The seed paper's figures: loss curves (Figure 2) and real-vs-generated pixel values (Figure 3).
+
+    Args:
+      placement: where the state lives (see `sample_images`).
+      write: False computes the generated images without writing (the other processes
+        of a multi-host run, which must join the computation).
+    """
     rng = np.random.default_rng(config.seed + EVAL_SEED_OFFSET)
     count = min(config.eval.n, len(images))
     real = images[rng.choice(len(images), count, replace=False)]
     z = jax.random.normal(jax.random.key(config.seed + EVAL_SEED_OFFSET), (count, config.latent_dim))
-    generated = sample_images(definition, state, z, config.batch_size)
+    generated = sample_images(definition, state, z, config.batch_size, placement)
+    if not write:
+        return
+    rows = read_metrics(paths.metrics)
+    if rows:
+        viz.plot_losses(rows, paths.plots / "losses.png")
     viz.plot_pixel_distribution(real, generated, paths.plots / "pixel_distribution.png")
 
 

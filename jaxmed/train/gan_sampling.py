@@ -42,8 +42,8 @@ def sample_from_workdir(workdir: Path | str, n: int, seed: int = 0, batch_size: 
     config = config_lib.load(GanConfig, paths.config)
     definition = gan_definition(config)
     with Checkpoints(paths.checkpoints, keep=config.checkpoint.keep) as checkpoints:
-        step = checkpoints.latest_step()
+        # The newest checkpoint that restores (a damaged one is reported and passed over).
         abstract = jax.eval_shape(lambda key: init_gan_state(config, definition, key), jax.random.key(0))
-        state, _, _ = checkpoints.restore(abstract_like(abstract, SingleDeviceSharding(jax.devices()[0])), step)
+        state, _, _ = checkpoints.restore(abstract_like(abstract, SingleDeviceSharding(jax.devices()[0])))
     z = jax.random.normal(jax.random.key(seed), (n, config.latent_dim))
-    return sample_images(definition, state, z, batch_size), step
+    return sample_images(definition, state, z, batch_size), int(state.step)

@@ -2,8 +2,8 @@
 
 `GanState` is data only (arrays), so it can be jitted, donated, sharded and saved by
 Orbax as it is. `GanDefinition` is the static rest: the NNX graph definitions of the
-two networks and the optax transformations, fixed by the config. A checkpoint holds
-the state; the definition is rebuilt from the saved config.
+two networks, the optax transformations and the step's settings, fixed by the
+config. A checkpoint holds the state; the definition is rebuilt from the saved config.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class GanDefinition:
     latent_dim: int
     loss: str
     ema_decay: float
+    accumulate_steps: int = 1
 
 
 def _build_networks(config: GanConfig, key: jax.Array) -> tuple[Generator, Discriminator]:
@@ -79,6 +80,7 @@ def gan_definition(config: GanConfig) -> GanDefinition:
         latent_dim=config.latent_dim,
         loss=config.loss,
         ema_decay=config.ema_decay,
+        accumulate_steps=config.accumulate_steps,
     )
 
 

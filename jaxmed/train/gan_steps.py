@@ -6,8 +6,13 @@ once, D sees the real and the generated batch, and one reverse pass per loss giv
 D's gradient of its loss and G's gradient of its own. XLA removes the parts of each
 reverse pass that the other network's update does not need.
 
+With `accumulate_steps=K` the batch and its noise are split into K microbatches and
+the gradients summed over them before the one update (`jaxmed.train.accumulation`;
+it explains what that means for BatchNorm). K=1 is the plain step.
+
 `make_gan_train_step` closes over the static `GanDefinition` and jits once, donating
-the state's buffers so parameters update in place.
+the state's buffers so parameters update in place; given a mesh, it compiles with
+explicit shardings (`jaxmed.train.sharding`).
 """
 
 from __future__ import annotations
@@ -18,8 +23,11 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+from jax.sharding import Mesh
 
 from jaxmed.losses import discriminator_loss, generator_loss
+from jaxmed.train import sharding
+from jaxmed.train.accumulation import sum_over_microbatches
 from jaxmed.train.gan_state import GanDefinition, GanState
 
 # The EMA warms up like tf.train.ExponentialMovingAverage(num_updates=step): early
@@ -32,35 +40,54 @@ def gan_train_step(definition: GanDefinition, state: GanState,
     """One discriminator and one generator update on a batch of real images.
 
     Args:
-      definition: the static structure (graph definitions, optimizers, loss, EMA decay).
+      definition: the static structure (graph definitions, optimizers, loss, EMA decay,
+        microbatches per step).
       state: the current train state.
       real_BxHxWxC: real images in [-1, 1].
 
     Returns:
       The new state, and float32 scalar metrics: `d_loss`, `g_loss`, `d_real` (mean
-      D(x)) and `d_fake` (mean D(G(z))).
+      D(x)) and `d_fake` (mean D(G(z))), averaged over the microbatches.
     """
     key, noise_key = jax.random.split(jax.random.wrap_key_data(state.key))
     z_BxZ = jax.random.normal(noise_key, (real_BxHxWxC.shape[0], definition.latent_dim))
 
-    def losses(generator_params, discriminator_params):
-        # copy=True: BatchNorm updates its running statistics on fresh variables of this
-        # trace; the updated statistics leave through the auxiliary output.
-        generator = nnx.merge(definition.generator, generator_params, state.generator_stats, copy=True)
-        discriminator = nnx.merge(definition.discriminator, discriminator_params, state.discriminator_stats,
-                                  copy=True)
-        real_logits_B = discriminator(real_BxHxWxC)
-        fake_logits_B = discriminator(generator(z_BxZ))
-        loss_pair = (discriminator_loss(real_logits_B, fake_logits_B, definition.loss),
-                     generator_loss(fake_logits_B, definition.loss))
-        updated_stats = (nnx.state(generator, nnx.BatchStat), nnx.state(discriminator, nnx.BatchStat))
-        return loss_pair, (updated_stats, real_logits_B, fake_logits_B)
+    def microbatch_gradients(stats, microbatch):
+        generator_stats, discriminator_stats = stats
+        real_bxHxWxC, z_bxZ = microbatch
 
-    (d_loss, g_loss), pullback, ((generator_stats, discriminator_stats), real_logits_B, fake_logits_B) = jax.vjp(
-        losses, state.generator_params, state.discriminator_params, has_aux=True)
-    one, zero = jnp.ones((), d_loss.dtype), jnp.zeros((), d_loss.dtype)
-    _, discriminator_grads = pullback((one, zero))
-    generator_grads, _ = pullback((zero, one))
+        def losses(generator_params, discriminator_params):
+            # copy=True: BatchNorm updates its running statistics on fresh variables of this
+            # trace; the updated statistics leave through the auxiliary output.
+            generator = nnx.merge(definition.generator, generator_params, generator_stats, copy=True)
+            discriminator = nnx.merge(definition.discriminator, discriminator_params, discriminator_stats,
+                                      copy=True)
+            real_logits_b = discriminator(real_bxHxWxC)
+            fake_logits_b = discriminator(generator(z_bxZ))
+            loss_pair = (discriminator_loss(real_logits_b, fake_logits_b, definition.loss),
+                         generator_loss(fake_logits_b, definition.loss))
+            updated_stats = (nnx.state(generator, nnx.BatchStat), nnx.state(discriminator, nnx.BatchStat))
+            return loss_pair, (updated_stats, real_logits_b, fake_logits_b)
+
+        (d_loss, g_loss), pullback, (updated_stats, real_logits_b, fake_logits_b) = jax.vjp(
+            losses, state.generator_params, state.discriminator_params, has_aux=True)
+        one, zero = jnp.ones((), d_loss.dtype), jnp.zeros((), d_loss.dtype)
+        _, discriminator_grads = pullback((one, zero))
+        generator_grads, _ = pullback((zero, one))
+        metrics = {
+            "d_loss": d_loss,
+            "g_loss": g_loss,
+            "d_real": jnp.mean(jax.nn.sigmoid(real_logits_b)),
+            "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits_b)),
+        }
+        return updated_stats, (generator_grads, discriminator_grads, metrics)
+
+    microbatches = definition.accumulate_steps
+    (generator_stats, discriminator_stats), sums = sum_over_microbatches(
+        microbatch_gradients, (state.generator_stats, state.discriminator_stats), (real_BxHxWxC, z_BxZ),
+        microbatches)
+    # Each microbatch's losses are means over equally many rows: their mean is the batch mean.
+    generator_grads, discriminator_grads, metrics = jax.tree.map(lambda total: total / microbatches, sums)
 
     generator_params, generator_opt = _apply(definition.generator_optimizer, generator_grads,
                                              state.generator_opt, state.generator_params)
@@ -80,12 +107,6 @@ def gan_train_step(definition: GanDefinition, state: GanState,
         generator_opt=generator_opt,
         discriminator_opt=discriminator_opt,
     )
-    metrics = {
-        "d_loss": d_loss,
-        "g_loss": g_loss,
-        "d_real": jnp.mean(jax.nn.sigmoid(real_logits_B)),
-        "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits_B)),
-    }
     return new_state, metrics
 
 
@@ -94,9 +115,27 @@ def _apply(optimizer: optax.GradientTransformation, grads, opt_state, params):
     return optax.apply_updates(params, updates), opt_state
 
 
-def make_gan_train_step(definition: GanDefinition):
-    """`gan_train_step` for `definition`, jitted once with the state donated."""
-    return jax.jit(functools.partial(gan_train_step, definition), donate_argnums=0)
+def make_gan_train_step(definition: GanDefinition, mesh: Mesh | None = None):
+    """`gan_train_step` for `definition`, jitted once with the state donated.
+
+    Args:
+      definition: the run's static structure.
+      mesh: a `jaxmed.train.sharding.make_mesh` mesh. With one, the step is compiled
+        for it: state replicated, images sharded along `data`, metrics replicated.
+        Place the inputs that way (`jax.device_put(state, sharding.replicated(mesh))`,
+        `sharding.place_global(images, sharding.batch_sharding(mesh))`, as the loop
+        does): unplaced inputs are moved, but cost a second compilation. Without a
+        mesh, jit places everything on the default device.
+
+    Returns:
+      `step(state, real_BxHxWxC) -> (state, metrics)`.
+    """
+    step = functools.partial(gan_train_step, definition)
+    if mesh is None:
+        return jax.jit(step, donate_argnums=0)
+    state_sharding, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+    return jax.jit(step, in_shardings=(state_sharding, batch_sharding), out_shardings=(state_sharding, state_sharding),
+                   donate_argnums=0)
 
 
 def generate(generator_def: nnx.GraphDef, params: nnx.State, stats: nnx.State, z_BxZ: jax.Array) -> jax.Array:

@@ -1,13 +1,27 @@
 """The one place that builds the device mesh and says where arrays live.
 
 Data parallelism over a 1-D mesh with axis `data`: batches are split along their
-first dimension across devices, the train state is replicated, and jit's sharding
-propagation inserts the gradient all-reduce. Nothing in the models knows about devices.
+first dimension across devices, the train state is replicated, and the steps are
+jitted with these shardings as explicit `in_shardings` / `out_shardings`. jit's
+sharding propagation inserts the collectives: the gradient all-reduce, and the
+reductions that make BatchNorm normalise with the statistics of the *global* batch
+(a mean over a sharded batch axis is a mean over every device's rows). So a step on
+8 devices computes the same function as on 1. Nothing in the models knows about
+devices.
+
+The mesh spans the devices of every process in a multi-host run
+(`jaxmed.train.distributed`). Each process then places its own rows of a batch with
+`place_global`: batch k is a pure function of (seed, k), so every process can compute
+it, and each transfers only the rows that belong to its own devices.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jaxmed.errors import UsageError
@@ -16,16 +30,23 @@ DATA_AXIS = "data"
 
 
 def make_mesh(num_devices: int = 0) -> Mesh:
-    """A 1-D `data` mesh over the first `num_devices` devices (0 = all).
+    """A 1-D `data` mesh over the first `num_devices` devices of all processes (0 = all).
+
+    Args:
+      num_devices: devices on the `data` axis (`mesh.data`); 0 for every device.
 
     Raises:
-      UsageError: if more devices are asked for than exist.
+      UsageError: if more devices are asked for than exist, or, in a multi-process
+        run, fewer than all (every process must own part of the mesh).
     """
     available = jax.device_count()
     count = num_devices or available
     if count > available:
         raise UsageError(f"mesh.data={count} but only {available} devices are available")
-    return jax.make_mesh((count,), (DATA_AXIS,), (AxisType.Auto,), devices=jax.devices()[:count])
+    if jax.process_count() > 1 and count != available:
+        raise UsageError(f"mesh.data={count}: a run of {jax.process_count()} processes uses all {available} "
+                         "devices (set mesh.data=0)")
+    return jax.make_mesh((count,), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=jax.devices()[:count])
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -38,8 +59,54 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def check_batch_size(batch_size: int, mesh: Mesh) -> None:
-    """Raises UsageError unless the batch divides evenly across the mesh."""
+def check_batch_size(batch_size: int, mesh: Mesh, accumulate_steps: int = 1) -> None:
+    """Raises UsageError unless every device gets the same whole number of rows of every microbatch.
+
+    Args:
+      batch_size: the global batch of one train step.
+      mesh: the device mesh.
+      accumulate_steps: microbatches per step (`jaxmed.train.accumulation`).
+    """
     devices = mesh.shape[DATA_AXIS]
-    if batch_size % devices:
-        raise UsageError(f"batch size {batch_size} is not divisible by the {devices} devices of the mesh")
+    if batch_size % (devices * accumulate_steps):
+        raise UsageError(f"batch size {batch_size} is not divisible by {devices} devices x {accumulate_steps} "
+                         "accumulation steps")
+
+
+def place_global(host_array: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
+    """Places a host array that every process holds in full as one global array on `sharding`.
+
+    Each process transfers only the slices its own devices hold (for a batch sharding:
+    its own rows), and no process checks the others' data, so unlike `jax.device_put`
+    this needs no cross-process communication and may run on a background thread.
+
+    Args:
+      host_array: the whole global value (e.g. batch k of a `BatchStream`), identical
+        on every process.
+      sharding: where it goes, e.g. `batch_sharding(mesh)` or `replicated(mesh)`.
+    """
+    host_array = np.asarray(host_array)
+    return jax.make_array_from_process_local_data(sharding, host_array, host_array.shape)
+
+
+def placed_batches(batches: Iterator[Mapping[str, np.ndarray]], sharding: jax.sharding.Sharding
+                   ) -> Iterator[dict[str, jax.Array]]:
+    """`place_global` applied to every array of every batch.
+
+    Feed the result to `jaxmed.data.pipeline.prefetch_to_device(..., sharding=sharding)`:
+    the arrays already have that sharding, so its `device_put` passes them through and
+    the placement runs on the prefetch thread.
+    """
+    for batch in batches:
+        yield {key: place_global(value, sharding) for key, value in batch.items()}
+
+
+def to_host(array: jax.Array) -> np.ndarray:
+    """The whole value of `array` as a numpy array on every process.
+
+    A batch-sharded result of a multi-host run is gathered first (a collective: every
+    process must call this); anything a process holds in full is just copied.
+    """
+    if array.is_fully_addressable:
+        return np.asarray(array)
+    return np.asarray(multihost_utils.process_allgather(array, tiled=True))
