@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import platform
-import statistics
 import time
 from collections.abc import Callable
 
@@ -25,6 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxmed.bench.environment import environment_record
+from jaxmed.bench.stats import summarize_ms
 from jaxmed.nn import upsample_conv
 
 # (input height = width, C_in, C_out) of the dcgan128 generator's up-sampling layers.
@@ -45,10 +45,10 @@ def _forward_and_backward(fn: Callable[[jax.Array, jax.Array], jax.Array]) -> tu
     return jax.jit(fn), jax.jit(jax.grad(loss, argnums=(0, 1)))
 
 
-def _time_ms(fn: Callable, *args) -> float:
+def _time_s(fn: Callable, *args) -> float:
     start = time.perf_counter()
     jax.block_until_ready(fn(*args))
-    return 1e3 * (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
 def benchmark_layer(size: int, c_in: int, c_out: int, batch_size: int, repeats: int, warmup: int,
@@ -56,8 +56,9 @@ def benchmark_layer(size: int, c_in: int, c_out: int, batch_size: int, repeats: 
     """Median forward / backward milliseconds of every implementation on one layer.
 
     Returns:
-      {"shape": ..., "impls": {name: {"forward_ms", "backward_ms", "forward_min_ms", "backward_min_ms"}},
-       "max_abs_error": {name: |y - y_ref| max}}.
+      {"shape": ..., "impls": {name: {"forward_ms", "backward_ms", "forward_min_ms", "backward_min_ms",
+       "forward", "backward"}}, "max_abs_error": {name: |y - y_ref| max}}; "forward" and "backward"
+      hold the full spread (`jaxmed.bench.stats.summarize_ms`).
     """
     rng = np.random.default_rng(seed)
     x = jnp.asarray(rng.standard_normal((batch_size, size, size, c_in)), jnp.float32)
@@ -77,13 +78,17 @@ def benchmark_layer(size: int, c_in: int, c_out: int, batch_size: int, repeats: 
     times = {name: {"forward": [], "backward": []} for name in compiled}
     for _ in range(repeats):
         for name, (forward, backward) in compiled.items():
-            times[name]["forward"].append(_time_ms(forward, x, kernel))
-            times[name]["backward"].append(_time_ms(backward, x, kernel))
+            times[name]["forward"].append(_time_s(forward, x, kernel))
+            times[name]["backward"].append(_time_s(backward, x, kernel))
+    impls = {}
+    for name, t in times.items():
+        forward, backward = summarize_ms(t["forward"]), summarize_ms(t["backward"])
+        impls[name] = {"forward_ms": forward["median_ms"], "backward_ms": backward["median_ms"],
+                       "forward_min_ms": forward["min_ms"], "backward_min_ms": backward["min_ms"],
+                       "forward": forward, "backward": backward}
     return {
         "shape": {"batch": batch_size, "height": size, "width": size, "c_in": c_in, "c_out": c_out},
-        "impls": {name: {"forward_ms": statistics.median(t["forward"]), "backward_ms": statistics.median(t["backward"]),
-                         "forward_min_ms": min(t["forward"]), "backward_min_ms": min(t["backward"])}
-                  for name, t in times.items()},
+        "impls": impls,
         "max_abs_error": errors,
     }
 
@@ -132,8 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "device": {"platform": device.platform, "kind": device.device_kind, "count": jax.device_count()},
         "jax_version": jax.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
+        "environment": environment_record(),
         "batch_size": args.batch_size,
         "repeats": args.repeats,
         "warmup": args.warmup,

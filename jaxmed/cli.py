@@ -4,8 +4,16 @@
                      [--image-size N] [--seed N] [--set key=value ...]
     jaxmed train classifier --data SPEC --workdir DIR [--epochs N] [--batch-size N]
                      [--image-size N] [--seed N] [--set key=value ...]
-    jaxmed sample --workdir DIR --n N --out DIR [--seed N] [--format png|npz]
+    (both also take --coordinator HOST:PORT --num-processes N --process-id I for multi-host runs)
+    jaxmed sample --workdir DIR --n N --out DIR [--seed N] [--format png|npz|dcm]
     jaxmed study augmentation --data SPEC --workdir DIR [--seeds N] [--set key=value ...]
+    jaxmed data inspect SPEC [--json [FILE]] [--montage FILE] [--image-size N] [--skip-bad]
+                     [--set data.KEY=VALUE ...]
+    (train, study and data inspect take --skip-bad: skip unreadable files, listing each)
+    jaxmed bench conv-pool [--models dcgan,seed_cnn,resnet18] [--batch-sizes 1,32,128]
+                     [--dtypes float32,bfloat16] [--plot FILE] [--json [FILE]]
+    jaxmed bench train-step --model dcgan128|dcgan64|seed_cnn|resnet18 --batch-size N [--steps N]
+                     [--precision fp32[,bf16]] [--devices N[,N...]] [--json [FILE]]
 
 Exit status: 0 on success, 2 on a usage error, 1 on a data, checkpoint or training
 error. Errors are one line on stderr; `--debug` shows the traceback instead.
@@ -77,13 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
         run_parser.add_argument("--image-size", type=_positive_int, help="side of the square images")
         run_parser.add_argument("--seed", type=_non_negative_int, help="run seed")
         _add_common_run_flags(run_parser)
+        _add_distributed_flags(run_parser)
 
     sample = commands.add_parser("sample", help="write images from a trained generator (EMA weights)")
     sample.add_argument("--workdir", required=True, help="a GAN run directory")
     sample.add_argument("--n", type=_positive_int, required=True, help="number of images")
     sample.add_argument("--out", required=True, help="output folder")
     sample.add_argument("--seed", type=_non_negative_int, default=0, help="noise seed (default 0)")
-    sample.add_argument("--format", choices=("png", "npz"), default="png", help="file format (default png)")
+    sample.add_argument("--format", choices=("png", "npz", "dcm"), default="png",
+                        help="file format: png, npz, or dcm (DICOM Secondary Capture marked synthetic, no patient "
+                             "attributes) (default png)")
 
     study = commands.add_parser("study", help="run a study")
     study_kinds = study.add_subparsers(dest="kind", required=True, parser_class=_Parser)
@@ -95,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     augmentation.add_argument("--workdir", required=True, help="study directory")
     augmentation.add_argument("--seeds", type=_positive_int, help="number of seeds (default 3)")
     _add_common_run_flags(augmentation)
+    _add_data_parsers(commands)
+    _add_bench_parsers(commands)
     return parser
 
 
@@ -102,6 +115,47 @@ def _add_common_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set optimizer.lr=1e-4 (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_skip_bad_flag(parser)
+
+
+def _add_skip_bad_flag(parser: argparse.ArgumentParser) -> None:
+    # store_const with default None: only a flag actually given becomes a config override.
+    parser.add_argument("--skip-bad", action="store_const", const=True, default=None,
+                        help="skip unreadable or unusable files instead of stopping at the first, listing every "
+                             "one (training: in WORKDIR/skipped.json) (= --set data.skip_bad=true)")
+
+
+def _add_data_parsers(commands) -> None:
+    data = commands.add_parser("data", help="look at a data source")
+    kinds = data.add_subparsers(dest="kind", required=True, parser_class=_Parser)
+    inspect = kinds.add_parser(
+        "inspect", help="counts, raw formats, skipped files, duplicates and a montage of a data source",
+        description="Reads SPEC as training would and reports images per class and split, raw sizes, sample types "
+                    "and intensities, every skipped file, and exact and near-duplicate images within a class, "
+                    "across classes (conflicting labels) and across predefined splits (test leakage). Text on "
+                    "stdout; exit 1 with one line if SPEC cannot be read.")
+    inspect.add_argument("spec", metavar="SPEC",
+                         help="phantom:brain, phantom:lung, a folder, a .dcm/.nii[.gz]/.npz file or tfds:NAME[:SPLIT]")
+    inspect.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                         help="write the report as JSON to FILE; without FILE, print only the JSON object on stdout "
+                              "(the text report goes to stderr); put it after SPEC")
+    inspect.add_argument("--montage", metavar="FILE", help="write a PNG of example images, one row per class")
+    inspect.add_argument("--image-size", type=_positive_int, default=64,
+                         help="preprocess to this size before looking for duplicates (default 64)")
+    inspect.add_argument("--set", type=_key_value, action="append", default=[], metavar="data.KEY=VALUE",
+                         help="a data option, e.g. --set data.window=brain or --set data.n=500 (repeatable)")
+    _add_skip_bad_flag(inspect)
+
+
+def _add_distributed_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "multi-host", "start one process per host with the same command and its own --process-id; "
+                      "env JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID work too")
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0's coordinator service")
+    group.add_argument("--num-processes", type=_positive_int, help="number of processes in the run")
+    group.add_argument("--process-id", type=_non_negative_int, help="this process's id (0 writes the outputs)")
+    group.add_argument("--distributed", action="store_true",
+                       help="start JAX's distributed runtime, detecting the cluster (Slurm, Open MPI, TPU)")
 
 
 def _overrides(args: argparse.Namespace, flags: dict[str, str]) -> dict[str, object]:
@@ -114,10 +168,18 @@ def _overrides(args: argparse.Namespace, flags: dict[str, str]) -> dict[str, obj
     return overrides
 
 
-RUN_FLAGS = {"data.spec": "data", "batch_size": "batch_size", "image_size": "image_size", "seed": "seed"}
+RUN_FLAGS = {"data.spec": "data", "batch_size": "batch_size", "image_size": "image_size", "seed": "seed",
+             "data.skip_bad": "skip_bad"}
 
 
 def _train(args: argparse.Namespace) -> None:
+    from jaxmed.train import distributed
+
+    # Before anything touches JAX's devices (reading a workdir's checkpoints does).
+    settings = distributed.settings_from(args.coordinator, args.num_processes, args.process_id, args.distributed)
+    if settings is not None:
+        distributed.initialize(settings)
+
     from jaxmed.train.classifier_loop import train_classifier
     from jaxmed.train.config import ClassifierConfig, GanConfig
     from jaxmed.train.gan_loop import train_gan
@@ -142,7 +204,8 @@ def _study(args: argparse.Namespace) -> None:
     from jaxmed.studies.augmentation import StudyConfig, run_study
     from jaxmed.train import config as config_lib
 
-    config = config_lib.apply_overrides(StudyConfig(), _overrides(args, {"data.spec": "data", "seeds": "seeds"}))
+    config = config_lib.apply_overrides(StudyConfig(), _overrides(args, {"data.spec": "data", "seeds": "seeds",
+                                                                             "data.skip_bad": "skip_bad"}))
     summary = run_study(config, args.workdir, progress=not args.no_progress)
     print(f"study written to {Path(args.workdir) / 'study.json'}: {summary['summary']}", file=sys.stderr)
 
@@ -155,6 +218,109 @@ def _sample(args: argparse.Namespace) -> None:
     paths = write_images(images, args.out, args.format, source=f"{args.workdir} step {step} seed {args.seed}")
     print(f"wrote {args.n} synthetic images to {args.out} ({len(paths)} file(s), checkpoint step {step})",
           file=sys.stderr)
+
+
+def _data(args: argparse.Namespace) -> None:
+    from jaxmed.bench.output import STDOUT, emit
+    from jaxmed.data import inspection
+    from jaxmed.train import config as config_lib
+    from jaxmed.train.config import DataConfig
+
+    known = {f"data.{key}" for key in config_lib.flat_items(DataConfig())} - {"data.spec"}
+    overrides = _overrides(args, {"data.skip_bad": "skip_bad"})
+    for key in overrides:
+        if key not in known:
+            raise UsageError(f"unknown data key {key!r} (the data spec is SPEC); known keys: {', '.join(sorted(known))}")
+    config = config_lib.apply_overrides(DataConfig(spec=args.spec),
+                                        {key.removeprefix("data."): value for key, value in overrides.items()})
+    dataset = config.load(args.image_size, 1, seed=0)
+    summary = inspection.report(dataset)
+    if args.montage:
+        summary["montage"] = str(inspection.save_montage(dataset, args.montage))
+    emit(summary, inspection.render_text(summary), args.json)
+    if args.json != STDOUT:  # otherwise the text report, warnings included, went to stderr already
+        for warning in summary["warnings"]:
+            print(f"jaxmed: WARNING: {warning}", file=sys.stderr)
+
+
+def _comma_list(item_type, description: str):
+    """An argparse type: a comma-separated list of `item_type` values, e.g. "1,32,128"."""
+
+    def parse(text: str) -> list:
+        try:
+            items = [item_type(item) for item in text.split(",") if item.strip()]
+        except (ValueError, argparse.ArgumentTypeError):
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {description}, got {text!r}") from None
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {description}, got {text!r}")
+        return items
+
+    return parse
+
+
+def _add_bench_parsers(commands) -> None:
+    bench = commands.add_parser("bench", help="benchmark the convolution/pooling core or a train step")
+    kinds = bench.add_subparsers(dest="kind", required=True, parser_class=_Parser)
+    json_help = "write the result as JSON to FILE; without FILE, print only the JSON object on stdout"
+    conv_pool = kinds.add_parser(
+        "conv-pool", help="forward and backward of every conv, up-sampling conv and pooling layer shape",
+        description="Times every distinct convolution, up-sampling convolution and pooling layer shape of the models "
+                    "(forward, input gradient, weight gradient) against a float32 matmul and a memory-copy "
+                    "ceiling measured in the same run. The full sweep: --batch-sizes 1,32,128 "
+                    "--dtypes float32,bfloat16 (long on a CPU).")
+    conv_pool.add_argument("--models", type=_comma_list(str, "model names"), default=["dcgan", "seed_cnn", "resnet18"],
+                           help="of dcgan, seed_cnn, resnet18 (default all three)")
+    conv_pool.add_argument("--batch-sizes", type=_comma_list(_positive_int, "positive integers"), default=[32],
+                           help="default 32")
+    conv_pool.add_argument("--dtypes", type=_comma_list(str, "dtypes"), default=["float32"],
+                           help="float32 and/or bfloat16 (default float32)")
+    conv_pool.add_argument("--image-size", type=_positive_int, default=128,
+                           help="image side of every model (default 128)")
+    conv_pool.add_argument("--kinds", type=_comma_list(str, "layer kinds"),
+                           help="only these of conv, upsample_conv, max_pool, avg_pool (default all)")
+    conv_pool.add_argument("--no-reference", action="store_true",
+                           help="skip lax.conv_transpose (the slow reference for the up-sampling layers)")
+    conv_pool.add_argument("--repeats", type=_positive_int, default=5, help="timed samples per direction (default 5)")
+    conv_pool.add_argument("--warmup", type=_non_negative_int, default=1, help="untimed calls after compiling")
+    conv_pool.add_argument("--plot", metavar="FILE", help="also write the fraction-of-ceiling bar chart (PNG)")
+    conv_pool.add_argument("--json", nargs="?", const="-", metavar="FILE", help=json_help)
+    train_step = kinds.add_parser(
+        "train-step", help="images/s, step time, compile time and peak memory of a full train step",
+        description="Times a model's full jitted train step on random data. --devices and --precision take lists "
+                    "(a sweep: each combination in its own process); more devices than visible run on forced CPU "
+                    "devices in a child process.")
+    train_step.add_argument("--model", required=True, choices=("dcgan128", "dcgan64", "seed_cnn", "resnet18"))
+    train_step.add_argument("--batch-size", type=_positive_int, required=True, help="global batch size")
+    train_step.add_argument("--steps", type=_positive_int, default=20, help="timed steps (default 20)")
+    train_step.add_argument("--warmup", type=_non_negative_int, default=3, help="untimed steps after the first")
+    train_step.add_argument("--precision", type=_comma_list(str, "precisions"), default=["fp32"],
+                            help="fp32 and/or bf16 (default fp32)")
+    train_step.add_argument("--devices", type=_comma_list(_positive_int, "positive integers"), default=[1],
+                            help="devices on the data mesh, e.g. 1 or 1,2,4,8 (default 1)")
+    train_step.add_argument("--image-size", type=_positive_int, help="classifiers only (default 128)")
+    train_step.add_argument("--json", nargs="?", const="-", metavar="FILE", help=json_help)
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from jaxmed.bench.output import emit
+
+    if args.kind == "conv-pool":
+        from jaxmed.bench.conv_pool import run_conv_pool, format_table
+        from jaxmed.bench.plot import plot_roofline_fractions
+
+        report = run_conv_pool(args.models, args.batch_sizes, args.dtypes, image_size=args.image_size,
+                               reference=not args.no_reference, kinds=args.kinds, warmup=args.warmup,
+                               repeats=args.repeats, progress=lambda line: print(line, file=sys.stderr))
+        emit(report, format_table(report), args.json)
+        if args.plot:
+            print(f"wrote {plot_roofline_fractions(report, args.plot)}", file=sys.stderr)
+    else:
+        from jaxmed.bench.train_step import format_table, run_train_steps
+
+        report = run_train_steps(args.model, args.batch_size, devices=args.devices, precisions=args.precision,
+                                 steps=args.steps, warmup=args.warmup, image_size=args.image_size)
+        emit(report, format_table(report), args.json)
 
 
 def _enable_compilation_cache() -> None:
@@ -172,8 +338,9 @@ def _enable_compilation_cache() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
-    _enable_compilation_cache()
-    run = {"train": _train, "sample": _sample, "study": _study}[args.command]
+    if args.command != "bench":  # a benchmark's compile_s must be a compilation, not a cache read
+        _enable_compilation_cache()
+    run = {"train": _train, "sample": _sample, "study": _study, "bench": _bench, "data": _data}[args.command]
     try:
         run(args)
     except JaxmedError as error:

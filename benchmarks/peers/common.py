@@ -1,0 +1,108 @@
+"""What the peer benchmarks share with jaxmed's: the timing method, host record, result fields and JSON contract.
+
+The peers run in their own environment (`benchmarks/peers/setup.sh`), which has no
+JAX, so this loads jaxmed's standard-library-only modules (`jaxmed/bench/stats.py`,
+`host.py`, `output.py`) straight from their files instead of importing the package:
+every framework is then timed by the same code.
+
+DCGAN128 is DESIGN.md's reference network; its parameter counts (below) are what
+jaxmed's `dcgan128` has, and each peer prints its own so a mismatch shows at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+# DESIGN.md's dcgan128 (1 channel, z of 100), as in jaxmed.models.dcgan: trainable parameters.
+LATENT_DIM = 100
+IMAGE_SIZE = 128
+CHANNELS = 1
+GENERATOR_FEATURES = (256, 128, 64, 32)  # 8x8 bottleneck, then one 4x4/2 up-sampling per entry after the first
+DISCRIMINATOR_FEATURES = (32, 64, 128, 256)
+LEAKY_SLOPE = 0.2
+BATCH_NORM_MOMENTUM = 0.9  # running = 0.9 running + 0.1 batch (PyTorch's momentum=0.1)
+BATCH_NORM_EPSILON = 1e-5
+LEARNING_RATE, BETA1, BETA2 = 2e-4, 0.5, 0.999
+
+
+def _load(name: str):
+    path = REPO / "jaxmed" / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"jaxmed_bench_{name}_standalone", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+stats = _load("stats")
+host = _load("host")
+output = _load("output")
+
+
+def parse_args(description: str, variants: tuple[str, ...]) -> argparse.Namespace:
+    """The flags every peer takes (the same as `jaxmed bench train-step`'s that apply)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps after the first")
+    parser.add_argument("--variant", choices=variants, default=variants[0])
+    parser.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                        help="write the result as JSON to FILE; without FILE, only the JSON object on stdout")
+    return parser.parse_args()
+
+
+def result(framework: str, variant: str, args: argparse.Namespace, samples: list[float], first_s: float,
+           rss_before_mb: float | None, parameters: dict[str, int], versions: dict, settings: dict,
+           load_before: list[float] | None, final_losses: dict[str, float]) -> dict:
+    """The peer's result with jaxmed's `bench train-step` field names and meanings.
+
+    `compile_s` here is the first step's time minus the median step time: the one-off
+    cost (graph tracing, kernel selection, torch.compile / XLA compilation) that the
+    first step pays; jaxmed measures its ahead-of-time compilation directly.
+    """
+    timing = stats.summarize_ms(samples)
+    parameters = {**parameters, "total": sum(parameters.values())}
+    return {
+        "benchmark": "train-step",
+        "model": "dcgan128",
+        "framework": framework,
+        "variant": variant,
+        "image_size": IMAGE_SIZE,
+        "channels": CHANNELS,
+        "batch_size": args.batch_size,
+        "precision": "fp32",
+        "devices": 1,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "images_per_s": args.batch_size / (timing["median_ms"] / 1e3),
+        "step_ms": timing["median_ms"],
+        "step_ms_p10": timing["p10_ms"],
+        "step_ms_p90": timing["p90_ms"],
+        "step_ms_iqr": timing["iqr_ms"],
+        "step_ms_min": timing["min_ms"],
+        "step_ms_max": timing["max_ms"],
+        "step_ms_mean": timing["mean_ms"],
+        "compile_s": max(first_s - timing["median_ms"] / 1e3, 0.0),
+        "first_step_ms": 1e3 * first_s,
+        "peak_memory_mb": host.peak_rss_mb() - rss_before_mb if rss_before_mb is not None else None,
+        "peak_memory_source": "process peak RSS (getrusage) minus RSS before building the models",
+        "parameters": parameters,
+        "final_metrics": final_losses,
+        "settings": settings,
+        "method": "median of per-step times after the first step and `warmup` more (jaxmed.bench.stats); "
+                  "data: one random batch in memory",
+        "load_average": {"before": load_before, "after": host.load_average()},
+        "environment": {**host.host_record(), "versions": versions},
+    }
+
+
+def emit(report: dict, json_target: str | None) -> None:
+    """Prints a one-line summary and the JSON per the `--json` contract (`jaxmed.bench.output`)."""
+    summary = (f"{report['framework']} {report['variant']}: {report['images_per_s']:.1f} images/s, step "
+               f"{report['step_ms']:.1f} ms (p10 {report['step_ms_p10']:.1f}, p90 {report['step_ms_p90']:.1f}), "
+               f"compile {report['compile_s']:.1f} s, peak {report['peak_memory_mb']:.0f} MB, parameters "
+               f"{report['parameters']}")
+    output.emit(report, summary, json_target)

@@ -1,0 +1,59 @@
+"""train-step: the result's fields on a tiny GAN, and how the step builder is given the mesh."""
+
+import math
+
+import jax
+import pytest
+
+from jaxmed.bench import train_step
+from jaxmed.bench.compare import dcgan_parameter_counts
+from jaxmed.errors import UsageError
+from jaxmed.train.config import GanConfig
+
+
+@pytest.fixture(scope="module")
+def tiny_gan_result():
+    return train_step.benchmark_train_step("dcgan-tiny", 8, steps=3, warmup=1, config=GanConfig.tiny())
+
+
+def test_fields_are_sane_and_step_counts_right(tiny_gan_result):
+    result = tiny_gan_result
+    assert result["final_step"] == 1 + 1 + 3  # first step, warm-up, timed steps
+    assert result["steps"] == 3 and result["batch_size"] == 8 and result["devices"] == 1
+    for key in ("images_per_s", "step_ms", "compile_s", "first_step_ms", "peak_memory_mb"):
+        assert math.isfinite(result[key]) and result[key] > 0, key
+    assert result["step_ms_min"] <= result["step_ms_p10"] <= result["step_ms"] <= result["step_ms_p90"] \
+        <= result["step_ms_max"]
+    assert result["images_per_s"] == pytest.approx(8 / (result["step_ms"] / 1e3))
+    assert set(result["final_metrics"]) == {"d_loss", "g_loss", "d_real", "d_fake"}
+    assert all(math.isfinite(value) for value in result["final_metrics"].values())
+    assert result["environment"]["device_count"] >= 1 and result["environment"]["versions"]["jax"] == jax.__version__
+    assert "dcgan-tiny" in train_step.format_table(result)
+
+
+def test_parameter_counts_are_the_models(tiny_gan_result):
+    config = GanConfig.tiny()
+    expected = dcgan_parameter_counts(config.image_size, config.channels, config.latent_dim)
+    assert {k: tiny_gan_result["parameters"][k] for k in ("generator", "discriminator")} == expected
+
+
+def test_step_builder_gets_the_mesh_only_if_it_takes_one():
+    seen = []
+    assert train_step._make_step(lambda definition: seen.append(definition) or "old", "d", "mesh") == "old"
+    assert train_step._make_step(lambda definition, mesh=None: seen.append(mesh) or "new", "d", "mesh") == "new"
+    assert seen == ["d", "mesh"]
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"model": "vae", "batch_size": 8}, "unknown model"),
+    ({"model": "dcgan128", "batch_size": 8, "image_size": 64}, "128 px by definition"),
+    ({"model": "seed_cnn", "batch_size": 8, "precision": "fp16"}, "precision"),
+])
+def test_bad_settings_are_usage_errors(kwargs, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        train_step.benchmark_train_step(**kwargs)
+
+
+def test_batch_must_divide_over_the_devices():
+    with pytest.raises(UsageError, match="not divisible"):
+        train_step.run_train_steps("seed_cnn", 6, devices=(4,))
