@@ -1,5 +1,6 @@
 """The jaxmed command: one-line errors with the documented exit status, train and sample."""
 
+import json
 import subprocess
 import sys
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxmed import data as data_lib
 from jaxmed.cli import main
 
 TINY = ["--image-size", "32", "--batch-size", "8", "--set", "data.n=32", "--set", "latent_dim=8",
@@ -28,7 +30,7 @@ def one_line_error(err):
 
 
 @pytest.mark.parametrize("argv, status, fragment", [
-    (["train", "gan", "--data", "phantom:heart", "--workdir", "{tmp}/w", "--steps", "1"], 1, "unknown data spec"),
+    (["train", "gan", "--data", "phantom:heart", "--workdir", "{tmp}/w", "--steps", "1"], 1, "unknown phantom"),
     (["train", "gan", "--workdir", "{tmp}/w", "--steps", "ten"], 2, "positive integer"),
     (["train", "gan", "--workdir", "{tmp}/w", "--image-size", "64.5"], 2, "positive integer"),
     (["train", "gan", "--workdir", "{tmp}/w", "--image-size", "100"], 2, "image_size must be"),
@@ -48,7 +50,8 @@ def test_console_entry_point_reports_errors_without_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "jaxmed", "train", "gan", "--data", "nope", "--workdir",
                              str(tmp_path / "w")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
-    assert result.stderr.strip() == "jaxmed: error: nope: unknown data spec and no such folder; this version reads phantom:brain, phantom:lung, a folder path"
+    assert result.stderr.strip() == (f"jaxmed: error: nope: no such file or folder, and not a data spec; this version "
+                                     f"reads {', '.join(data_lib.SPECS)}")
 
 
 def test_train_resume_and_deterministic_sampling(tmp_path, capsys):
@@ -76,3 +79,78 @@ def test_train_resume_and_deterministic_sampling(tmp_path, capsys):
         assert archive["images"].shape == (3, 32, 32, 1)
         assert np.abs(archive["images"]).max() <= 1.0
         assert "SYNTHETIC" in str(archive["synthetic"])
+
+
+def image_folder_with_a_bad_file(root, n=8):
+    """Classes a/ and b/ of n distinct 32x32 PNGs each, plus a truncated PNG in a/."""
+    rng = np.random.default_rng(0)
+    for class_name in ("a", "b"):
+        (root / class_name).mkdir(parents=True)
+        for index in range(n):
+            Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(root / class_name / f"{index}.png")
+    (root / "a" / "cut.png").write_bytes((root / "a" / "0.png").read_bytes()[:50])
+    return str(root)
+
+
+def test_skip_bad_lists_skipped_files_in_the_workdir(tmp_path, capsys):
+    data = image_folder_with_a_bad_file(tmp_path / "data")
+    workdir = tmp_path / "w"
+    status, err = run(capsys, "train", "gan", "--data", data, "--workdir", str(workdir), "--steps", "1", *TINY)
+    assert status == 1 and one_line_error(err) and "cut.png: truncated or corrupt image" in err
+    assert not (workdir / "skipped.json").exists()
+
+    status, err = run(capsys, "train", "gan", "--data", data, "--workdir", str(workdir), "--steps", "1", "--skip-bad",
+                      *TINY)
+    assert status == 0, err
+    report = json.loads((workdir / "skipped.json").read_text())
+    assert report["count"] == 1 and report["skipped"][0]["file"] == "a/cut.png"
+    assert "truncated" in report["skipped"][0]["reason"]
+    assert f"skipped 1 file (see {workdir / 'skipped.json'})" in err.splitlines()
+    assert json.loads((workdir / "config.json").read_text())["data"]["skip_bad"] is True
+    # --skip-bad is data.skip_bad: giving both is refused.
+    status, err = run(capsys, "train", "gan", "--data", data, "--workdir", str(tmp_path / "w2"), "--skip-bad",
+                      "--set", "data.skip_bad=true")
+    assert status == 2 and "given twice" in err
+
+    # The study lists them in its own directory (here it then stops: the folder has no 'tumor' class).
+    status, err = run(capsys, "study", "augmentation", "--data", data, "--workdir", str(tmp_path / "study"),
+                      "--skip-bad", "--no-progress")
+    assert status == 1 and "no class 'tumor'" in err
+    assert json.loads((tmp_path / "study" / "skipped.json").read_text())["skipped"][0]["file"] == "a/cut.png"
+
+
+def test_data_inspect_outputs(tmp_path, capsys):
+    data = image_folder_with_a_bad_file(tmp_path / "data", n=3)
+    (tmp_path / "data" / "b" / "copy.png").write_bytes((tmp_path / "data" / "a" / "1.png").read_bytes())
+
+    # --json alone: one JSON object on stdout, nothing else there; the text report on stderr.
+    status = main(["data", "inspect", data, "--skip-bad", "--image-size", "16", "--json"])
+    out, err = capsys.readouterr()
+    assert status == 0
+    assert out.count("\n") == 1
+    report = json.loads(out)
+    assert report["total"] == 7 and report["classes"] == {"a": 3, "b": 4}
+    assert report["skipped"][0]["file"] == "a/cut.png"
+    assert report["duplicates"]["exact"]["across_classes"]["pairs"] == 1
+    assert "WARNING: 1 exact-duplicate pair(s) carry different labels" in err
+
+    # Default: the text report on stdout, warnings repeated on stderr.
+    status = main(["data", "inspect", data, "--skip-bad", "--image-size", "16", "--montage",
+                   str(tmp_path / "montage.png"), "--json", str(tmp_path / "report.json")])
+    out, err = capsys.readouterr()
+    assert status == 0
+    assert out.startswith(f"{data} (images): 7 images in 2 classes") and "a/cut.png: truncated" in out
+    assert f"montage: {tmp_path / 'montage.png'}" in out
+    assert [line for line in err.splitlines() if "WARNING" in line] == [
+        "jaxmed: WARNING: " + report["warnings"][0]]
+    written = json.loads((tmp_path / "report.json").read_text())
+    assert written["montage"] == str(tmp_path / "montage.png") and written["total"] == 7
+    assert Image.open(tmp_path / "montage.png").format == "PNG"
+
+    # Bad input: one line, exit 1; usage errors exit 2.
+    status, err = run(capsys, "data", "inspect", data)
+    assert status == 1 and one_line_error(err) and "a/cut.png" in err
+    status, err = run(capsys, "data", "inspect", data, "--set", "data.spec=x")
+    assert status == 2 and one_line_error(err) and "the data spec is SPEC" in err
+    status, err = run(capsys, "data", "inspect", data, "--set", "data.n=many")
+    assert status == 2 and one_line_error(err) and "must be int" in err
