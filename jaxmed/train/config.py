@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from jaxmed import data as data_lib
 from jaxmed import files
+from jaxmed.data.sources.window import parse_window
 from jaxmed.errors import UsageError
 from jaxmed.losses import GAN_LOSSES
 
@@ -78,6 +79,7 @@ class DataConfig:
         _require(self.slice_axis in (0, 1, 2), "data.slice_axis must be 0, 1 or 2")
         _require(0.0 <= self.slice_start < self.slice_stop <= 1.0,
                  "data.slice_start and data.slice_stop must satisfy 0 <= start < stop <= 1")
+        parse_window(self.window)  # UsageError naming the window, whatever the source
 
     def load(self, image_size: int, channels: int, seed: int) -> data_lib.Dataset:
         """Reads this source as a `jaxmed.data.Dataset` (options apply to the sources that have them)."""

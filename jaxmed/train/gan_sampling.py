@@ -1,4 +1,4 @@
-"""Sampling a trained GAN from its workdir: the EMA generator of the latest checkpoint."""
+"""A trained GAN from its workdir: its newest restorable state, and samples of its EMA generator."""
 
 from __future__ import annotations
 
@@ -13,8 +13,28 @@ from jaxmed.train import config as config_lib
 from jaxmed.train.checkpoint import Checkpoints, abstract_like
 from jaxmed.train.config import GanConfig
 from jaxmed.train.gan_loop import sample_images
-from jaxmed.train.gan_state import gan_definition, init_gan_state
+from jaxmed.train.gan_state import GanDefinition, GanState, gan_definition, init_gan_state
 from jaxmed.train.workdir import Workdir
+
+
+def restore_from_workdir(workdir: Path | str) -> tuple[GanConfig, GanDefinition, GanState]:
+    """The config, static definition and newest restorable train state of a GAN workdir, on one device.
+
+    Raises:
+      CheckpointError: if the workdir or its config is missing, or no checkpoint restores.
+    """
+    paths = Workdir(Path(workdir))
+    if not paths.root.is_dir():
+        raise CheckpointError(f"{paths.root}: workdir does not exist")
+    if not paths.config.is_file():
+        raise CheckpointError(f"{paths.config}: missing; is {paths.root} a jaxmed GAN workdir?")
+    config = config_lib.load(GanConfig, paths.config)
+    definition = gan_definition(config)
+    with Checkpoints(paths.checkpoints, keep=config.checkpoint.keep) as checkpoints:
+        # The newest checkpoint that restores (a damaged one is reported and passed over).
+        abstract = jax.eval_shape(lambda key: init_gan_state(config, definition, key), jax.random.key(0))
+        state, _, _ = checkpoints.restore(abstract_like(abstract, SingleDeviceSharding(jax.devices()[0])))
+    return config, definition, state
 
 
 def sample_from_workdir(workdir: Path | str, n: int, seed: int = 0, batch_size: int = 64) -> tuple[np.ndarray, int]:
@@ -34,16 +54,6 @@ def sample_from_workdir(workdir: Path | str, n: int, seed: int = 0, batch_size: 
     Raises:
       CheckpointError: if the workdir has no GAN checkpoint.
     """
-    paths = Workdir(Path(workdir))
-    if not paths.root.is_dir():
-        raise CheckpointError(f"{paths.root}: workdir does not exist")
-    if not paths.config.is_file():
-        raise CheckpointError(f"{paths.config}: missing; is {paths.root} a jaxmed GAN workdir?")
-    config = config_lib.load(GanConfig, paths.config)
-    definition = gan_definition(config)
-    with Checkpoints(paths.checkpoints, keep=config.checkpoint.keep) as checkpoints:
-        # The newest checkpoint that restores (a damaged one is reported and passed over).
-        abstract = jax.eval_shape(lambda key: init_gan_state(config, definition, key), jax.random.key(0))
-        state, _, _ = checkpoints.restore(abstract_like(abstract, SingleDeviceSharding(jax.devices()[0])))
+    config, definition, state = restore_from_workdir(workdir)
     z = jax.random.normal(jax.random.key(seed), (n, config.latent_dim))
     return sample_images(definition, state, z, batch_size), int(state.step)

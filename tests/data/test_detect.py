@@ -8,7 +8,7 @@ from PIL import Image
 
 from jaxmed import data as data_lib
 from jaxmed.data.sources import detect
-from jaxmed.errors import DataError
+from jaxmed.errors import DataError, UsageError
 
 
 def _dicom_bytes() -> bytes:
@@ -77,3 +77,11 @@ def test_an_image_folder_goes_through_the_folder_source_with_provenance(tmp_path
     assert dataset.provenance["source"] == "images" and dataset.provenance["files"] == ["a/x.png", "b/x.png"]
     assert dataset.provenance["raw"] == {"sizes": {"10x12": 2}, "bit_depths": {"8-bit": 2}, "intensity": [0.0, 255.0]}
     np.testing.assert_allclose(dataset.images[:, 0, 0, 0], [-1.0, 1.0])
+
+
+def test_a_bad_window_is_refused_for_every_source_not_only_dicom(tmp_path):
+    (tmp_path / "a").mkdir()
+    Image.new("L", (8, 8)).save(tmp_path / "a" / "x.png")
+
+    with pytest.raises(UsageError, match="window 'nonsense'"):
+        data_lib.load(str(tmp_path), image_size=16, window="nonsense")

@@ -12,7 +12,7 @@ from pydicom.uid import JPEGLSLossless, MPEG2MPML, generate_uid
 
 from jaxmed.data import load
 from jaxmed.data.preprocess import preprocess
-from jaxmed.data.sources import dicom
+from jaxmed.data.sources import dicom, window
 from jaxmed.data.sources.common import ReadOptions
 from jaxmed.errors import DataError, UsageError
 
@@ -72,15 +72,15 @@ def test_window_presets_change_the_output_as_their_range_says():
     hu = hounsfield()
     by_preset = {}
     for preset in ("brain", "lung", "bone"):
-        center, width = dicom.WINDOW_PRESETS[preset]
+        center, width = window.WINDOW_PRESETS[preset]
         image = dicom.read(PYDICOM_FILES / "CT_small.dcm", options(image_size=128, window=preset)).images[0, ..., 0]
         np.testing.assert_allclose(image, windowed(hu, center - width / 2, center + width / 2), atol=1e-5)
         by_preset[preset] = image
     assert not np.allclose(by_preset["brain"], by_preset["lung"])
     assert not np.allclose(by_preset["lung"], by_preset["bone"])
-    assert dicom.parse_window("Brain") == dicom.WINDOW_PRESETS["brain"]
-    assert dicom.parse_window(" -600, 1500 ") == (-600.0, 1500.0)
-    assert dicom.parse_window("") is None
+    assert window.parse_window("Brain") == window.WINDOW_PRESETS["brain"]
+    assert window.parse_window(" -600, 1500 ") == (-600.0, 1500.0)
+    assert window.parse_window("") is None
 
 
 @pytest.mark.parametrize("window", ["brian", "40", "40,0", "40,-5", "a,b", "40,80,1", "nan,80"])

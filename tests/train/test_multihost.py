@@ -6,7 +6,6 @@ equal a one-process, one-device run of the same global batch (tolerances as in
 test_sharding.py, whose helpers are repeated here).
 """
 
-import json
 import os
 import socket
 import subprocess
@@ -15,15 +14,12 @@ import sys
 import jax
 import numpy as np
 import pytest
-from jax.sharding import SingleDeviceSharding
 
 from jaxmed import cli
 from jaxmed.errors import UsageError
-from jaxmed.train import config as config_lib
 from jaxmed.train import distributed
-from jaxmed.train.checkpoint import Checkpoints, abstract_like
-from jaxmed.train.config import GanConfig
-from jaxmed.train.gan_state import gan_definition, init_gan_state
+from jaxmed.train.gan_sampling import restore_from_workdir
+from jaxmed.train.metrics_writer import read_metrics
 
 LOSS_RTOL = 1e-5
 PARAM_ATOL = 5e-5
@@ -36,16 +32,12 @@ TIMEOUT_SECONDS = 600
 
 
 def gan_losses(workdir):
-    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(workdir / "metrics.jsonl")
     return np.array([[row["step"], row["d_loss"], row["g_loss"], row["d_real"], row["d_fake"]] for row in rows])
 
 
 def final_gan_state(workdir):
-    config = config_lib.load(GanConfig, workdir / "config.json")
-    definition = gan_definition(config)
-    abstract = jax.eval_shape(lambda key: init_gan_state(config, definition, key), jax.random.key(0))
-    with Checkpoints(workdir / "checkpoints") as checkpoints:
-        state, _, _ = checkpoints.restore(abstract_like(abstract, SingleDeviceSharding(jax.devices()[0])))
+    config, _, state = restore_from_workdir(workdir)
     return state
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from jaxmed.data.preprocess import preprocess
+from jaxmed.data.sources.window import parse_window
 from jaxmed.errors import DataError, UsageError
 
 MIN_IMAGE_SIDE = 8
@@ -35,7 +36,7 @@ class ReadOptions:
       skip_bad: list unusable entries in `SourceImages.skipped` and go on, instead of
         stopping at the first one.
       window: DICOM/CT intensity window: "" (the file's own window, else its full
-        range), a preset name (see `jaxmed.data.sources.dicom.WINDOW_PRESETS`) or
+        range), a preset name (see `jaxmed.data.sources.window.WINDOW_PRESETS`) or
         "CENTER,WIDTH".
       slice_axis: volumes: the axis of the canonical (RAS+) volume to cut 2-D slices
         along (0 sagittal, 1 coronal, 2 axial).
@@ -60,6 +61,7 @@ class ReadOptions:
             raise UsageError(f"image_size must be a positive integer, got {self.image_size!r}")
         if self.slice_axis not in (0, 1, 2):
             raise UsageError(f"slice_axis must be 0, 1 or 2, got {self.slice_axis}")
+        parse_window(self.window)  # a bad window is an error for every source, not only those that use it
         lo, hi = self.slice_range
         if not 0.0 <= lo < hi <= 1.0:
             raise UsageError(f"slice_range must be fractions 0 <= lo < hi <= 1, got {lo}:{hi}")

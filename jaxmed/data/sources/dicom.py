@@ -24,7 +24,7 @@ image is then windowed: the window ``[center - width/2, center + width/2]`` maps
 ``[-1, 1]`` and values outside are clipped (the DICOM linear VOI function differs from this by half a unit, which does
 not matter here). The window is, in order:
 
-- the ``window`` option: a preset name from :data:`WINDOW_PRESETS` (CT, in HU) or
+- the ``window`` option: a preset name from :data:`jaxmed.data.sources.window.WINDOW_PRESETS` (CT, in HU) or
   ``"CENTER,WIDTH"``, the same for every image;
 - else the file's own WindowCenter/WindowWidth (its first value; for enhanced files
   the frame's Frame VOI LUT), as a viewer would first show it;
@@ -103,22 +103,8 @@ from jaxmed.data.sources.common import (
     os_reason,
 )
 from jaxmed.data.sources.layout import UNLABELLED, Entry, check_folders_readable, collect_entries
-from jaxmed.errors import DataError, UsageError
-
-# CT windows as (center, width) in Hounsfield units. Values from Radiopaedia's
-# "Windowing (CT)" article, which notes they vary between institutions; subdural is the
-# middle of its ranges (L 50-100, W 130-300); abdomen is the common viewer default.
-WINDOW_PRESETS: dict[str, tuple[float, float]] = {
-    "brain": (40.0, 80.0),
-    "subdural": (75.0, 215.0),
-    "stroke": (40.0, 40.0),
-    "lung": (-600.0, 1500.0),
-    "mediastinum": (50.0, 350.0),
-    "abdomen": (40.0, 400.0),
-    "liver": (30.0, 150.0),
-    "bone": (400.0, 1800.0),
-    "soft_tissue": (50.0, 400.0),
-}
+from jaxmed.data.sources.window import parse_window, window_range
+from jaxmed.errors import DataError
 
 # Packages (all jaxmed dependencies) whose pydicom plugins decode compressed pixel data.
 CODEC_PACKAGES = ("pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg", "pylibjpeg-rle")
@@ -130,38 +116,6 @@ _FRAME_TAGS = [0x52009229, 0x52009230]  # Shared / Per-frame Functional Groups S
 _ORIENTATION_TOLERANCE = 1e-3
 _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float and Double Float Pixel Data
-
-
-def parse_window(text: str) -> tuple[float, float] | None:
-    """The (center, width) the ``window`` option names, or None for the files' own.
-
-    Args:
-      text: "", a name in :data:`WINDOW_PRESETS` (case-insensitive) or "CENTER,WIDTH".
-
-    Raises:
-      UsageError: for anything else, or a width that is not positive.
-    """
-    text = text.strip()
-    if not text:
-        return None
-    if text.lower() in WINDOW_PRESETS:
-        return WINDOW_PRESETS[text.lower()]
-    parts = text.split(",")
-    if len(parts) == 2:
-        try:
-            center, width = float(parts[0]), float(parts[1])
-        except ValueError:
-            pass
-        else:
-            if math.isfinite(center) and math.isfinite(width) and width > 0:
-                return center, width
-    raise UsageError(f"window {text!r}: expected a preset ({', '.join(WINDOW_PRESETS)}) or CENTER,WIDTH "
-                     f"with WIDTH > 0, e.g. 40,80")
-
-
-def window_range(center: float, width: float) -> tuple[float, float]:
-    """The values mapped to black and white by a window: ``(center - width/2, center + width/2)``."""
-    return center - width / 2.0, center + width / 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -481,7 +435,7 @@ def read(location: str | os.PathLike[str], options: ReadOptions) -> SourceImages
       location: a DICOM file, or a folder (class sub-folders, flat, or split folders).
         ``~`` is expanded.
       options: output size and channels, `skip_bad`, and `window` ("" for each file's
-        own window, a name in :data:`WINDOW_PRESETS`, or "CENTER,WIDTH").
+        own window, a name in :data:`jaxmed.data.sources.window.WINDOW_PRESETS`, or "CENTER,WIDTH").
 
     Returns:
       A `SourceImages`: series in order of their first file's path, slices in position

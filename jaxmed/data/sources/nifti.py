@@ -35,7 +35,7 @@ scaled by its own robust range: the 0.5th..99.5th percentiles of its non-zero vo
 (all slices, not only the kept ones; from at most about 4 M evenly taken voxels for
 larger volumes) map to ``[-1, 1]`` and values outside are clipped. If those
 percentiles are equal (e.g. a binary volume), the volume's min..max is used. With
-``options.window`` (a preset from :data:`jaxmed.data.sources.dicom.WINDOW_PRESETS` or
+``options.window`` (a preset from :data:`jaxmed.data.sources.window.WINDOW_PRESETS` or
 ``"CENTER,WIDTH"``, for CT stored in Hounsfield units), that window is used for every
 volume instead.
 
@@ -88,6 +88,7 @@ import numpy as np
 from nibabel.filebasedimages import ImageFileError
 
 from jaxmed.data.sources import detect
+from jaxmed.data.sources.window import parse_window, window_range
 from jaxmed.data.sources.common import (
     MIN_IMAGE_SIDE,
     BadEntry,
@@ -432,9 +433,6 @@ def _window(options: ReadOptions) -> tuple[float, float] | None:
     """The intensity range the window option names, or None for per-volume ranges."""
     if not options.window.strip():
         return None
-    # The presets and the parser are DICOM's, so both sources understand the same names.
-    from jaxmed.data.sources.dicom import parse_window, window_range  # noqa: PLC0415 -- pydicom is slow to import
-
     center, width = parse_window(options.window)
     return window_range(center, width)
 
