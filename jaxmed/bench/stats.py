@@ -80,3 +80,12 @@ def time_samples(call: Callable[[], object], synchronize: Callable[[object], obj
         synchronize(result)
         samples.append((time.perf_counter() - start) / calls_per_sample)
     return samples, first_s
+
+
+def step_fields(batch_size: int, timing: dict[str, float]) -> dict[str, float]:
+    """The throughput fields of every train-step result (jaxmed's and the peers'), from `summarize_ms`."""
+    return {
+        "images_per_s": batch_size / (timing["median_ms"] / 1e3),
+        "step_ms": timing["median_ms"],
+        **{f"step_ms_{name}": timing[f"{name}_ms"] for name in ("p10", "p90", "iqr", "min", "max", "mean")},
+    }

@@ -30,7 +30,7 @@ import numpy as np
 
 from jaxmed.bench import forced_devices, host
 from jaxmed.bench.environment import environment_record
-from jaxmed.bench.stats import summarize_ms, time_samples
+from jaxmed.bench.stats import step_fields, summarize_ms, time_samples
 from jaxmed.errors import UsageError
 from jaxmed.train import sharding
 from jaxmed.train.classifier_steps import classifier_definition, init_classifier_state, make_classifier_train_step
@@ -179,14 +179,7 @@ def benchmark_train_step(model: str, batch_size: int, *, steps: int = 20, warmup
         "steps": steps,
         "warmup": warmup,
         "final_step": int(current["state"].step),
-        "images_per_s": config.batch_size / (timing["median_ms"] / 1e3),
-        "step_ms": timing["median_ms"],
-        "step_ms_p10": timing["p10_ms"],
-        "step_ms_p90": timing["p90_ms"],
-        "step_ms_iqr": timing["iqr_ms"],
-        "step_ms_min": timing["min_ms"],
-        "step_ms_max": timing["max_ms"],
-        "step_ms_mean": timing["mean_ms"],
+        **step_fields(config.batch_size, timing),
         "compile_s": compile_s,
         "first_step_ms": 1e3 * first_s,
         "peak_memory_mb": peak_mb,
