@@ -147,10 +147,11 @@ class RawStats:
         self.low = np.inf
         self.high = -np.inf
 
-    def record(self, pixels: np.ndarray) -> None:
-        """Counts one raw image (H, W) or (H, W, C)."""
-        self.sizes[f"{pixels.shape[1]}x{pixels.shape[0]}"] += 1
-        self.bit_depths[bit_depth(pixels)] += 1
+    def record(self, pixels: np.ndarray, count: int = 1) -> None:
+        """Counts one raw image (H, W) or (H, W, C), or `count` of them stacked on a leading axis."""
+        height, width = pixels.shape[:2] if count == 1 else pixels.shape[1:3]
+        self.sizes[f"{width}x{height}"] += count
+        self.bit_depths[bit_depth(pixels)] += count
         if pixels.size:
             self.low = min(self.low, float(np.min(pixels)))
             self.high = max(self.high, float(np.max(pixels)))
@@ -211,6 +212,32 @@ class ImageCollector:
         self._splits.append(split)
         self._files.append(entry)
         self._subjects.append(subject)
+
+    def add_many(self, pixels: np.ndarray, *, entries: list[str], class_names: list[str],
+                 split: str | None = None) -> None:
+        """Adds images of one size, stacked (N, H, W) or (N, H, W, C), in one preprocessing call.
+
+        If any of them cannot be used, they are added one by one instead, so each bad one
+        is skipped (or raised) under its own name.
+        """
+        height, width = pixels.shape[1:3]
+        try:
+            if height < MIN_IMAGE_SIDE or width < MIN_IMAGE_SIDE:
+                raise ValueError("too small")
+            images = preprocess(pixels, image_size=self.options.image_size, channels=self.options.channels)
+        except ValueError:
+            for one, entry, class_name in zip(pixels, entries, class_names, strict=True):
+                try:
+                    self.add(one, entry=entry, class_name=class_name, split=split)
+                except BadEntry as exc:
+                    self.skip(entry, exc.reason)
+            return
+        self.raw.record(pixels, count=len(pixels))
+        self._chunks.append(images)
+        self._classes.extend(class_names)
+        self._splits.extend([split] * len(pixels))
+        self._files.extend(entries)
+        self._subjects.extend([None] * len(pixels))
 
     def skip(self, entry: str, reason: str) -> None:
         """Records an unusable entry, or raises DataError naming it unless skip_bad is set."""

@@ -259,15 +259,15 @@ def read(location: str | os.PathLike[str], options: ReadOptions) -> SourceImages
             rows = max(1, _CHUNK_BYTES // max(1, math.prod(shape[1:]) * dtype.itemsize))
             index = 0
             for chunk in archive.chunks(f"{split}_images", rows):
-                for pixels in chunk:
-                    name = f"{split}[{index}]"
-                    class_name = class_names[labels[split][index]]
-                    index += 1
+                names = [f"{split}[{row}]" for row in range(index, index + len(chunk))]
+                chunk_classes = [class_names[label] for label in labels[split][index:index + len(chunk)]]
+                index += len(chunk)
+                if not volumes:  # 2-D images: one preprocessing call per chunk
+                    collector.add_many(chunk, entries=names, class_names=chunk_classes, split=split)
+                    continue
+                for pixels, name, class_name in zip(chunk, names, chunk_classes, strict=True):
                     try:
-                        if volumes:
-                            _add_volume(collector, pixels.reshape(pixels.shape[:3]), name, class_name, split, options)
-                        else:
-                            collector.add(pixels, entry=name, class_name=class_name, split=split)
+                        _add_volume(collector, pixels.reshape(pixels.shape[:3]), name, class_name, split, options)
                     except BadEntry as exc:
                         collector.skip(name, exc.reason)
         return collector.result(class_names)
