@@ -13,7 +13,8 @@ the input, not the output). Speeds are reported as
 
 The generator's up-sampling layers are timed as jaxmed computes them
 (`jaxmed.nn.upsample_conv`) and, with `reference=True`, as `lax.conv_transpose` (what
-`nnx.ConvTranspose` runs), whose backward pass takes seconds on XLA:CPU.
+`nnx.ConvTranspose` runs), whose backward pass takes seconds on XLA:CPU; max pooling as
+`jaxmed.nn.max_pool` and, with `reference=True`, as `nnx.max_pool` (`reduce_window`).
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ from jaxmed.bench.layers import (AVG_POOL, CONV, CONV_KINDS, MAX_POOL, MODELS, P
                                  model_layers)
 from jaxmed.bench.timing import time_jitted
 from jaxmed.errors import UsageError
-from jaxmed.nn import upsample_conv
+from jaxmed.nn import max_pool, upsample_conv
 
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 DTYPES = ("float32", "bfloat16")
 DEFAULT_MODELS = ("dcgan", "seed_cnn", "resnet18")
-REFERENCE_IMPL = "lax.conv_transpose"
+# What each of jaxmed's own formulations replaces, timed beside it with reference=True.
+REFERENCE_IMPLS = ("lax.conv_transpose", "nnx.max_pool")
+REFERENCE_IMPL = REFERENCE_IMPLS[0]
 
 
 def _conv(shape: LayerShape) -> Callable:
@@ -66,8 +69,14 @@ def implementations(shape: LayerShape, reference: bool = True) -> dict[str, Call
         if reference:
             impls[REFERENCE_IMPL] = _conv_transpose
         return impls
-    if shape.kind in (MAX_POOL, AVG_POOL):
-        return {f"nnx.{shape.kind}": _pool(shape)}
+    if shape.kind == MAX_POOL:
+        impls = {"jaxmed.max_pool": functools.partial(max_pool, window=shape.kernel, strides=shape.strides,
+                                                      padding=shape.padding)}
+        if reference:
+            impls["nnx.max_pool"] = _pool(shape)
+        return impls
+    if shape.kind == AVG_POOL:
+        return {"nnx.avg_pool": _pool(shape)}
     raise ValueError(f"unknown layer kind {shape.kind!r}")
 
 
@@ -203,7 +212,7 @@ def run_conv_pool(models: Sequence[str] = DEFAULT_MODELS, batch_sizes: Sequence[
         shape = layer.shape
         rows.append({
             "model": layer.model, "layer": shape.describe(), "names": list(layer.names), "kind": shape.kind,
-            "impl": impl, "reference": impl == REFERENCE_IMPL, "batch": batch, "dtype": dtype,
+            "impl": impl, "reference": impl in REFERENCE_IMPLS, "batch": batch, "dtype": dtype,
             "input_shape": list(shape.input_shape(batch)), "output_shape": list(shape.output_shape(batch)),
             "kernel_shape": list(shape.kernel_shape) if shape.kernel_shape else None,
             "strides": list(shape.strides), "padding": [list(pair) for pair in shape.padding],

@@ -4,11 +4,11 @@
 and returns its distinct layer shapes, each with the names of the layers that share
 it. Two mechanisms, each the exact source of its facts:
 
-- Convolution layers (`nnx.Conv`, `jaxmed.nn.UpsampleConv`) are modules: their calls are
-  recorded during the trace with the module's path, its input shape and its settings.
-- Pooling is a function (`nnx.max_pool`, `nnx.avg_pool`), not a module: it is read
-  from the traced program as `reduce_window` operations, with their exact windows,
-  strides and padding.
+- Layers that are modules (`nnx.Conv`, `jaxmed.nn.UpsampleConv`, `jaxmed.nn.MaxPool`):
+  their calls are recorded during the trace with the module's path, its input shape and
+  its settings.
+- Pooling functions (`nnx.max_pool`, `nnx.avg_pool`) are read from the traced program as
+  `reduce_window` operations, with their exact windows, strides and padding.
 
 Costs, per example batch `B`, counted as the useful work of the layer (what a direct
 implementation must do; padding taps included, bias ignored):
@@ -36,7 +36,7 @@ from jax import lax
 
 from jaxmed.models.classifier import build_classifier
 from jaxmed.models.dcgan import Discriminator, Generator
-from jaxmed.nn import UpsampleConv
+from jaxmed.nn import MaxPool, UpsampleConv
 
 CONV, UPSAMPLE_CONV, MAX_POOL, AVG_POOL = "conv", "upsample_conv", "max_pool", "avg_pool"
 CONV_KINDS = (CONV, UPSAMPLE_CONV)
@@ -164,7 +164,16 @@ def _upsample_shape(layer: UpsampleConv, x_shape: tuple[int, ...]) -> LayerShape
                       (2, 2), ((0, 0), (0, 0)))
 
 
-_LAYER_SHAPES = {nnx.Conv: _conv_shape, UpsampleConv: _upsample_shape}
+def _max_pool_shape(layer: MaxPool, x_shape: tuple[int, ...]) -> LayerShape:
+    height, width, channels = x_shape[-3:]
+    padding = layer.padding
+    if isinstance(padding, str):
+        padding = lax.padtype_to_pads((height, width), layer.window, layer.strides, padding)
+    return LayerShape(MAX_POOL, height, width, channels, channels, _pair(layer.window), _pair(layer.strides),
+                      (_pair(padding[0]), _pair(padding[1])))
+
+
+_LAYER_SHAPES = {nnx.Conv: _conv_shape, UpsampleConv: _upsample_shape, MaxPool: _max_pool_shape}
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ TARGET_FRACTION = 0.5  # the issue's goal for every dcgan128 convolution
 
 
 def _label(row: dict) -> str:
-    plain = row["impl"] in ("lax.conv", "jaxmed.upsample_conv") or row["kind"] in POOL_KINDS
+    plain = row["impl"] in ("lax.conv", "jaxmed.upsample_conv", "jaxmed.max_pool", "nnx.avg_pool")
     impl = "" if plain else f" [{row['impl']}]"
     ceiling = " [copy]" if row["kind"] in POOL_KINDS else ""
     return f"{row['model']} {row['layer']}{impl}{ceiling}"

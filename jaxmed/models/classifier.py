@@ -55,6 +55,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxmed.nn import MaxPool
+
 CLASSIFIERS = ("seed_cnn", "resnet18")
 
 BATCH_NORM_MOMENTUM = 0.9
@@ -135,6 +137,7 @@ class SeedCNN(nnx.Module):
         self.convs = nnx.List([_conv(f_in, f_out, 3, 1, dtype, rngs)
                                for f_in, f_out in zip(features[:-1], features[1:])])
         self.norms = nnx.List([_batch_norm(f, dtype, rngs) for f in features[1:]])
+        self.pool = MaxPool((2, 2), (2, 2), "VALID")  # eq. 2
         self.flatten_size = seed_cnn_flatten_size(image_size, features[1:])
         self.hidden = nnx.Linear(self.flatten_size, hidden_features, dtype=dtype, rngs=rngs)
         self.dropout = _dropout(dropout_rate, rngs) if dropout_rate > 0 else None
@@ -152,7 +155,7 @@ class SeedCNN(nnx.Module):
         x = x_BxHxWxC
         for conv, norm in zip(self.convs, self.norms):
             x = nnx.relu(norm(conv(x)))  # eq. 1, with BN between W * x and f
-            x = nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")  # eq. 2
+            x = self.pool(x)
         x_BxF = x.reshape(x.shape[0], -1)
         h_BxD = nnx.relu(self.hidden(x_BxF))
         if self.dropout is not None:
@@ -218,6 +221,7 @@ class ResNet18(nnx.Module):
             self.stem = _conv(channels, width, 3, 1, dtype, rngs)
         else:
             self.stem = _conv(channels, width, 7, 2, dtype, rngs)
+            self.stem_pool = MaxPool((3, 3), (2, 2), ((1, 1), (1, 1)))  # padding never wins the max
         self.stem_norm = _batch_norm(width, dtype, rngs)
         blocks = []
         in_features = width
@@ -242,8 +246,7 @@ class ResNet18(nnx.Module):
         """
         x = nnx.relu(self.stem_norm(self.stem(x_BxHxWxC)))
         if not self.small_input:
-            # Pads with -inf (reduce_window's init value), so padding never wins the max.
-            x = nnx.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+            x = self.stem_pool(x)
         for block in self.blocks:
             x = block(x)
         # Average in float32: summing up to 64x64 bf16 values loses precision.
