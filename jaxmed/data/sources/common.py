@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import math
 import os
 from collections import Counter
 from typing import Any
@@ -24,6 +25,8 @@ from jaxmed.data.sources.window import parse_window
 from jaxmed.errors import DataError, UsageError
 
 MIN_IMAGE_SIDE = 8
+# Letters naming the canonical (RAS+) volume axes in entry names: sagittal, coronal, axial slices.
+AXIS_LETTERS = "xyz"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +68,11 @@ class ReadOptions:
         lo, hi = self.slice_range
         if not 0.0 <= lo < hi <= 1.0:
             raise UsageError(f"slice_range must be fractions 0 <= lo < hi <= 1, got {lo}:{hi}")
+
+    def kept_slices(self, count: int) -> range:
+        """Indices of a volume's `count` slices that overlap `slice_range` (never empty)."""
+        lo, hi = self.slice_range
+        return range(math.floor(lo * count), min(count, math.ceil(hi * count)))
 
 
 # eq=False: the generated __eq__ would compare numpy arrays with ==, which is ambiguous.

@@ -53,12 +53,12 @@ from typing import IO
 
 import numpy as np
 
-from jaxmed.data.sources.common import BadEntry, ImageCollector, ReadOptions, SourceImages, exception_text, one_line
+from jaxmed.data.sources.common import (AXIS_LETTERS, BadEntry, ImageCollector, ReadOptions, SourceImages,
+                                        exception_text, one_line)
 from jaxmed.errors import DataError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 CLASS_NAMES_KEY = "class_names"
-AXIS_LETTERS = "xyz"
 
 # Rows are streamed in chunks of about this many bytes of stored data.
 _CHUNK_BYTES = 32 << 20
@@ -171,17 +171,11 @@ def _image_layout(archive: _Archive, key: str, shape: tuple[int, ...], dtype: np
     raise archive.error(key, f"shape {shape}; expected (N, H, W), (N, H, W, 1|3|4) or volumes (N, D, H, W)")
 
 
-def _kept_slices(count: int, slice_range: tuple[float, float]) -> range:
-    """Indices of the slices that overlap the fraction range (never empty)."""
-    lo, hi = slice_range
-    return range(math.floor(lo * count), min(count, math.ceil(hi * count)))
-
-
 def _add_volume(collector: ImageCollector, volume: np.ndarray, name: str, class_name: str, split: str,
                 options: ReadOptions) -> None:
     """Adds the kept slices of one (D, H, W) volume. Raises BadEntry if none is non-empty."""
     axis = _VOLUME_AXIS_OF_SLICE_AXIS[options.slice_axis] - 1
-    kept = _kept_slices(volume.shape[axis], options.slice_range)
+    kept = options.kept_slices(volume.shape[axis])
     nonempty = 0
     for index in kept:
         plane = np.take(volume, index, axis=axis)

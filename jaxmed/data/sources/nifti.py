@@ -90,6 +90,7 @@ from nibabel.filebasedimages import ImageFileError
 from jaxmed.data.sources import detect
 from jaxmed.data.sources.window import parse_window, window_range
 from jaxmed.data.sources.common import (
+    AXIS_LETTERS,
     MIN_IMAGE_SIDE,
     BadEntry,
     ImageCollector,
@@ -105,7 +106,6 @@ from jaxmed.errors import DataError
 MASK_SUFFIXES: tuple[str, ...] = ("_seg", "_mask", "_label", "_labels")
 MASK_CLASSES: tuple[str, str] = ("no_lesion", "lesion")
 ROBUST_PERCENTILES: tuple[float, float] = (0.5, 99.5)
-AXIS_LETTERS = "xyz"  # canonical RAS+ axes: sagittal, coronal, axial slices
 
 # Above this many voxels, the robust range comes from an evenly strided subset.
 _MAX_RANGE_SAMPLES = 1 << 22
@@ -387,12 +387,6 @@ class _Voxels:
 # --- reading ------------------------------------------------------------------------------
 
 
-def _kept_slices(count: int, slice_range: tuple[float, float]) -> range:
-    """Indices of the slices that overlap the fraction range (never empty)."""
-    lo, hi = slice_range
-    return range(math.floor(lo * count), min(count, math.ceil(hi * count)))
-
-
 @dataclasses.dataclass
 class _VolumeStats:
     """What one pass over a 3-D volume learns: bad voxels, range and a sample for percentiles."""
@@ -499,7 +493,7 @@ class _Reader:
         if len(singles) > 1:
             raise BadEntry(f"is {_shape_text(voxels)}, not an image (more than one axis of size 1)")
         axis = singles[0] if singles else self.options.slice_axis
-        kept = range(1) if singles else _kept_slices(voxels.canonical_shape[axis], self.options.slice_range)
+        kept = range(1) if singles else self.options.kept_slices(voxels.canonical_shape[axis])
         height, width = (voxels.canonical_shape[other] for other in reversed(range(3)) if other != axis)
         if height < MIN_IMAGE_SIDE or width < MIN_IMAGE_SIDE:
             raise BadEntry(f"slices along {AXIS_LETTERS[axis]} are {width}×{height}, smaller than the "
