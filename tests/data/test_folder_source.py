@@ -412,7 +412,7 @@ def test_permission_error_on_a_file(tmp_path, monkeypatch):
             raise PermissionError(13, "Permission denied", os.fspath(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(folder, "open", fake_open, raising=False)
+    monkeypatch.setattr(common, "open", fake_open, raising=False)
 
     message = _error(tmp_path)
     out = _read(tmp_path, skip_bad=True)

@@ -16,7 +16,7 @@ import errno
 import math
 import os
 from collections import Counter
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -134,6 +134,23 @@ def os_reason(exc: OSError) -> str:
     if exc.errno == errno.ELOOP:
         return "symlink loop"
     return " ".join((exc.strerror or str(exc)).split()).lower() or type(exc).__name__
+
+
+def open_entry(path: str) -> tuple[BinaryIO, int]:
+    """Opens a file for binary reading and returns it with its size in bytes.
+
+    Raises:
+      BadEntry: if it cannot be opened or sized (permission denied, symlink loop, ...).
+    """
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 -- the caller closes it
+    except OSError as exc:
+        raise BadEntry(os_reason(exc)) from None
+    try:
+        return handle, os.fstat(handle.fileno()).st_size
+    except OSError as exc:
+        handle.close()
+        raise BadEntry(os_reason(exc)) from None
 
 
 def bit_depth(pixels: np.ndarray) -> str:

@@ -100,6 +100,7 @@ from jaxmed.data.sources.common import (
     SourceImages,
     exception_text,
     one_line,
+    open_entry,
     os_reason,
 )
 from jaxmed.data.sources.layout import UNLABELLED, Entry, check_folders_readable, collect_entries
@@ -209,13 +210,10 @@ def _read_header(path: str, entry: Entry) -> _Header:
     Raises:
       BadEntry: not DICOM, empty, corrupt, no pixel data, no decoder for its transfer syntax.
     """
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 -- closed below; open errors are reported
-    except OSError as exc:
-        raise BadEntry(os_reason(exc)) from None
+    handle, size = open_entry(path)
     with handle:
         try:
-            if os.fstat(handle.fileno()).st_size == 0:
+            if size == 0:
                 raise BadEntry("empty file (0 bytes)")
             ds = pydicom.dcmread(handle, stop_before_pixels=True)
             if ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:

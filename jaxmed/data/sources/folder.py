@@ -36,7 +36,7 @@ import os
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from jaxmed.data.sources.common import BadEntry, ImageCollector, ReadOptions, SourceImages, exception_text, os_reason
+from jaxmed.data.sources.common import BadEntry, ImageCollector, ReadOptions, SourceImages, exception_text, open_entry
 from jaxmed.data.sources.layout import check_folders_readable, collect_entries
 
 # Extensions that claim to be images. Content decides the format; the extension only
@@ -117,15 +117,8 @@ def _load(path: str) -> np.ndarray:
     """
     claims_image = os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
     corrupt = "truncated or corrupt image"
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 -- closed below; open errors are reported
-    except OSError as exc:
-        raise BadEntry(os_reason(exc)) from None
+    handle, size = open_entry(path)
     with handle:
-        try:
-            size = os.fstat(handle.fileno()).st_size
-        except OSError as exc:
-            raise BadEntry(os_reason(exc)) from None
         if size == 0:
             raise BadEntry(f"{corrupt} (empty file, 0 bytes)" if claims_image else "not an image file (empty file)")
         # Pass 1: verify() checks the structure (chunk CRCs for PNG) without decoding; a
