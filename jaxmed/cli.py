@@ -13,7 +13,8 @@
     jaxmed bench conv-pool [--models dcgan,seed_cnn,resnet18] [--batch-sizes 1,32,128]
                      [--dtypes float32,bfloat16] [--plot FILE] [--json [FILE]]
     jaxmed bench train-step --model dcgan128|dcgan64|seed_cnn|resnet18 --batch-size N [--steps N]
-                     [--precision fp32[,bf16]] [--devices N[,N...]] [--json [FILE]]
+                     [--precision fp32[,bf16]] [--conv-backend auto|xla|onednn[,...]] [--devices N[,N...]]
+                     [--json [FILE]]
 
 Exit status: 0 on success, 2 on a usage error, 1 on a data, checkpoint or training
 error. Errors are one line on stderr; `--debug` shows the traceback instead.
@@ -27,6 +28,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from jaxmed import host_memory
 from jaxmed.errors import JaxmedError, UsageError
 
 
@@ -287,8 +289,8 @@ def _add_bench_parsers(commands) -> None:
     conv_pool.add_argument("--json", nargs="?", const="-", metavar="FILE", help=json_help)
     train_step = kinds.add_parser(
         "train-step", help="images/s, step time, compile time and peak memory of a full train step",
-        description="Times a model's full jitted train step on random data. --devices and --precision take lists "
-                    "(a sweep: each combination in its own process); more devices than visible run on forced CPU "
+        description="Times a model's full jitted train step on random data. --devices, --precision and "
+                    "--conv-backend take lists (a sweep: each combination in its own process); more devices than visible run on forced CPU "
                     "devices in a child process.")
     train_step.add_argument("--model", required=True, choices=("dcgan128", "dcgan64", "seed_cnn", "resnet18"))
     train_step.add_argument("--batch-size", type=_positive_int, required=True, help="global batch size")
@@ -296,6 +298,8 @@ def _add_bench_parsers(commands) -> None:
     train_step.add_argument("--warmup", type=_non_negative_int, default=3, help="untimed steps after the first")
     train_step.add_argument("--precision", type=_comma_list(str, "precisions"), default=["fp32"],
                             help="fp32 and/or bf16 (default fp32)")
+    train_step.add_argument("--conv-backend", type=_comma_list(str, "backends"), default=["auto"],
+                            help="auto, xla and/or onednn: which kernels compute the convolutions (default auto)")
     train_step.add_argument("--devices", type=_comma_list(_positive_int, "positive integers"), default=[1],
                             help="devices on the data mesh, e.g. 1 or 1,2,4,8 (default 1)")
     train_step.add_argument("--image-size", type=_positive_int, help="classifiers only (default 128)")
@@ -319,7 +323,7 @@ def _bench(args: argparse.Namespace) -> None:
         from jaxmed.bench.train_step import format_table, run_train_steps
 
         report = run_train_steps(args.model, args.batch_size, devices=args.devices, precisions=args.precision,
-                                 steps=args.steps, warmup=args.warmup, image_size=args.image_size)
+                                 conv_backends=args.conv_backend, steps=args.steps, warmup=args.warmup, image_size=args.image_size)
         emit(report, format_table(report), args.json)
 
 
@@ -337,6 +341,7 @@ def _enable_compilation_cache() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
+    host_memory.keep_freed_memory()  # before JAX starts its threads (see jaxmed.host_memory)
     args = build_parser().parse_args(argv)
     if args.command != "bench":  # a benchmark's compile_s must be a compilation, not a cache read
         _enable_compilation_cache()

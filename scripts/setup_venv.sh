@@ -21,3 +21,6 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test]"
   echo "$WANT" > "$STAMP"
 fi
+# Compile the oneDNN convolution kernels now rather than in the first run (cached; a no-op
+# when up to date). Where they cannot be built, jaxmed says why and uses XLA's convolutions.
+"$VENV/bin/python" -m jaxmed.nn.onednn || true

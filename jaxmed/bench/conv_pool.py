@@ -11,8 +11,10 @@ the input, not the output). Speeds are reported as
   float32 matmul measured in the same run (`jaxmed.bench.roofline`);
 - GB/s for pooling and its fraction of the memory-copy bandwidth measured in the same run.
 
-The generator's up-sampling layers are timed as jaxmed computes them
-(`jaxmed.nn.upsample_conv`) and, with `reference=True`, as `lax.conv_transpose` (what
+Convolutions are timed with XLA's kernels and, on the CPU, with oneDNN's
+(`jaxmed.nn.onednn`, what the models use there by default). The generator's
+up-sampling layers are timed as jaxmed computes them (`jaxmed.nn.upsample_conv`,
+its XLA sub-pixel form and its oneDNN form) and, with `reference=True`, as `lax.conv_transpose` (what
 `nnx.ConvTranspose` runs), whose backward pass takes seconds on XLA:CPU; max pooling as
 `jaxmed.nn.max_pool` and, with `reference=True`, as `nnx.max_pool` (`reduce_window`).
 """
@@ -34,7 +36,7 @@ from jaxmed.bench.layers import (AVG_POOL, CONV, CONV_KINDS, MAX_POOL, MODELS, P
                                  model_layers)
 from jaxmed.bench.timing import time_jitted
 from jaxmed.errors import UsageError
-from jaxmed.nn import max_pool, upsample_conv
+from jaxmed.nn import max_pool, onednn, upsample_conv
 
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 DTYPES = ("float32", "bfloat16")
@@ -60,12 +62,28 @@ def _pool(shape: LayerShape) -> Callable:
     return functools.partial(pool, window_shape=shape.kernel, strides=shape.strides, padding=shape.padding)
 
 
+def _onednn_conv(shape: LayerShape) -> Callable:
+    def conv(x, kernel):
+        return onednn.conv2d(x, kernel, shape.strides, shape.padding)
+    return conv
+
+
 def implementations(shape: LayerShape, reference: bool = True) -> dict[str, Callable]:
-    """{implementation name: fn(x, kernel) (convolutions) or fn(x) (pooling)} to time for a shape."""
+    """{implementation name: fn(x, kernel) (convolutions) or fn(x) (pooling)} to time for a shape.
+
+    Convolutions are timed on both backends of `jaxmed.nn.conv_backend` where oneDNN runs
+    ("onednn.conv2d", "jaxmed.upsample_conv/onednn"), else on XLA only.
+    """
+    with_onednn = jax.default_backend() == "cpu" and onednn.unavailable_reason() is None
     if shape.kind == CONV:
-        return {"lax.conv": _conv(shape)}
+        impls = {"lax.conv": _conv(shape)}
+        if with_onednn:
+            impls["onednn.conv2d"] = _onednn_conv(shape)
+        return impls
     if shape.kind == UPSAMPLE_CONV:
         impls = {"jaxmed.upsample_conv": upsample_conv}
+        if with_onednn:
+            impls["jaxmed.upsample_conv/onednn"] = functools.partial(upsample_conv, method="onednn")
         if reference:
             impls[REFERENCE_IMPL] = _conv_transpose
         return impls

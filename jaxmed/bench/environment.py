@@ -8,8 +8,9 @@ import os
 import jax
 
 from jaxmed.bench.host import host_record
+from jaxmed.nn import onednn, resolve_conv_backend
 
-LIBRARIES = ("jax", "jaxlib", "flax", "optax", "numpy")
+LIBRARIES = ("jax", "jaxlib", "flax", "optax", "numpy", "onednn-cpu-gomp")
 
 
 def _version(package: str) -> str | None:
@@ -20,7 +21,10 @@ def _version(package: str) -> str | None:
 
 
 def environment_record() -> dict:
-    """Host (CPU, cores, load, relevant env vars), devices, library versions and XLA settings.
+    """Host (CPU, cores, load, relevant env vars), devices, library versions, XLA and convolution settings.
+
+    `conv_backend` is what "auto" resolves to on one device here (see `jaxmed.nn.conv_backend`),
+    with the reason when oneDNN is unavailable.
 
     The compilation cache directory is recorded because a warm persistent cache turns
     `compile_s` into a cache read.
@@ -35,4 +39,6 @@ def environment_record() -> dict:
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "compilation_cache_dir": jax.config.jax_compilation_cache_dir,
         "default_matmul_precision": jax.config.jax_default_matmul_precision,
+        "conv_backend": resolve_conv_backend("auto"),
+        "onednn_unavailable": onednn.unavailable_reason() if jax.default_backend() == "cpu" else None,
     }

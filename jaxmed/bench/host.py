@@ -15,7 +15,7 @@ from pathlib import Path
 
 # Environment variables that change how fast numerical code runs (thread pools, kernels, XLA).
 RELEVANT_ENV_PREFIXES = ("XLA_", "JAX_", "TF_", "OMP_", "MKL_", "OPENBLAS_", "KMP_", "DNNL_", "ONEDNN_",
-                         "TORCH_", "CUDA_VISIBLE_DEVICES", "TPU_")
+                         "TORCH_", "CUDA_VISIBLE_DEVICES", "TPU_", "MALLOC_", "JAXMED_")
 
 
 def cpu_model() -> str | None:

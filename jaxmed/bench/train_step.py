@@ -34,7 +34,7 @@ from jaxmed.bench.stats import step_fields, summarize_ms, time_samples
 from jaxmed.errors import UsageError
 from jaxmed.train import sharding
 from jaxmed.train.classifier_steps import classifier_definition, init_classifier_state, make_classifier_train_step
-from jaxmed.train.config import ClassifierConfig, GanConfig
+from jaxmed.train.config import ClassifierConfig, GanConfig, model_conv_backend
 from jaxmed.train.gan_state import gan_definition, init_gan_state
 from jaxmed.train.gan_steps import make_gan_train_step
 
@@ -46,7 +46,7 @@ NUM_CLASSES = 2
 
 
 def benchmark_config(model: str, batch_size: int, precision: str = "fp32", image_size: int | None = None,
-                     ) -> GanConfig | ClassifierConfig:
+                     conv_backend: str = "auto") -> GanConfig | ClassifierConfig:
     """The run config a benchmark model name stands for.
 
     Args:
@@ -54,6 +54,7 @@ def benchmark_config(model: str, batch_size: int, precision: str = "fp32", image
       batch_size: global batch size.
       precision: "fp32" or "bf16".
       image_size: classifiers only: input side (default 128); the DCGANs' size is in their name.
+      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`).
 
     Raises:
       UsageError: unknown model, a size for a DCGAN, or an invalid setting.
@@ -64,9 +65,10 @@ def benchmark_config(model: str, batch_size: int, precision: str = "fp32", image
     if family == "gan":
         if image_size not in (None, default_size):
             raise UsageError(f"{model} is {default_size} px by definition; --image-size applies to classifiers")
-        return GanConfig(image_size=default_size, batch_size=batch_size, precision=precision)
+        return GanConfig(image_size=default_size, batch_size=batch_size, precision=precision,
+                         conv_backend=conv_backend)
     return ClassifierConfig(model=model, image_size=image_size or default_size, batch_size=batch_size,
-                            precision=precision)
+                            precision=precision, conv_backend=conv_backend)
 
 
 def _make_step(make_step: Callable, definition, mesh) -> Callable:
@@ -116,7 +118,7 @@ def _device_peak_mb(devices) -> float | None:
 
 
 def benchmark_train_step(model: str, batch_size: int, *, steps: int = 20, warmup: int = 3, precision: str = "fp32",
-                         devices: int = 1, image_size: int | None = None,
+                         devices: int = 1, image_size: int | None = None, conv_backend: str = "auto",
                          config: GanConfig | ClassifierConfig | None = None) -> dict:
     """Times `steps` train steps of `model`; returns the JSON-able result.
 
@@ -128,6 +130,7 @@ def benchmark_train_step(model: str, batch_size: int, *, steps: int = 20, warmup
       precision: "fp32" or "bf16".
       devices: devices on the data mesh (must be visible; see `jaxmed.bench.forced_devices`).
       image_size: classifiers only (see `benchmark_config`).
+      conv_backend: "auto", "xla" or "onednn"; the result records what it resolved to.
       config: use this run config instead of the one `model` stands for (tests use tiny ones).
 
     Returns:
@@ -135,13 +138,13 @@ def benchmark_train_step(model: str, batch_size: int, *, steps: int = 20, warmup
        "compile_s", "peak_memory_mb", ...}; see README (Performance).
 
     Raises:
-      UsageError: invalid model, precision or device count.
+      UsageError: invalid model, precision, device count or convolution backend.
     """
     if precision not in PRECISIONS:
         raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if steps < 1 or warmup < 0:
         raise UsageError(f"need steps >= 1 and warmup >= 0, got {steps} and {warmup}")
-    config = config or benchmark_config(model, batch_size, precision, image_size)
+    config = config or benchmark_config(model, batch_size, precision, image_size, conv_backend)
     mesh = sharding.make_mesh(devices)
     sharding.check_batch_size(config.batch_size, mesh)
     load_before = host.load_average()
@@ -175,6 +178,7 @@ def benchmark_train_step(model: str, batch_size: int, *, steps: int = 20, warmup
         "channels": config.channels,
         "batch_size": config.batch_size,
         "precision": config.precision,
+        "conv_backend": model_conv_backend(config),
         "devices": devices,
         "steps": steps,
         "warmup": warmup,
@@ -194,23 +198,25 @@ def benchmark_train_step(model: str, batch_size: int, *, steps: int = 20, warmup
 
 
 def format_row(result: dict) -> str:
-    """One line per result: model, batch, precision, devices, images/s, step ms (p10-p90), compile s, memory."""
+    """One line per result: model, batch, precision, conv backend, devices, images/s, step ms (p10-p90), compile s,
+    memory."""
     memory = f"{result['peak_memory_mb']:.0f}" if result.get("peak_memory_mb") is not None else "?"
-    return (f"{result['model']:<10s} {result['batch_size']:>5d} {result['precision']:<5s} {result['devices']:>7d} "
+    return (f"{result['model']:<10s} {result['batch_size']:>5d} {result['precision']:<5s} "
+            f"{result.get('conv_backend', '?'):<7s} {result['devices']:>7d} "
             f"{result['images_per_s']:9.1f} {result['step_ms']:9.1f} "
             f"{result['step_ms_p10']:7.1f}-{result['step_ms_p90']:<7.1f} {result['compile_s']:8.1f} {memory:>8s}")
 
 
-TABLE_HEADER = (f"{'model':<10s} {'batch':>5s} {'prec':<5s} {'devices':>7s} {'images/s':>9s} {'step ms':>9s} "
+TABLE_HEADER = (f"{'model':<10s} {'batch':>5s} {'prec':<5s} {'conv':<7s} {'devices':>7s} {'images/s':>9s} {'step ms':>9s} "
                 f"{'p10-p90 ms':<15s} {'compile s':>8s} {'peak MB':>8s}")
 
 
 def run_train_steps(model: str, batch_size: int, *, devices: Sequence[int] = (1,),
-                    precisions: Sequence[str] = ("fp32",), steps: int = 20, warmup: int = 3,
-                    image_size: int | None = None) -> dict:
-    """One train-step benchmark, or a sweep over device counts and precisions.
+                    precisions: Sequence[str] = ("fp32",), conv_backends: Sequence[str] = ("auto",), steps: int = 20,
+                    warmup: int = 3, image_size: int | None = None) -> dict:
+    """One train-step benchmark, or a sweep over device counts, precisions and convolution backends.
 
-    A single (devices, precision) runs in this process when the devices are visible,
+    A single (devices, precision, backend) runs in this process when the devices are visible,
     else in a child process on forced CPU devices (`jaxmed.bench.forced_devices`). A
     sweep runs every combination in its own fresh child process, so each starts alike.
 
@@ -221,24 +227,27 @@ def run_train_steps(model: str, batch_size: int, *, devices: Sequence[int] = (1,
     for precision in precisions:
         if precision not in PRECISIONS:
             raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    benchmark_config(model, batch_size, precisions[0], image_size)  # validate before starting children
-    combinations = [(count, precision) for count in devices for precision in precisions]
-    for count, _ in combinations:
+    for backend in conv_backends:  # validate before starting children
+        benchmark_config(model, batch_size, precisions[0], image_size, backend)
+    combinations = [(count, precision, backend) for count in devices for precision in precisions
+                    for backend in conv_backends]
+    for count, _, _ in combinations:
         if batch_size % count:
             raise UsageError(f"batch size {batch_size} is not divisible by {count} devices")
 
-    def argv(count: int, precision: str) -> list[str]:
+    def argv(count: int, precision: str, backend: str) -> list[str]:
         size = [] if image_size is None else ["--image-size", str(image_size)]
         return ["bench", "train-step", "--model", model, "--batch-size", str(batch_size), "--steps", str(steps),
-                "--warmup", str(warmup), "--precision", precision, "--devices", str(count), *size]
+                "--warmup", str(warmup), "--precision", precision, "--devices", str(count), "--conv-backend",
+                backend, *size]
 
     if len(combinations) == 1:
-        count, precision = combinations[0]
+        count, precision, backend = combinations[0]
         if forced_devices.needs_child(count):
-            return forced_devices.run_child(argv(count, precision), count)
+            return forced_devices.run_child(argv(count, precision, backend), count)
         return benchmark_train_step(model, batch_size, steps=steps, warmup=warmup, precision=precision,
-                                    devices=count, image_size=image_size)
-    runs = [forced_devices.run_child(argv(count, precision), count) for count, precision in combinations]
+                                    devices=count, image_size=image_size, conv_backend=backend)
+    runs = [forced_devices.run_child(argv(*combination), combination[0]) for combination in combinations]
     return {"benchmark": "train-step-sweep", "runs": runs, "environment": environment_record()}
 
 

@@ -55,7 +55,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmed.nn import MaxPool
+from jaxmed.nn import ConvBackend, MaxPool, conv_general_dilated_for, resolve_conv_backend
 
 CLASSIFIERS = ("seed_cnn", "resnet18")
 
@@ -80,12 +80,13 @@ def _batch_norm(features: int, dtype, rngs: nnx.Rngs) -> nnx.BatchNorm:
     return nnx.BatchNorm(features, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5, dtype=dtype, rngs=rngs)
 
 
-def _conv(in_features: int, out_features: int, kernel: int, stride: int, dtype, rngs: nnx.Rngs) -> nnx.Conv:
+def _conv(in_features: int, out_features: int, kernel: int, stride: int, dtype, conv_backend: ConvBackend,
+          rngs: nnx.Rngs) -> nnx.Conv:
     """Bias-free convolution with symmetric padding kernel // 2 (the reference's padding)."""
     pad = kernel // 2
     return nnx.Conv(in_features, out_features, kernel_size=(kernel, kernel), strides=(stride, stride),
                     padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=CONV_INIT, dtype=dtype,
-                    rngs=rngs)
+                    conv_general_dilated=conv_general_dilated_for(resolve_conv_backend(conv_backend)), rngs=rngs)
 
 
 def _dropout(rate: float, rngs: nnx.Rngs) -> nnx.Dropout:
@@ -125,16 +126,17 @@ class SeedCNN(nnx.Module):
       hidden_features: width of the hidden dense layer.
       dropout_rate: dropout probability before the last dense layer (0 disables it).
       dtype: computation dtype (None: float32); parameters stay float32.
+      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`).
       rngs: `params` (or default) stream for initialisation and, if dropout_rate > 0,
         a `dropout` (or default) stream for the dropout masks.
     """
 
     def __init__(self, image_size: int, channels: int = 1, num_classes: int = 2, *,
                  features: Sequence[int] = SEED_CNN_FEATURES, hidden_features: int = SEED_CNN_HIDDEN,
-                 dropout_rate: float = 0.5, dtype=None, rngs: nnx.Rngs):
+                 dropout_rate: float = 0.5, dtype=None, conv_backend: ConvBackend = "auto", rngs: nnx.Rngs):
         _check_sizes(image_size, channels, num_classes, minimum_size=2 ** len(features))
         features = [channels, *features]
-        self.convs = nnx.List([_conv(f_in, f_out, 3, 1, dtype, rngs)
+        self.convs = nnx.List([_conv(f_in, f_out, 3, 1, dtype, conv_backend, rngs)
                                for f_in, f_out in zip(features[:-1], features[1:])])
         self.norms = nnx.List([_batch_norm(f, dtype, rngs) for f in features[1:]])
         self.pool = MaxPool((2, 2), (2, 2), "VALID")  # eq. 2
@@ -171,19 +173,21 @@ class BasicBlock(nnx.Module):
       out_features: output channels.
       stride: stride of the first convolution (and of the projection shortcut).
       dtype: computation dtype (None: float32); parameters stay float32.
+      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`).
       rngs: parameter initialisation keys.
     """
 
-    def __init__(self, in_features: int, out_features: int, stride: int = 1, *, dtype=None, rngs: nnx.Rngs):
-        self.conv1 = _conv(in_features, out_features, 3, stride, dtype, rngs)
+    def __init__(self, in_features: int, out_features: int, stride: int = 1, *, dtype=None,
+                 conv_backend: ConvBackend = "auto", rngs: nnx.Rngs):
+        self.conv1 = _conv(in_features, out_features, 3, stride, dtype, conv_backend, rngs)
         self.norm1 = _batch_norm(out_features, dtype, rngs)
-        self.conv2 = _conv(out_features, out_features, 3, 1, dtype, rngs)
+        self.conv2 = _conv(out_features, out_features, 3, 1, dtype, conv_backend, rngs)
         # The last BN scale starts at one, not zero (Goyal et al.'s trick), so that every
         # parameter receives a gradient from the first step.
         self.norm2 = _batch_norm(out_features, dtype, rngs)
         if stride != 1 or in_features != out_features:
             # He et al.'s option B: project only where the shape changes, identity elsewhere.
-            self.shortcut = _conv(in_features, out_features, 1, stride, dtype, rngs)
+            self.shortcut = _conv(in_features, out_features, 1, stride, dtype, conv_backend, rngs)
             self.shortcut_norm = _batch_norm(out_features, dtype, rngs)
         else:
             self.shortcut = None
@@ -209,18 +213,19 @@ class ResNet18(nnx.Module):
       width: channels of the first stage (64 in the reference); stages use 1, 2, 4, 8x.
       dropout_rate: dropout probability before the head (0, the reference, disables it).
       dtype: computation dtype (None: float32); parameters stay float32.
+      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`).
       rngs: `params` (or default) stream for initialisation and, if dropout_rate > 0,
         a `dropout` (or default) stream for the dropout masks.
     """
 
     def __init__(self, image_size: int, channels: int = 1, num_classes: int = 2, *, width: int = 64,
-                 dropout_rate: float = 0.0, dtype=None, rngs: nnx.Rngs):
+                 dropout_rate: float = 0.0, dtype=None, conv_backend: ConvBackend = "auto", rngs: nnx.Rngs):
         _check_sizes(image_size, channels, num_classes, minimum_size=8)
         self.small_input = image_size < SMALL_INPUT_SIZE
         if self.small_input:
-            self.stem = _conv(channels, width, 3, 1, dtype, rngs)
+            self.stem = _conv(channels, width, 3, 1, dtype, conv_backend, rngs)
         else:
-            self.stem = _conv(channels, width, 7, 2, dtype, rngs)
+            self.stem = _conv(channels, width, 7, 2, dtype, conv_backend, rngs)
             self.stem_pool = MaxPool((3, 3), (2, 2), ((1, 1), (1, 1)))  # padding never wins the max
         self.stem_norm = _batch_norm(width, dtype, rngs)
         blocks = []
@@ -229,7 +234,8 @@ class ResNet18(nnx.Module):
             out_features = width << stage
             for index in range(num_blocks):
                 stride = 2 if (stage > 0 and index == 0) else 1
-                blocks.append(BasicBlock(in_features, out_features, stride, dtype=dtype, rngs=rngs))
+                blocks.append(BasicBlock(in_features, out_features, stride, dtype=dtype, conv_backend=conv_backend,
+                                         rngs=rngs))
                 in_features = out_features
         self.blocks = nnx.List(blocks)
         self.dropout = _dropout(dropout_rate, rngs) if dropout_rate > 0 else None
@@ -257,7 +263,8 @@ class ResNet18(nnx.Module):
 
 
 def build_classifier(name: str, image_size: int, channels: int = 1, num_classes: int = 2, *, width: int = 64,
-                     dropout_rate: float | None = None, dtype=None, rngs: nnx.Rngs) -> nnx.Module:
+                     dropout_rate: float | None = None, dtype=None, conv_backend: ConvBackend = "auto",
+                     rngs: nnx.Rngs) -> nnx.Module:
     """Builds a classifier by name.
 
     Args:
@@ -270,6 +277,7 @@ def build_classifier(name: str, image_size: int, channels: int = 1, num_classes:
       dropout_rate: dropout before the last dense layer; None keeps the model's default
         (0.5 for "seed_cnn", 0 for "resnet18").
       dtype: computation dtype (None: float32); parameters stay float32.
+      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`).
       rngs: `params` stream, plus a `dropout` stream when dropout is on.
 
     Returns:
@@ -280,7 +288,9 @@ def build_classifier(name: str, image_size: int, channels: int = 1, num_classes:
     """
     dropout = {} if dropout_rate is None else {"dropout_rate": dropout_rate}
     if name == "seed_cnn":
-        return SeedCNN(image_size, channels, num_classes, dtype=dtype, rngs=rngs, **dropout)
+        return SeedCNN(image_size, channels, num_classes, dtype=dtype, conv_backend=conv_backend, rngs=rngs,
+                       **dropout)
     if name == "resnet18":
-        return ResNet18(image_size, channels, num_classes, width=width, dtype=dtype, rngs=rngs, **dropout)
+        return ResNet18(image_size, channels, num_classes, width=width, dtype=dtype, conv_backend=conv_backend,
+                        rngs=rngs, **dropout)
     raise ValueError(f"unknown classifier {name!r}; choose one of {', '.join(CLASSIFIERS)}")

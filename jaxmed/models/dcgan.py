@@ -11,7 +11,8 @@ The reference (DESIGN.md, seed paper section 3.5) at 128x128x1:
 Other sizes keep the 8x8x256 bottleneck and add or remove one stride-2 stage per
 factor of two, halving the channels per stage as in the reference. "UpConv" is
 `jaxmed.nn.UpsampleConv`: the same function and parameters as a 4x4 stride-2 "SAME"
-`ConvTranspose`, computed in a form whose gradients are fast on every backend.
+`ConvTranspose`, computed in a form whose gradients are fast on every backend (by
+oneDNN on the CPU, see `jaxmed.nn.conv_backend`).
 
 Choices the reference leaves open, and why:
 - Weights start from N(0, 0.02), as in the DCGAN paper; BatchNorm momentum is 0.9
@@ -28,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmed.nn import UpsampleConv
+from jaxmed.nn import ConvBackend, UpsampleConv, conv_general_dilated_for, resolve_conv_backend
 
 BOTTLENECK_SIZE = 8
 LEAKY_SLOPE = 0.2
@@ -60,12 +61,14 @@ class Generator(nnx.Module):
       latent_dim: length of z.
       base_features: channels at the 8x8 bottleneck (256 in the reference).
       dtype: computation dtype (None: float32); parameters stay float32.
+      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`).
       rngs: parameter initialisation keys.
     """
 
     def __init__(self, image_size: int = 128, channels: int = 1, latent_dim: int = 100, *,
-                 base_features: int = 256, dtype=None, rngs: nnx.Rngs):
+                 base_features: int = 256, dtype=None, conv_backend: ConvBackend = "auto", rngs: nnx.Rngs):
         stages = num_stages(image_size)
+        method = "onednn" if resolve_conv_backend(conv_backend) == "onednn" else "auto"
         self.latent_dim = latent_dim
         self.base_features = base_features
         self.project = nnx.Linear(latent_dim, BOTTLENECK_SIZE * BOTTLENECK_SIZE * base_features, use_bias=False,
@@ -73,12 +76,12 @@ class Generator(nnx.Module):
         self.project_norm = _batch_norm(base_features, dtype, rngs)
         features = [base_features >> stage for stage in range(stages)]  # 256, 128, 64, 32 at 128 px
         self.up_blocks = nnx.List([
-            UpsampleConv(f_in, f_out, use_bias=False, kernel_init=WEIGHT_INIT, dtype=dtype, rngs=rngs)
+            UpsampleConv(f_in, f_out, use_bias=False, kernel_init=WEIGHT_INIT, dtype=dtype, method=method, rngs=rngs)
             for f_in, f_out in zip(features[:-1], features[1:])
         ])
         self.up_norms = nnx.List([_batch_norm(f, dtype, rngs) for f in features[1:]])
         self.to_image = UpsampleConv(features[-1], channels, use_bias=True, kernel_init=WEIGHT_INIT, dtype=dtype,
-                                     rngs=rngs)
+                                     method=method, rngs=rngs)
 
     def __call__(self, z_BxZ: jax.Array) -> jax.Array:
         x = self.project(z_BxZ)
@@ -98,16 +101,18 @@ class Discriminator(nnx.Module):
       channels: input channels.
       base_features: channels of the last stage (256 in the reference).
       dtype: computation dtype (None: float32); parameters stay float32.
+      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`).
       rngs: parameter initialisation keys.
     """
 
     def __init__(self, image_size: int = 128, channels: int = 1, *, base_features: int = 256, dtype=None,
-                 rngs: nnx.Rngs):
+                 conv_backend: ConvBackend = "auto", rngs: nnx.Rngs):
         stages = num_stages(image_size)
+        conv_general_dilated = conv_general_dilated_for(resolve_conv_backend(conv_backend))
         features = [channels] + [base_features >> (stages - 1 - stage) for stage in range(stages)]
         self.down_blocks = nnx.List([
             nnx.Conv(f_in, f_out, kernel_size=(4, 4), strides=(2, 2), padding="SAME", use_bias=(stage == 0),
-                     kernel_init=WEIGHT_INIT, dtype=dtype, rngs=rngs)
+                     kernel_init=WEIGHT_INIT, dtype=dtype, conv_general_dilated=conv_general_dilated, rngs=rngs)
             for stage, (f_in, f_out) in enumerate(zip(features[:-1], features[1:]))
         ])
         # No normalisation after the first convolution (DCGAN: BN on the input layer destabilises training).

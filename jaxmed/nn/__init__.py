@@ -6,9 +6,14 @@ form, whose gradients are fast on XLA:CPU.
 
 `MaxPool` / `max_pool`: max pooling computed as a maximum of strided views, whose
 gradient avoids XLA:CPU's slow `select_and_scatter`.
+
+`onednn`: the convolutions computed by oneDNN on XLA:CPU; `conv_backend` chooses,
+per model, between them and XLA's own (`resolve_conv_backend`, `conv_general_dilated_for`).
 """
 
+from jaxmed.nn.conv_backend import CONV_BACKENDS, ConvBackend, conv_general_dilated_for, resolve_conv_backend
 from jaxmed.nn.pooling import MaxPool, max_pool
 from jaxmed.nn.upsample import CONV3X3_MAX_OUT_FEATURES, UpsampleConv, UpsampleMethod, upsample_conv
 
-__all__ = ["CONV3X3_MAX_OUT_FEATURES", "MaxPool", "UpsampleConv", "UpsampleMethod", "max_pool", "upsample_conv"]
+__all__ = ["CONV3X3_MAX_OUT_FEATURES", "CONV_BACKENDS", "ConvBackend", "MaxPool", "UpsampleConv", "UpsampleMethod",
+           "conv_general_dilated_for", "max_pool", "resolve_conv_backend", "upsample_conv"]

@@ -69,9 +69,11 @@ from flax import nnx
 from flax.nnx.nn import dtypes as nnx_dtypes
 from jax import lax
 
+from jaxmed.nn import onednn
+
 __all__ = ["upsample_conv", "UpsampleConv", "UpsampleMethod", "CONV3X3_MAX_OUT_FEATURES"]
 
-UpsampleMethod = Literal["auto", "matmul", "conv3x3"]
+UpsampleMethod = Literal["auto", "matmul", "conv3x3", "onednn"]
 
 #: "auto" uses the 3x3-conv form up to this many output channels (measured crossover, see module docstring).
 CONV3X3_MAX_OUT_FEATURES = 4
@@ -129,6 +131,20 @@ def _upsample_conv3x3(x: jax.Array, kernel: jax.Array, precision: lax.PrecisionL
     return phases.reshape(batch, 2 * height, 2 * width, out_features)
 
 
+def _upsample_onednn(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """oneDNN form: the input gradient of the 2x down-sampling convolution this layer transposes.
+
+    By the derivation above, output o reads x[i] with tap K[t] where o + t - 2 = 2i;
+    the 4x4 stride-2 convolution with padding 1 from 2H x 2W to H x W sends input o to
+    output i through tap t' = o + 1 - 2i = 3 - t. So this layer is that convolution's
+    input gradient for the kernel flipped in space, input and output channels swapped.
+    """
+    batch, height, width, _ = x.shape
+    conv_kernel = jnp.flip(kernel, axis=(0, 1)).transpose(0, 1, 3, 2)
+    return onednn.conv2d_transpose(x, conv_kernel, (batch, 2 * height, 2 * width, kernel.shape[3]), (2, 2),
+                                   ((1, 1), (1, 1)))
+
+
 def upsample_conv(x_BxHxWxCin: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *,
                   method: UpsampleMethod = "auto", precision: lax.PrecisionLike = None) -> jax.Array:
     """2x up-sampling 4x4 transposed convolution with "SAME" padding, in sub-pixel form.
@@ -141,8 +157,10 @@ def upsample_conv(x_BxHxWxCin: jax.Array, kernel: jax.Array, bias: jax.Array | N
       x_BxHxWxCin: input, NHWC.
       kernel: (4, 4, C_in, C_out) kernel in `nnx.ConvTranspose` layout (`transpose_kernel=False`).
       bias: optional (C_out,) bias added to every output position.
-      method: "matmul" (im2col matrix product), "conv3x3" (one packed 3x3 convolution) or
-        "auto" (conv3x3 when C_out <= `CONV3X3_MAX_OUT_FEATURES`, else matmul; the faster one measured).
+      method: "matmul" (im2col matrix product), "conv3x3" (one packed 3x3 convolution),
+        "auto" (conv3x3 when C_out <= `CONV3X3_MAX_OUT_FEATURES`, else matmul; the faster one
+        measured on XLA) or "onednn" (`jaxmed.nn.onednn.upsample_conv`, XLA:CPU only; the
+        operands must share one dtype, float32 or bfloat16).
       precision: passed to the matrix product / convolution (matters on GPU/TPU only).
 
     Returns:
@@ -158,8 +176,10 @@ def upsample_conv(x_BxHxWxCin: jax.Array, kernel: jax.Array, bias: jax.Array | N
         y = _upsample_matmul(x_BxHxWxCin, kernel, precision)
     elif method == "conv3x3":
         y = _upsample_conv3x3(x_BxHxWxCin, kernel, precision)
+    elif method == "onednn":
+        y = _upsample_onednn(x_BxHxWxCin, kernel)
     else:
-        raise ValueError(f"method must be 'auto', 'matmul' or 'conv3x3', got {method!r}")
+        raise ValueError(f"method must be 'auto', 'matmul', 'conv3x3' or 'onednn', got {method!r}")
     if bias is not None:
         y = y + bias.reshape(1, 1, 1, -1)  # explicit rank: the project runs with strict rank promotion
     return y

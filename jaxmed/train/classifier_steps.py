@@ -29,7 +29,7 @@ from jaxmed.data.augment import AugmentConfig, augment
 from jaxmed.models.classifier import build_classifier
 from jaxmed.train import sharding
 from jaxmed.train.accumulation import sum_over_microbatches
-from jaxmed.train.config import ClassifierConfig, compute_dtype
+from jaxmed.train.config import ClassifierConfig, compute_dtype, model_conv_backend
 from jaxmed.train.optimizer import build_optimizer
 
 # Model state that is not a trainable parameter: BatchNorm statistics, dropout RNG counters.
@@ -73,7 +73,7 @@ def _build(config: ClassifierConfig, num_classes: int, key: jax.Array) -> nnx.Mo
     params_key, dropout_key = jax.random.split(key)
     return build_classifier(config.model, config.image_size, config.channels, num_classes,
                             width=config.width, dropout_rate=config.dropout_rate,
-                            dtype=compute_dtype(config.precision),
+                            dtype=compute_dtype(config.precision), conv_backend=model_conv_backend(config),
                             rngs=nnx.Rngs(params=params_key, dropout=dropout_key))
 
 

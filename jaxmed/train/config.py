@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from jaxmed import data as data_lib
@@ -27,6 +28,8 @@ from jaxmed import files
 from jaxmed.data.sources.window import parse_window
 from jaxmed.errors import UsageError
 from jaxmed.losses import GAN_LOSSES
+from jaxmed.nn import CONV_BACKENDS, resolve_conv_backend
+from jaxmed.nn.onednn import OneDnnUnavailable
 
 PRECISIONS = ("fp32", "bf16")
 SCHEDULES = ("constant", "cosine")
@@ -35,6 +38,18 @@ SCHEDULES = ("constant", "cosine")
 def compute_dtype(precision: str):
     """The activation dtype for a `precision` setting: bfloat16 for "bf16", None (float32) for "fp32"."""
     return jnp.bfloat16 if precision == "bf16" else None
+
+
+def model_conv_backend(config: GanConfig | ClassifierConfig) -> str:
+    """The concrete convolution backend of a run: its `conv_backend` resolved over the run's mesh.
+
+    Raises:
+      UsageError: conv_backend="onednn" where oneDNN cannot run (the reason in one line).
+    """
+    try:
+        return resolve_conv_backend(config.conv_backend, config.mesh.data or jax.device_count())
+    except OneDnnUnavailable as error:
+        raise UsageError(f"conv_backend=onednn: {error}") from None
 
 
 def _require(condition: bool, message: str) -> None:
@@ -192,6 +207,8 @@ class GanConfig:
       loss: "minimax", "non_saturating" or "hinge" (see `jaxmed.losses`).
       ema_decay: decay of the generator's exponential moving average (used for sampling).
       precision: "fp32" or "bf16" (bf16 computation, float32 parameters).
+      conv_backend: "auto", "xla" or "onednn": which kernels compute the convolutions
+        (see `jaxmed.nn.conv_backend`; "auto" is oneDNN on a single CPU device).
       accumulate_steps: microbatches per step; gradients are summed over them before the one
         update, so a batch that does not fit fits (see `jaxmed.train.accumulation` for what
         it means for BatchNorm). Must divide batch_size.
@@ -208,6 +225,7 @@ class GanConfig:
     loss: str = "non_saturating"
     ema_decay: float = 0.999
     precision: str = "fp32"
+    conv_backend: str = "auto"
     accumulate_steps: int = 1
     data: DataConfig = DataConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
@@ -220,7 +238,7 @@ class GanConfig:
     # Fields a resumed run may change; everything else must match the checkpoint.
     RESUMABLE: typing.ClassVar[frozenset[str]] = frozenset({
         "steps", "checkpoint.every", "checkpoint.keep", "log.every", "sample.every", "sample.n", "eval.every",
-        "eval.n", "mesh.data"})
+        "eval.n", "mesh.data", "conv_backend"})
 
     def __post_init__(self):
         _require(self.model == "dcgan", f"model must be 'dcgan' for a GAN, got {self.model!r}")
@@ -232,6 +250,7 @@ class GanConfig:
         _require(self.loss in GAN_LOSSES, f"loss must be one of {', '.join(GAN_LOSSES)}, got {self.loss!r}")
         _require(0.0 <= self.ema_decay < 1.0, "ema_decay must be in [0, 1)")
         _require(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
+        _require(self.conv_backend in CONV_BACKENDS, f"conv_backend must be one of {', '.join(CONV_BACKENDS)}")
         _check_accumulation(self.batch_size, self.accumulate_steps)
 
     @classmethod
@@ -403,6 +422,7 @@ class ClassifierConfig:
       class_weighting: "balanced" weights the loss by inverse class frequency (for imbalance).
       augment: classic augmentation (flips, small rotations and scaling, noise) during training.
       precision: "fp32" or "bf16" (bf16 computation, float32 parameters).
+      conv_backend: "auto", "xla" or "onednn" (as in `GanConfig`).
       accumulate_steps: microbatches per step (as in `GanConfig`). Must divide batch_size.
       checkpoint.every: in epochs.
       eval.n: bootstrap resamples for the confidence intervals in eval.json.
@@ -419,6 +439,7 @@ class ClassifierConfig:
     class_weighting: str = "none"
     augment: bool = False
     precision: str = "fp32"
+    conv_backend: str = "auto"
     accumulate_steps: int = 1
     data: DataConfig = DataConfig(spec="phantom:lung")
     split: SplitConfig = SplitConfig()
@@ -432,7 +453,7 @@ class ClassifierConfig:
 
     RESUMABLE: typing.ClassVar[frozenset[str]] = frozenset({
         "epochs", "checkpoint.every", "checkpoint.keep", "log.every", "eval.n", "mesh.data",
-        "early_stopping.patience"})
+        "early_stopping.patience", "conv_backend"})
 
     def __post_init__(self):
         _require(self.model in ("seed_cnn", "resnet18"), f"model must be seed_cnn or resnet18, got {self.model!r}")
@@ -443,6 +464,7 @@ class ClassifierConfig:
         _require(self.class_weighting in CLASS_WEIGHTINGS,
                  f"class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)}")
         _require(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
+        _require(self.conv_backend in CONV_BACKENDS, f"conv_backend must be one of {', '.join(CONV_BACKENDS)}")
         _check_accumulation(self.batch_size, self.accumulate_steps)
 
     @classmethod

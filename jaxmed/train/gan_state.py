@@ -16,7 +16,7 @@ import optax
 from flax import nnx, struct
 
 from jaxmed.models.dcgan import Discriminator, Generator
-from jaxmed.train.config import GanConfig, compute_dtype
+from jaxmed.train.config import GanConfig, compute_dtype, model_conv_backend
 from jaxmed.train.optimizer import build_optimizer
 
 
@@ -62,9 +62,10 @@ class GanDefinition:
 def _build_networks(config: GanConfig, key: jax.Array) -> tuple[Generator, Discriminator]:
     generator_key, discriminator_key = jax.random.split(key)
     dtype = compute_dtype(config.precision)
+    conv_backend = model_conv_backend(config)
     generator = Generator(config.image_size, config.channels, config.latent_dim, dtype=dtype,
-                          rngs=nnx.Rngs(params=generator_key))
-    discriminator = Discriminator(config.image_size, config.channels, dtype=dtype,
+                          conv_backend=conv_backend, rngs=nnx.Rngs(params=generator_key))
+    discriminator = Discriminator(config.image_size, config.channels, dtype=dtype, conv_backend=conv_backend,
                                   rngs=nnx.Rngs(params=discriminator_key))
     return generator, discriminator
 

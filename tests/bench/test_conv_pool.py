@@ -28,13 +28,20 @@ def test_rows_cover_every_layer_and_implementation(dcgan_report):
                 for impl in conv_pool.implementations(layer.shape, reference=False)}
     rows = dcgan_report["rows"]
     assert {(row["layer"], row["impl"]) for row in rows} == expected
-    assert len(rows) == len(expected) == 4  # two up-sampling layers (generator), two convolutions (discriminator)
+    # Two up-sampling layers (generator), two convolutions (discriminator), each on XLA and oneDNN.
+    assert len(rows) == len(expected) == 8
 
 
 def test_up_sampling_layers_also_time_the_transposed_convolution_reference():
     up = next(layer.shape for layer in layers.model_layers("dcgan", 32) if layer.shape.kind == layers.UPSAMPLE_CONV)
-    assert list(conv_pool.implementations(up, reference=True)) == ["jaxmed.upsample_conv", conv_pool.REFERENCE_IMPL]
-    assert list(conv_pool.implementations(up, reference=False)) == ["jaxmed.upsample_conv"]
+    ours = ["jaxmed.upsample_conv", "jaxmed.upsample_conv/onednn"]
+    assert list(conv_pool.implementations(up, reference=True)) == ours + [conv_pool.REFERENCE_IMPL]
+    assert list(conv_pool.implementations(up, reference=False)) == ours
+
+
+def test_convolutions_are_timed_on_both_backends():
+    conv = next(layer.shape for layer in layers.model_layers("dcgan", 32) if layer.shape.kind == layers.CONV)
+    assert list(conv_pool.implementations(conv)) == ["lax.conv", "onednn.conv2d"]
 
 
 def test_convolution_rows_are_sane_and_consistent(dcgan_report):

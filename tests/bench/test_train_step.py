@@ -29,6 +29,8 @@ def test_fields_are_sane_and_step_counts_right(tiny_gan_result):
     assert all(math.isfinite(value) for value in result["final_metrics"].values())
     assert result["environment"]["device_count"] >= 1 and result["environment"]["versions"]["jax"] == jax.__version__
     assert "dcgan-tiny" in train_step.format_table(result)
+    # "auto" on this one-CPU-device process resolves to oneDNN, and the record says so.
+    assert result["conv_backend"] == result["environment"]["conv_backend"] == "onednn"
 
 
 def test_parameter_counts_are_the_models(tiny_gan_result):
@@ -48,6 +50,7 @@ def test_step_builder_gets_the_mesh_only_if_it_takes_one():
     ({"model": "vae", "batch_size": 8}, "unknown model"),
     ({"model": "dcgan128", "batch_size": 8, "image_size": 64}, "128 px by definition"),
     ({"model": "seed_cnn", "batch_size": 8, "precision": "fp16"}, "precision"),
+    ({"model": "seed_cnn", "batch_size": 8, "conv_backend": "cudnn"}, "conv_backend"),
 ])
 def test_bad_settings_are_usage_errors(kwargs, fragment):
     with pytest.raises(UsageError, match=fragment):

@@ -18,7 +18,7 @@ from flax import nnx
 
 from jaxmed.nn import CONV3X3_MAX_OUT_FEATURES, UpsampleConv, upsample_conv
 
-METHODS = ("matmul", "conv3x3")
+METHODS = ("matmul", "conv3x3", "onednn")
 DN = ("NHWC", "HWIO", "NHWC")
 
 

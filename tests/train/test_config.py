@@ -22,6 +22,7 @@ def test_dotted_overrides_are_typed():
     ({"loss": "wgan"}, "loss must be one of"),
     ({"data.class_fraction": "1.5"}, r"data.class_fraction must be in \[0, 1\]"),
     ({"precision": "fp16"}, "precision must be one of"),
+    ({"conv_backend": "cudnn"}, "conv_backend must be one of"),
 ])
 def test_bad_overrides_are_usage_errors(overrides, message):
     with pytest.raises(UsageError, match=message):
@@ -37,5 +38,16 @@ def test_json_round_trip(tmp_path):
 def test_resume_allows_only_resumable_changes():
     saved = GanConfig.tiny()
     config_lib.check_resumable(saved, {"steps": 100, "image_size": saved.image_size})
+    config_lib.check_resumable(saved, {"conv_backend": "xla"})  # same parameters on either backend
     with pytest.raises(UsageError, match="image_size=32"):
         config_lib.check_resumable(saved, {"image_size": 64})
+
+
+def test_conv_backend_resolves_over_the_run_mesh(monkeypatch):
+    assert config_lib.model_conv_backend(GanConfig.tiny(conv_backend="xla")) == "xla"
+    assert config_lib.model_conv_backend(GanConfig.tiny()) == "onednn"  # one CPU device in this process
+    assert config_lib.model_conv_backend(GanConfig.tiny(**{"mesh.data": 2})) == "xla"
+    monkeypatch.setattr(config_lib, "resolve_conv_backend", lambda *args: (_ for _ in ()).throw(
+        config_lib.OneDnnUnavailable("no C++ compiler")))
+    with pytest.raises(UsageError, match="conv_backend=onednn: no C\\+\\+ compiler"):
+        config_lib.model_conv_backend(GanConfig.tiny(conv_backend="onednn"))

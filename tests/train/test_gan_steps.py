@@ -50,9 +50,15 @@ def test_first_step_matches_an_independent_computation():
     lr = CONFIG.optimizer.lr
     expected_params = jax.tree.map(lambda p, g: p - lr * g / (jnp.abs(g) + 1e-8), initial_generator_params,
                                    generator_grads)
-    for got, want in zip(jax.tree.leaves(new_state.generator_params), jax.tree.leaves(expected_params)):
-        # 5% of a step: tiny gradients (|g| near eps) make the update sensitive to float rounding.
-        np.testing.assert_allclose(got, want, atol=0.05 * lr)
+    for got, want, grad, before in zip(jax.tree.leaves(new_state.generator_params), jax.tree.leaves(expected_params),
+                                       jax.tree.leaves(generator_grads), jax.tree.leaves(initial_generator_params)):
+        got, want, grad = np.asarray(got), np.asarray(want), np.asarray(grad)
+        # Where |g| is near eps the update lr * g / (|g| + eps) turns on float rounding of g (two
+        # programs summing in different orders), so compare where |g| >> eps, and bound the rest.
+        well_conditioned = np.abs(grad) >= 1e-6
+        assert well_conditioned.mean() > 0.9
+        np.testing.assert_allclose(got[well_conditioned], want[well_conditioned], atol=0.01 * lr)
+        assert np.all(np.abs(got - before) <= lr * (1 + 1e-3))  # Adam's first step is at most lr
 
 
 def test_step_is_deterministic_and_compiles_once():

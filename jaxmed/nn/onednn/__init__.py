@@ -1,0 +1,14 @@
+"""oneDNN convolutions for XLA:CPU (what PyTorch and TensorFlow use on CPU), reached through `jax.ffi`.
+
+On this project's 2-core CPU XLA's own kernels run the dcgan128 convolutions at
+about 10-60 % of a float32 matmul, the stride-2 gradients worst; oneDNN runs
+them near the matmul rate. `library` builds and loads the C++ kernels
+(`conv2d.cc`), `conv` wraps them as differentiable JAX functions.
+`jaxmed.nn.conv_backend` decides where the models use them.
+"""
+
+from jaxmed.nn.onednn.conv import conv2d, conv2d_transpose, conv_general_dilated, supports
+from jaxmed.nn.onednn.library import OneDnnUnavailable, build, load, unavailable_reason
+
+__all__ = ["OneDnnUnavailable", "build", "conv2d", "conv2d_transpose", "conv_general_dilated", "load", "supports",
+           "unavailable_reason"]

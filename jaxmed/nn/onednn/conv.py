@@ -1,0 +1,235 @@
+"""2-D convolutions computed by oneDNN on XLA:CPU, differentiable like their `lax` twins.
+
+Three oneDNN primitives (forward, backward data, backward weights; `conv2d.cc`)
+make two differentiable functions:
+
+- `conv2d(x, kernel, strides, padding)`: `lax.conv_general_dilated` for NHWC
+  inputs and HWIO kernels (no dilation, one feature group). Its input gradient is
+  the backward-data primitive, its kernel gradient the backward-weights one.
+- `conv2d_transpose(y, kernel, input_shape, strides, padding)`: the input gradient
+  of `conv2d` as a function in its own right, i.e. a transposed convolution. Its
+  gradients are again the forward and backward-weights primitives.
+
+`conv_general_dilated` is a drop-in for `lax.conv_general_dilated` (the hook of
+`nnx.Conv`) that uses `conv2d` where it applies and `lax` elsewhere.
+
+These run only on the CPU backend. Inside a jit over several devices XLA
+replicates a custom call's operands (correct, but each device computes the whole
+batch), which is why `jaxmed.nn.conv_backend` picks them only for one device.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxmed.nn.onednn.library import load, target_name
+
+Pads = tuple[tuple[int, int], tuple[int, int]]
+
+_NHWC_HWIO = ("NHWC", "HWIO", "NHWC")
+
+#: Input gradients (and transposed convolutions) of 4x4 stride-2 convolutions with at most this
+#: many input channels are computed in sub-pixel form: oneDNN's backward-data kernel for one
+#: channel ran at about 1 GB/s (16 ms for the dcgan128 image layer at batch 32).
+SUBPIXEL_MAX_CHANNELS = 4
+_SUPPORTED_DTYPES = (jnp.float32, jnp.bfloat16)
+
+
+def _call(direction: str, result_shape: Sequence[int], dtype, a: jax.Array, b: jax.Array,
+          strides: tuple[int, int], pads: Pads) -> jax.Array:
+    load()
+    return jax.ffi.ffi_call(target_name(direction), jax.ShapeDtypeStruct(tuple(result_shape), dtype))(
+        a, b, stride_h=np.int64(strides[0]), stride_w=np.int64(strides[1]),
+        pad_top=np.int64(pads[0][0]), pad_left=np.int64(pads[1][0]))
+
+
+def output_shape(input_shape: Sequence[int], kernel_shape: Sequence[int], strides: tuple[int, int],
+                 pads: Pads) -> tuple[int, int, int, int]:
+    """NHWC output shape of a convolution of an NHWC input with an HWIO kernel."""
+    batch, height, width, _ = input_shape
+    spatial = [(size + low + high - k) // s + 1
+               for size, (low, high), k, s in zip((height, width), pads, kernel_shape[:2], strides)]
+    return (batch, spatial[0], spatial[1], kernel_shape[3])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv2d(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], pads: Pads) -> jax.Array:
+    return _call("forward", output_shape(x.shape, kernel.shape, strides, pads), x.dtype, x, kernel, strides, pads)
+
+
+def _conv2d_fwd(x, kernel, strides, pads):
+    return _conv2d(x, kernel, strides, pads), (x, kernel)
+
+
+def _conv2d_bwd(strides, pads, residuals, dy):
+    x, kernel = residuals
+    dx = _input_gradient(dy, kernel, x.shape, strides, pads)
+    dkernel = _call("backward_weights", kernel.shape, kernel.dtype, x, dy, strides, pads)
+    return dx, dkernel
+
+
+_conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv2d_transpose(y: jax.Array, kernel: jax.Array, input_shape: tuple[int, ...], strides: tuple[int, int],
+                      pads: Pads) -> jax.Array:
+    return _call("backward_data", input_shape, y.dtype, y, kernel, strides, pads)
+
+
+def _conv2d_transpose_fwd(y, kernel, input_shape, strides, pads):
+    return _conv2d_transpose(y, kernel, input_shape, strides, pads), (y, kernel)
+
+
+def _conv2d_transpose_bwd(input_shape, strides, pads, residuals, g):
+    # <conv2d_transpose(y, K), g> = <y, conv2d(g, K)>: bilinear, so each gradient is the other primitive.
+    y, kernel = residuals
+    dy = _call("forward", y.shape, y.dtype, g, kernel, strides, pads)
+    dkernel = _call("backward_weights", kernel.shape, kernel.dtype, g, y, strides, pads)
+    return dy, dkernel
+
+
+_conv2d_transpose.defvjp(_conv2d_transpose_fwd, _conv2d_transpose_bwd)
+
+
+def _high_pads(input_shape: Sequence[int], kernel_shape: Sequence[int], strides: tuple[int, int],
+               pads: Pads) -> tuple[int, int]:
+    """The high padding oneDNN implies from the shapes (the kernel recomputes it): last window end - size."""
+    out = output_shape(input_shape, kernel_shape, strides, pads)
+    return tuple((o - 1) * s + k - size - low  # type: ignore[return-value]
+                 for o, s, k, size, (low, _) in zip(out[1:3], strides, kernel_shape[:2], input_shape[1:3], pads))
+
+
+def _subpixel_applies(kernel_shape: Sequence[int], strides: tuple[int, int], pads: Pads) -> bool:
+    return (tuple(kernel_shape[:2]) == (4, 4) and strides == (2, 2) and (pads[0][0], pads[1][0]) == (1, 1)
+            and kernel_shape[2] <= SUBPIXEL_MAX_CHANNELS)
+
+
+def _subpixel_input_gradient(dy: jax.Array, kernel: jax.Array, input_shape: Sequence[int]) -> jax.Array:
+    """The input gradient of a 4x4 stride-2 convolution with low padding (1, 1), as one stride-1 convolution.
+
+    The gradient is a 2x up-sampling transposed convolution. Each of its four output
+    phases (row parity a, column parity b) is a 2x2 correlation of `dy`, padded by
+    one, with the taps K[a::2, b::2] of the flipped kernel K; one 2x2 convolution
+    with the four phases as 4 x C_in output channels computes them all, and a
+    reshape interleaves them (`jaxmed.nn.upsample` derives the tap arithmetic and
+    the slot order a' = 1 - a that makes the interleave a shift by one).
+    """
+    batch, height, width, in_features = input_shape
+    _, small_height, small_width, out_features = dy.shape
+    flipped = jnp.flip(kernel, axis=(0, 1)).transpose(0, 1, 3, 2)  # (4, 4, C_out, C_in): lax.conv_transpose layout
+    taps = flipped.reshape(2, 2, 2, 2, out_features, in_features)[:, ::-1, :, ::-1]  # (t, a', u, b', O, I)
+    packed = taps.transpose(0, 2, 4, 1, 3, 5).reshape(2, 2, out_features, 4 * in_features)
+    phases = conv2d(dy, packed, (1, 1), ((1, 1), (1, 1)))  # (B, h + 1, w + 1, (a', b', I))
+    phases = phases.reshape(batch, small_height + 1, small_width + 1, 2, 2, in_features).transpose(0, 1, 3, 2, 4, 5)
+    full = phases.reshape(batch, 2 * small_height + 2, 2 * small_width + 2, in_features)
+    return full[:, 1:height + 1, 1:width + 1]
+
+
+def _input_gradient(dy: jax.Array, kernel: jax.Array, input_shape: Sequence[int], strides: tuple[int, int],
+                    pads: Pads) -> jax.Array:
+    if _subpixel_applies(kernel.shape, strides, pads):
+        return _subpixel_input_gradient(dy, kernel, input_shape)
+    return _call("backward_data", input_shape, dy.dtype, dy, kernel, strides, pads)
+
+
+def _trim(x: jax.Array, kernel_shape: Sequence[int], strides: tuple[int, int], pads: Pads) -> tuple[jax.Array, Pads]:
+    """Drops input rows/columns no window reaches (possible with "VALID"), so no implied padding is negative."""
+    high = _high_pads(x.shape, kernel_shape, strides, pads)
+    x = x[:, :x.shape[1] + min(0, high[0]), :x.shape[2] + min(0, high[1])]
+    return x, ((pads[0][0], max(0, high[0])), (pads[1][0], max(0, high[1])))
+
+
+def _pads(padding, input_shape: Sequence[int], kernel_shape: Sequence[int], strides: tuple[int, int]) -> Pads:
+    if isinstance(padding, str):
+        padding = lax.padtype_to_pads(input_shape[1:3], kernel_shape[:2], strides, padding)
+    (top, bottom), (left, right) = padding
+    return (int(top), int(bottom)), (int(left), int(right))
+
+
+def conv2d(x_BxHxWxCin: jax.Array, kernel_HxWxIxO: jax.Array, strides: tuple[int, int] = (1, 1),
+           padding: str | Sequence[tuple[int, int]] = "SAME") -> jax.Array:
+    """`lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))`.
+
+    Args:
+      x_BxHxWxCin: input, float32 or bfloat16.
+      kernel_HxWxIxO: kernel of the same dtype.
+      strides: (s_h, s_w).
+      padding: "SAME", "VALID" or ((top, bottom), (left, right)), non-negative.
+
+    Raises:
+      OneDnnUnavailable: the kernels cannot be built or loaded here.
+      ValueError: unsupported ranks, channel counts, dtypes or negative padding.
+    """
+    _check(x_BxHxWxCin, kernel_HxWxIxO)
+    strides = (int(strides[0]), int(strides[1]))
+    pads = _pads(padding, x_BxHxWxCin.shape, kernel_HxWxIxO.shape, strides)
+    if min(pads[0] + pads[1]) < 0:
+        raise ValueError(f"negative padding {pads} is not supported")
+    x, pads = _trim(x_BxHxWxCin, kernel_HxWxIxO.shape, strides, pads)
+    return _conv2d(x, kernel_HxWxIxO, strides, pads)
+
+
+def conv2d_transpose(y_BxOHxOWxO: jax.Array, kernel_HxWxIxO: jax.Array, input_shape: Sequence[int],
+                     strides: tuple[int, int], pads: Pads) -> jax.Array:
+    """The input gradient of `conv2d(x, kernel, strides, pads)` at cotangent `y`, as a function of (y, kernel).
+
+    Returns an array of `input_shape` (the NHWC shape of the convolution's input).
+
+    Raises:
+      ValueError: `y` is not that convolution's output shape, or the windows leave
+        input rows or columns unread at the high end.
+    """
+    _check(y_BxOHxOWxO, kernel_HxWxIxO)
+    strides = (int(strides[0]), int(strides[1]))
+    expected = output_shape(input_shape, kernel_HxWxIxO.shape, strides, pads)
+    if tuple(y_BxOHxOWxO.shape) != expected:
+        raise ValueError(f"y has shape {y_BxOHxOWxO.shape}, but a convolution of {tuple(input_shape)} gives {expected}")
+    if min(_high_pads(input_shape, kernel_HxWxIxO.shape, strides, pads)) < 0:
+        raise ValueError(f"padding {pads} leaves the last input rows or columns of {tuple(input_shape)} unread")
+    if _subpixel_applies(kernel_HxWxIxO.shape, strides, pads):
+        return _subpixel_input_gradient(y_BxOHxOWxO, kernel_HxWxIxO, input_shape)  # differentiable through conv2d
+    return _conv2d_transpose(y_BxOHxOWxO, kernel_HxWxIxO, tuple(int(d) for d in input_shape), strides, pads)
+
+
+def _check(x: jax.Array, kernel: jax.Array) -> None:
+    if x.ndim != 4 or kernel.ndim != 4:
+        raise ValueError(f"oneDNN conv2d expects NHWC input and HWIO kernel, got shapes {x.shape} and {kernel.shape}")
+    if x.dtype != kernel.dtype or x.dtype not in _SUPPORTED_DTYPES:
+        raise ValueError(f"oneDNN conv2d needs float32 or bfloat16 operands of one dtype, got {x.dtype} and "
+                         f"{kernel.dtype}")
+
+
+def supports(lhs: jax.Array, rhs: jax.Array, lhs_dilation, rhs_dilation, dimension_numbers,
+             feature_group_count: int, batch_group_count: int = 1, preferred_element_type=None) -> bool:
+    """Whether a `lax.conv_general_dilated` call is one `conv2d` computes."""
+    if lhs.ndim != 4 or rhs.ndim != 4 or lhs.dtype != rhs.dtype or lhs.dtype not in _SUPPORTED_DTYPES:
+        return False
+    if any(d != 1 for d in tuple(lhs_dilation or (1, 1)) + tuple(rhs_dilation or (1, 1))):
+        return False
+    if feature_group_count != 1 or batch_group_count != 1:
+        return False
+    if preferred_element_type is not None and jnp.dtype(preferred_element_type) != lhs.dtype:
+        return False
+    wanted = lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC_HWIO)
+    return lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == wanted
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                         dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
+                         preferred_element_type=None, **kwargs):
+    """`lax.conv_general_dilated`, computed by `conv2d` when `supports` says it can (else by lax itself)."""
+    if supports(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count, batch_group_count,
+                preferred_element_type) and not kwargs.get("out_sharding"):
+        pads = _pads(padding, lhs.shape, rhs.shape, tuple(window_strides))
+        if min(pads[0] + pads[1]) >= 0:
+            return conv2d(lhs, rhs, tuple(window_strides), pads)
+    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                    dimension_numbers, feature_group_count, batch_group_count, precision,
+                                    preferred_element_type, **kwargs)

@@ -1,0 +1,199 @@
+"""oneDNN convolutions equal their `lax` twins in values and gradients, and fail with a reason.
+
+`conv2d` is checked against `lax.conv_general_dilated` (values, input and kernel
+gradients of sum(y * random)) over strides, paddings, kernel sizes, odd and even
+sizes and channel counts, including the sub-pixel input gradient of the 4x4
+stride-2 layers with few channels; `conv2d_transpose` against the `lax` vjp;
+`conv_general_dilated` against lax on what it hands over and what it keeps;
+the backend choice and the build's failure messages.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax import lax
+
+from jaxmed.models.dcgan import Discriminator, Generator
+from jaxmed.nn import conv_general_dilated_for, onednn, resolve_conv_backend
+from jaxmed.nn.onednn import library
+from jaxmed.nn.onednn.conv import SUBPIXEL_MAX_CHANNELS
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _problem(seed, x_shape, kernel_shape, dtype=jnp.float32):
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.standard_normal(x_shape), dtype)
+    kernel = jnp.asarray(rng.standard_normal(kernel_shape) / np.sqrt(np.prod(kernel_shape[:3])), dtype)
+    return x, kernel
+
+
+def _value_and_grads(conv, x, kernel):
+    y = conv(x, kernel)
+    cotangent = jnp.asarray(np.random.default_rng(99).standard_normal(y.shape), y.dtype)
+    grads = jax.grad(lambda x, k: jnp.sum(conv(x, k).astype(jnp.float32) * cotangent), argnums=(0, 1))(x, kernel)
+    return (y,) + grads
+
+
+def _assert_close(actual, expected, what, rel=1e-4):
+    actual, expected = np.asarray(actual, np.float32), np.asarray(expected, np.float32)
+    assert actual.shape == expected.shape, what
+    scale = float(np.max(np.abs(expected)))
+    assert scale > 0, f"{what}: reference is identically zero, the comparison would prove nothing"
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=rel * scale, err_msg=what)
+
+
+# (x shape, kernel shape, strides, padding): the dcgan128 geometry at odd and even sizes,
+# the classifiers' 3x3/1, 1x1/2 and 7x7/2 layers, asymmetric and "VALID" paddings whose
+# last rows no window reaches, and the few-channel stride-2 layers (sub-pixel input gradient).
+CASES = [
+    ((2, 16, 16, 8, ), (4, 4, 8, 16), (2, 2), "SAME"),
+    ((2, 9, 7, 3), (4, 4, 3, 5), (2, 2), "SAME"),
+    ((2, 12, 10, 1), (4, 4, 1, 6), (2, 2), "SAME"),
+    ((2, 13, 8, 4), (4, 4, 4, 3), (2, 2), ((1, 1), (1, 1))),
+    ((2, 11, 9, 5), (3, 3, 5, 7), (1, 1), ((1, 1), (1, 1))),
+    ((2, 10, 9, 6), (1, 1, 6, 4), (2, 2), ((0, 0), (0, 0))),
+    ((1, 20, 17, 2), (7, 7, 2, 4), (2, 2), ((3, 3), (3, 3))),
+    ((2, 9, 10, 3), (2, 3, 3, 4), (2, 3), "VALID"),
+    ((2, 8, 9, 3), (3, 3, 3, 2), (1, 2), ((0, 2), (1, 0))),
+]
+
+
+@pytest.mark.parametrize("x_shape, kernel_shape, strides, padding", CASES)
+def test_conv2d_matches_lax(x_shape, kernel_shape, strides, padding):
+    x, kernel = _problem(1, x_shape, kernel_shape)
+    ours = _value_and_grads(jax.jit(lambda x, k: onednn.conv2d(x, k, strides, padding)), x, kernel)
+    theirs = _value_and_grads(lambda x, k: lax.conv_general_dilated(x, k, strides, padding, dimension_numbers=DN),
+                              x, kernel)
+    for name, a, b in zip(("y", "dx", "dkernel"), ours, theirs):
+        _assert_close(a, b, f"{name} for x {x_shape}, kernel {kernel_shape}, strides {strides}, padding {padding}")
+
+
+def test_subpixel_gradient_covers_the_image_layers():
+    # The dcgan128 discriminator's first layer (1 channel) takes the sub-pixel input gradient;
+    # the cases above include it at even (12x10) and odd (9x7, 13x8) sizes.
+    few_channel_cases = [case for case in CASES
+                         if case[1][:2] == (4, 4) and case[2] == (2, 2) and case[1][2] <= SUBPIXEL_MAX_CHANNELS]
+    assert {case[1][2] for case in few_channel_cases} >= {1, 3, 4}
+
+
+def test_conv2d_bfloat16_close_to_float32():
+    x, kernel = _problem(2, (4, 16, 16, 16), (4, 4, 16, 32))
+    expected = _value_and_grads(lambda x, k: onednn.conv2d(x, k, (2, 2), "SAME"), x, kernel)
+    bf16 = _value_and_grads(lambda x, k: onednn.conv2d(x, k, (2, 2), "SAME"), x.astype(jnp.bfloat16),
+                            kernel.astype(jnp.bfloat16))
+    for name, a, b in zip(("y", "dx", "dkernel"), bf16, expected):
+        assert a.dtype == jnp.bfloat16, name
+        _assert_close(a, b, f"bf16 {name}", rel=3e-2)
+
+
+def test_conv2d_transpose_is_the_input_gradient():
+    x, kernel = _problem(3, (2, 10, 12, 6), (4, 4, 6, 5))
+    y, vjp = jax.vjp(lambda x: lax.conv_general_dilated(x, kernel, (2, 2), "SAME", dimension_numbers=DN), x)
+    cotangent, weights = _problem(4, y.shape, (1, 1, 1, 1))
+    (expected,) = vjp(cotangent)
+    pads = ((1, 1), (1, 1))
+    _assert_close(onednn.conv2d_transpose(cotangent, kernel, x.shape, (2, 2), pads), expected, "value")
+    # Its own gradients (through the forward and backward-weights kernels) against lax's.
+    def reference(c, k):
+        return jax.vjp(lambda x: lax.conv_general_dilated(x, k, (2, 2), "SAME", dimension_numbers=DN), x)[1](c)[0]
+    ours = _value_and_grads(lambda c, k: onednn.conv2d_transpose(c, k, x.shape, (2, 2), pads), cotangent, kernel)
+    theirs = _value_and_grads(reference, cotangent, kernel)
+    for name, a, b in zip(("value", "d cotangent", "d kernel"), ours, theirs):
+        _assert_close(a, b, name)
+
+
+def test_conv2d_transpose_rejects_a_wrong_shape():
+    x, kernel = _problem(5, (1, 4, 4, 8), (4, 4, 3, 8))
+    with pytest.raises(ValueError, match="convolution of"):
+        onednn.conv2d_transpose(x, kernel, (1, 10, 10, 3), (2, 2), ((1, 1), (1, 1)))
+
+
+def test_conv2d_rejects_unsupported_operands():
+    x, kernel = _problem(6, (1, 8, 8, 2), (3, 3, 2, 2))
+    with pytest.raises(ValueError, match="one dtype"):
+        onednn.conv2d(x, kernel.astype(jnp.bfloat16))
+    with pytest.raises(ValueError, match="NHWC"):
+        onednn.conv2d(x[0], kernel)
+    with pytest.raises(ValueError, match="negative padding"):
+        onednn.conv2d(x, kernel, (1, 1), ((-1, 0), (0, 0)))
+
+
+def test_conv_general_dilated_hands_over_only_what_it_supports():
+    x, kernel = _problem(7, (2, 9, 9, 4), (3, 3, 4, 6))
+    hook = functools.partial(onednn.conv_general_dilated, dimension_numbers=DN)
+    pads = ((1, 1), (1, 1))
+    cases = {"plain": {}, "dilated kernel": {"rhs_dilation": (2, 2)}, "dilated input": {"lhs_dilation": (2, 1)}}
+    for name, extra in cases.items():
+        expected = lax.conv_general_dilated(x, kernel, (1, 1), pads, dimension_numbers=DN, **extra)
+        _assert_close(hook(x, kernel, (1, 1), pads, **extra), expected, name)
+    grouped_kernel = kernel[:, :, :2]
+    expected = lax.conv_general_dilated(x, grouped_kernel, (1, 1), "SAME", dimension_numbers=DN, feature_group_count=2)
+    _assert_close(hook(x, grouped_kernel, (1, 1), "SAME", feature_group_count=2), expected, "grouped")
+    lowered = jax.jit(lambda x, k: hook(x, k, (1, 1), "SAME")).lower(x, kernel).as_text()
+    assert library.target_name("forward") in lowered
+    lowered = jax.jit(lambda x, k: hook(x, k, (1, 1), "SAME", rhs_dilation=(2, 2))).lower(x, kernel).as_text()
+    assert library.target_name("forward") not in lowered
+
+
+def test_dcgan_is_the_same_function_with_either_backend():
+    x, _ = _problem(8, (2, 32, 32, 1), (1, 1, 1, 1))
+    z, _ = _problem(9, (2, 16), (1, 1, 1, 1))
+    for build, inputs in ((lambda b: Discriminator(32, conv_backend=b, rngs=nnx.Rngs(0)), x),
+                          (lambda b: Generator(32, latent_dim=16, conv_backend=b, rngs=nnx.Rngs(0)), z)):
+        results = {}
+        for backend in ("xla", "onednn"):
+            model = build(backend)
+            model.eval()  # batch statistics from the running averages: a pure function of the parameters
+            graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+            def loss(params, inputs, graphdef=graphdef, rest=rest):
+                return jnp.sum(nnx.merge(graphdef, params, rest)(inputs) ** 2)
+            results[backend] = jax.value_and_grad(loss, argnums=(0, 1))(params, inputs)
+        (value_xla, grads_xla), (value_onednn, grads_onednn) = results["xla"], results["onednn"]
+        _assert_close(value_onednn, value_xla, f"{type(model).__name__} loss")
+        for a, b in zip(jax.tree.leaves(grads_onednn), jax.tree.leaves(grads_xla)):
+            _assert_close(a, b, f"{type(model).__name__} gradient", rel=1e-3)
+
+
+def test_backend_resolution():
+    assert resolve_conv_backend("xla") == "xla"
+    assert resolve_conv_backend("auto", num_devices=1) == "onednn"  # the CPU of these tests builds the kernels
+    assert resolve_conv_backend("auto", num_devices=2) == "xla"  # XLA would replicate the custom calls
+    assert resolve_conv_backend("onednn", num_devices=2) == "onednn"  # asked for: correct, if not sharded
+    assert conv_general_dilated_for("xla") is lax.conv_general_dilated
+    assert conv_general_dilated_for("onednn") is onednn.conv_general_dilated
+    with pytest.raises(ValueError, match="conv_backend must be one of"):
+        resolve_conv_backend("cudnn")
+
+
+def test_build_reports_a_missing_compiler(monkeypatch, tmp_path):
+    monkeypatch.setenv("JAXMED_BUILD_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    with pytest.raises(onednn.OneDnnUnavailable, match=r"no C\+\+ compiler: 'no-such-compiler'"):
+        library.build()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_build_reports_a_compile_error_and_leaves_no_partial_file(monkeypatch, tmp_path):
+    broken = tmp_path / "conv2d.cc"
+    broken.write_text("this is not C++;\n")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("JAXMED_BUILD_CACHE", str(cache))
+    monkeypatch.setattr(library, "SOURCE", broken)
+    with pytest.raises(onednn.OneDnnUnavailable, match="compiling conv2d.cc failed: .*error"):
+        library.build()
+    assert [path for path in cache.rglob("*") if path.is_file()] == []
+
+
+def test_build_is_cached_by_content(monkeypatch, tmp_path):
+    monkeypatch.setenv("JAXMED_BUILD_CACHE", str(tmp_path))
+    first = library.build()
+    assert first.is_file() and first.is_relative_to(tmp_path)
+    modified = first.stat().st_mtime_ns
+    assert library.build() == first and first.stat().st_mtime_ns == modified  # not rebuilt
