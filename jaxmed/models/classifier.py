@@ -126,7 +126,8 @@ class SeedCNN(nnx.Module):
       hidden_features: width of the hidden dense layer.
       dropout_rate: dropout probability before the last dense layer (0 disables it).
       dtype: computation dtype (None: float32); parameters stay float32.
-      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`).
+      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`); "auto" assumes
+        one device, so code that shards the model passes the resolved value, as training does.
       rngs: `params` (or default) stream for initialisation and, if dropout_rate > 0,
         a `dropout` (or default) stream for the dropout masks.
     """
@@ -173,7 +174,8 @@ class BasicBlock(nnx.Module):
       out_features: output channels.
       stride: stride of the first convolution (and of the projection shortcut).
       dtype: computation dtype (None: float32); parameters stay float32.
-      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`).
+      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`); "auto" assumes
+        one device, so code that shards the model passes the resolved value, as training does.
       rngs: parameter initialisation keys.
     """
 
@@ -213,7 +215,8 @@ class ResNet18(nnx.Module):
       width: channels of the first stage (64 in the reference); stages use 1, 2, 4, 8x.
       dropout_rate: dropout probability before the head (0, the reference, disables it).
       dtype: computation dtype (None: float32); parameters stay float32.
-      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`).
+      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`); "auto" assumes
+        one device, so code that shards the model passes the resolved value, as training does.
       rngs: `params` (or default) stream for initialisation and, if dropout_rate > 0,
         a `dropout` (or default) stream for the dropout masks.
     """
@@ -277,7 +280,8 @@ def build_classifier(name: str, image_size: int, channels: int = 1, num_classes:
       dropout_rate: dropout before the last dense layer; None keeps the model's default
         (0.5 for "seed_cnn", 0 for "resnet18").
       dtype: computation dtype (None: float32); parameters stay float32.
-      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`).
+      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`); "auto" assumes
+        one device, so code that shards the model passes the resolved value, as training does.
       rngs: `params` stream, plus a `dropout` stream when dropout is on.
 
     Returns:

@@ -61,7 +61,8 @@ class Generator(nnx.Module):
       latent_dim: length of z.
       base_features: channels at the 8x8 bottleneck (256 in the reference).
       dtype: computation dtype (None: float32); parameters stay float32.
-      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`).
+      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`); "auto" assumes
+        one device, so code that shards the model passes the resolved value, as training does.
       rngs: parameter initialisation keys.
     """
 
@@ -101,7 +102,8 @@ class Discriminator(nnx.Module):
       channels: input channels.
       base_features: channels of the last stage (256 in the reference).
       dtype: computation dtype (None: float32); parameters stay float32.
-      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`).
+      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`); "auto" assumes
+        one device, so code that shards the model passes the resolved value, as training does.
       rngs: parameter initialisation keys.
     """
 

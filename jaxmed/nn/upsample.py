@@ -70,6 +70,7 @@ from flax.nnx.nn import dtypes as nnx_dtypes
 from jax import lax
 
 from jaxmed.nn import onednn
+from jaxmed.nn.subpixel import interleave_phases, phase_kernel
 
 __all__ = ["upsample_conv", "UpsampleConv", "UpsampleMethod", "CONV3X3_MAX_OUT_FEATURES"]
 
@@ -101,16 +102,10 @@ def _upsample_matmul(x: jax.Array, kernel: jax.Array, precision: lax.PrecisionLi
     # Patch channel order (t, u, C_in): window tap (t, u) at window start (p, q) is xp[p + t, q + u].
     patches = jnp.concatenate(
         [x_padded[:, t:t + height + 1, u:u + width + 1] for t in (0, 1) for u in (0, 1)], axis=-1)
-    # K[2t + a, 2u + b] is tap (t, u) of phase (a, b); reshape exposes (t, a, u, b) and the
-    # reversal stores phase a at slot a' = 1 - a (see module docstring).
-    taps = kernel.reshape(2, 2, 2, 2, in_features, out_features)[:, ::-1, :, ::-1]
-    weight = taps.transpose(0, 2, 4, 1, 3, 5).reshape(4 * in_features, 4 * out_features)  # (t,u,I) x (a',b',O)
+    weight = phase_kernel(kernel).reshape(4 * in_features, 4 * out_features)  # (t, u, I) x (a', b', O)
     # A 2-D product (rather than einsum over 4-D operands) gets the fastest GEMM layout on XLA:CPU.
     phases = jnp.matmul(patches.reshape(-1, 4 * in_features), weight, precision=precision)
-    # Depth-to-space: (p, a') and (q, b') flatten to rows 2p + a' = o + 1 and columns 2q + b' = o' + 1.
-    phases = phases.reshape(batch, height + 1, width + 1, 2, 2, out_features).transpose(0, 1, 3, 2, 4, 5)
-    y = phases.reshape(batch, 2 * height + 2, 2 * width + 2, out_features)
-    return y[:, 1:2 * height + 1, 1:2 * width + 1]
+    return interleave_phases(phases.reshape(batch, height + 1, width + 1, 4 * out_features), 2 * height, 2 * width)
 
 
 def _upsample_conv3x3(x: jax.Array, kernel: jax.Array, precision: lax.PrecisionLike) -> jax.Array:

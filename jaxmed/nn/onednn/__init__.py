@@ -1,7 +1,7 @@
 """oneDNN convolutions for XLA:CPU (what PyTorch and TensorFlow use on CPU), reached through `jax.ffi`.
 
 On this project's 2-core CPU XLA's own kernels run the dcgan128 convolutions at
-about 10-60 % of a float32 matmul, the stride-2 gradients worst; oneDNN runs
+about 5-80 % of a float32 matmul, the stride-2 gradients worst; oneDNN runs
 them near the matmul rate. `library` builds and loads the C++ kernels
 (`conv2d.cc`), `conv` wraps them as differentiable JAX functions.
 `jaxmed.nn.conv_backend` decides where the models use them.

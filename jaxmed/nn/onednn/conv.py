@@ -29,6 +29,7 @@ import numpy as np
 from jax import lax
 
 from jaxmed.nn.onednn.library import load, target_name
+from jaxmed.nn.subpixel import interleave_phases, phase_kernel
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
 
@@ -118,18 +119,12 @@ def _subpixel_input_gradient(dy: jax.Array, kernel: jax.Array, input_shape: Sequ
     phases (row parity a, column parity b) is a 2x2 correlation of `dy`, padded by
     one, with the taps K[a::2, b::2] of the flipped kernel K; one 2x2 convolution
     with the four phases as 4 x C_in output channels computes them all, and a
-    reshape interleaves them (`jaxmed.nn.upsample` derives the tap arithmetic and
-    the slot order a' = 1 - a that makes the interleave a shift by one).
+    reshape interleaves them (`jaxmed.nn.subpixel`).
     """
-    batch, height, width, in_features = input_shape
-    _, small_height, small_width, out_features = dy.shape
-    flipped = jnp.flip(kernel, axis=(0, 1)).transpose(0, 1, 3, 2)  # (4, 4, C_out, C_in): lax.conv_transpose layout
-    taps = flipped.reshape(2, 2, 2, 2, out_features, in_features)[:, ::-1, :, ::-1]  # (t, a', u, b', O, I)
-    packed = taps.transpose(0, 2, 4, 1, 3, 5).reshape(2, 2, out_features, 4 * in_features)
-    phases = conv2d(dy, packed, (1, 1), ((1, 1), (1, 1)))  # (B, h + 1, w + 1, (a', b', I))
-    phases = phases.reshape(batch, small_height + 1, small_width + 1, 2, 2, in_features).transpose(0, 1, 3, 2, 4, 5)
-    full = phases.reshape(batch, 2 * small_height + 2, 2 * small_width + 2, in_features)
-    return full[:, 1:height + 1, 1:width + 1]
+    height, width = input_shape[1:3]
+    transposed_kernel = jnp.flip(kernel, axis=(0, 1)).transpose(0, 1, 3, 2)  # (4, 4, C_out, C_in)
+    phases = conv2d(dy, phase_kernel(transposed_kernel), (1, 1), ((1, 1), (1, 1)))  # all window starts
+    return interleave_phases(phases, height, width)
 
 
 def _input_gradient(dy: jax.Array, kernel: jax.Array, input_shape: Sequence[int], strides: tuple[int, int],
