@@ -3,7 +3,8 @@
 The package is organised by concept: `jaxmed.data` (sources, preprocessing,
 pipeline), `jaxmed.nn` (layers shared by models), `jaxmed.models` (one family
 per module), `jaxmed.losses`, `jaxmed.train` (state, steps, loop, checkpoints),
-`jaxmed.viz` (plots) and `jaxmed.cli` (the `jaxmed` command).
+`jaxmed.viz` (plots), `jaxmed.bench` (benchmarks), `jaxmed.host_memory` (process
+memory settings for XLA:CPU) and `jaxmed.cli` (the `jaxmed` command).
 """
 
 __version__ = "0.1.0"
