@@ -290,8 +290,8 @@ def _add_bench_parsers(commands) -> None:
     train_step = kinds.add_parser(
         "train-step", help="images/s, step time, compile time and peak memory of a full train step",
         description="Times a model's full jitted train step on random data. --devices, --precision and "
-                    "--conv-backend take lists (a sweep: each combination in its own process); more devices than visible run on forced CPU "
-                    "devices in a child process.")
+                    "--conv-backend take lists (a sweep: each combination in its own process); more devices "
+                    "than visible run on forced CPU devices in a child process.")
     train_step.add_argument("--model", required=True, choices=("dcgan128", "dcgan64", "seed_cnn", "resnet18"))
     train_step.add_argument("--batch-size", type=_positive_int, required=True, help="global batch size")
     train_step.add_argument("--steps", type=_positive_int, default=20, help="timed steps (default 20)")
@@ -323,7 +323,8 @@ def _bench(args: argparse.Namespace) -> None:
         from jaxmed.bench.train_step import format_table, run_train_steps
 
         report = run_train_steps(args.model, args.batch_size, devices=args.devices, precisions=args.precision,
-                                 conv_backends=args.conv_backend, steps=args.steps, warmup=args.warmup, image_size=args.image_size)
+                                 conv_backends=args.conv_backend, steps=args.steps, warmup=args.warmup,
+                                 image_size=args.image_size)
         emit(report, format_table(report), args.json)
 
 

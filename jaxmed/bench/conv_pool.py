@@ -14,8 +14,9 @@ the input, not the output). Speeds are reported as
 Convolutions are timed with XLA's kernels and, on the CPU, with oneDNN's
 (`jaxmed.nn.onednn`, what the models use there by default). The generator's
 up-sampling layers are timed as jaxmed computes them (`jaxmed.nn.upsample_conv`,
-its XLA sub-pixel form and its oneDNN form) and, with `reference=True`, as `lax.conv_transpose` (what
-`nnx.ConvTranspose` runs), whose backward pass takes seconds on XLA:CPU; max pooling as
+its XLA sub-pixel form and its oneDNN form) and, with `reference=True`, as
+`lax.conv_transpose` (what `nnx.ConvTranspose` runs), whose backward pass takes
+seconds on XLA:CPU; max pooling as
 `jaxmed.nn.max_pool` and, with `reference=True`, as `nnx.max_pool` (`reduce_window`).
 """
 

@@ -207,8 +207,8 @@ def format_row(result: dict) -> str:
             f"{result['step_ms_p10']:7.1f}-{result['step_ms_p90']:<7.1f} {result['compile_s']:8.1f} {memory:>8s}")
 
 
-TABLE_HEADER = (f"{'model':<10s} {'batch':>5s} {'prec':<5s} {'conv':<7s} {'devices':>7s} {'images/s':>9s} {'step ms':>9s} "
-                f"{'p10-p90 ms':<15s} {'compile s':>8s} {'peak MB':>8s}")
+TABLE_HEADER = (f"{'model':<10s} {'batch':>5s} {'prec':<5s} {'conv':<7s} {'devices':>7s} {'images/s':>9s} "
+                f"{'step ms':>9s} {'p10-p90 ms':<15s} {'compile s':>8s} {'peak MB':>8s}")
 
 
 def run_train_steps(model: str, batch_size: int, *, devices: Sequence[int] = (1,),

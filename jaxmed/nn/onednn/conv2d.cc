@@ -146,12 +146,14 @@ ffi::Error Run(Direction direction, const Geometry& g, void* src, void* kernel, 
     memory src_mem = Wrap(Activations(g.src, g.type), src);
     memory dst_mem = Wrap(Activations(g.dst, g.type), dst);
     memory user_kernel = Wrap(HWIO(g.weights, g.type), kernel);
-    memory kernel_mem = cached.kernel_desc == user_kernel.get_desc() ? user_kernel : memory(cached.kernel_desc, Engine());
+    memory kernel_mem =
+        cached.kernel_desc == user_kernel.get_desc() ? user_kernel : memory(cached.kernel_desc, Engine());
     const bool reorder = kernel_mem != user_kernel;
     switch (direction) {
       case Direction::kForward:
         if (reorder) dnnl::reorder(user_kernel, kernel_mem).execute(stream, user_kernel, kernel_mem);
-        cached.primitive.execute(stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, kernel_mem}, {DNNL_ARG_DST, dst_mem}});
+        cached.primitive.execute(
+            stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, kernel_mem}, {DNNL_ARG_DST, dst_mem}});
         break;
       case Direction::kBackwardData:
         if (reorder) dnnl::reorder(user_kernel, kernel_mem).execute(stream, user_kernel, kernel_mem);
