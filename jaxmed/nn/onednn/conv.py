@@ -129,9 +129,10 @@ def _subpixel_input_gradient(dy: jax.Array, kernel: jax.Array, input_shape: Sequ
 
 def _input_gradient(dy: jax.Array, kernel: jax.Array, input_shape: Sequence[int], strides: tuple[int, int],
                     pads: Pads) -> jax.Array:
+    """The input gradient of `_conv2d`, differentiable in (dy, kernel): both forms are `custom_vjp`-backed."""
     if _subpixel_applies(kernel.shape, strides, pads):
         return _subpixel_input_gradient(dy, kernel, input_shape)
-    return _call("backward_data", input_shape, dy.dtype, dy, kernel, strides, pads)
+    return _conv2d_transpose(dy, kernel, tuple(int(d) for d in input_shape), strides, pads)
 
 
 def _trim(x: jax.Array, kernel_shape: Sequence[int], strides: tuple[int, int], pads: Pads) -> tuple[jax.Array, Pads]:
@@ -188,9 +189,7 @@ def conv2d_transpose(y_BxOHxOWxO: jax.Array, kernel_HxWxIxO: jax.Array, input_sh
         raise ValueError(f"y has shape {y_BxOHxOWxO.shape}, but a convolution of {tuple(input_shape)} gives {expected}")
     if min(_high_pads(input_shape, kernel_HxWxIxO.shape, strides, pads)) < 0:
         raise ValueError(f"padding {pads} leaves the last input rows or columns of {tuple(input_shape)} unread")
-    if _subpixel_applies(kernel_HxWxIxO.shape, strides, pads):
-        return _subpixel_input_gradient(y_BxOHxOWxO, kernel_HxWxIxO, input_shape)  # differentiable through conv2d
-    return _conv2d_transpose(y_BxOHxOWxO, kernel_HxWxIxO, tuple(int(d) for d in input_shape), strides, pads)
+    return _input_gradient(y_BxOHxOWxO, kernel_HxWxIxO, input_shape, strides, pads)
 
 
 def _check(x: jax.Array, kernel: jax.Array) -> None:
