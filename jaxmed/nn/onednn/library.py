@@ -92,7 +92,7 @@ def build() -> Path:
     # Compile to a private name, then rename: concurrent builders never load a half-written file.
     fd, partial = tempfile.mkstemp(suffix=".so.partial", dir=library.parent)
     os.close(fd)
-    command = [compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-Wno-return-type",
+    command = [compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-Wno-return-type",
                f"-I{jax.ffi.include_dir()}", f"-I{prefix / 'include'}", str(SOURCE),
                f"-L{prefix / 'lib'}", "-ldnnl", f"-Wl,-rpath,{prefix / 'lib'}", "-o", partial]
     try:
