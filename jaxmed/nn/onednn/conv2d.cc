@@ -23,6 +23,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -154,49 +155,45 @@ Geometry MakeGeometry(ffi::AnyBuffer::Dimensions src, ffi::AnyBuffer::Dimensions
 
 memory Wrap(const memory::desc& desc, void* data) { return memory(desc, Engine(), data); }
 
-size_t Bytes(memory::data_type type) { return type == memory::data_type::f32 ? 4 : 2; }
+// Bytes of one image (H * W * C elements) of NCHW-ordered logical dims.
+int64_t RowBytes(const memory::dims& dims, memory::data_type type) {
+  return dims[1] * dims[2] * dims[3] * (type == memory::data_type::f32 ? 4 : 2);
+}
 
-// Elements of one image (H * W * C) of NCHW-ordered logical dims.
-int64_t ImageSize(const memory::dims& dims) { return dims[1] * dims[2] * dims[3]; }
-
-// Runs forward or backward data on rows [row, row + g.src[0]) of the full batch; the
-// pointers are already offset. `kernel` is the user's HWIO kernel.
+// Runs `direction` on the g.src[0] rows the pointers start at. `kernel` is HWIO: the
+// user's kernel (read) for forward and backward data, this part's float32 gradient
+// (written) for backward weights.
 void RunRows(Direction direction, const Geometry& g, void* src, void* kernel, void* dst) {
   const Cached& cached = Lookup(g, direction);
+  const auto kernel_type = direction == Direction::kBackwardWeights ? memory::data_type::f32 : g.type;
   dnnl::stream stream(Engine());
   memory src_mem = Wrap(Activations(g.src, g.type), src);
   memory dst_mem = Wrap(Activations(g.dst, g.type), dst);
-  memory user_kernel = Wrap(HWIO(g.weights, g.type), kernel);
-  memory kernel_mem = user_kernel;
-  if (cached.kernel_desc != user_kernel.get_desc()) {
-    kernel_mem = memory(cached.kernel_desc, Engine());
-    dnnl::reorder(user_kernel, kernel_mem).execute(stream, user_kernel, kernel_mem);
-  }
+  memory user_kernel = Wrap(HWIO(g.weights, kernel_type), kernel);
+  memory kernel_mem =
+      cached.kernel_desc == user_kernel.get_desc() ? user_kernel : memory(cached.kernel_desc, Engine());
+  const bool reorder = kernel_mem != user_kernel;
   memory scratchpad(cached.scratchpad_desc, Engine());
-  if (direction == Direction::kForward) {
-    cached.primitive.execute(stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, kernel_mem},
-                                      {DNNL_ARG_DST, dst_mem}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
-  } else {
-    cached.primitive.execute(stream, {{DNNL_ARG_DIFF_SRC, src_mem}, {DNNL_ARG_WEIGHTS, kernel_mem},
-                                      {DNNL_ARG_DIFF_DST, dst_mem}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
+  switch (direction) {
+    case Direction::kForward:
+      if (reorder) dnnl::reorder(user_kernel, kernel_mem).execute(stream, user_kernel, kernel_mem);
+      cached.primitive.execute(stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, kernel_mem},
+                                        {DNNL_ARG_DST, dst_mem}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
+      break;
+    case Direction::kBackwardData:
+      if (reorder) dnnl::reorder(user_kernel, kernel_mem).execute(stream, user_kernel, kernel_mem);
+      cached.primitive.execute(stream, {{DNNL_ARG_DIFF_SRC, src_mem}, {DNNL_ARG_WEIGHTS, kernel_mem},
+                                        {DNNL_ARG_DIFF_DST, dst_mem}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
+      break;
+    case Direction::kBackwardWeights:
+      cached.primitive.execute(stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_DIFF_WEIGHTS, kernel_mem},
+                                        {DNNL_ARG_DIFF_DST, dst_mem}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
+      if (reorder) dnnl::reorder(kernel_mem, user_kernel).execute(stream, kernel_mem, user_kernel);
+      break;
   }
   stream.wait();
 }
 
-// Backward weights of rows [row, row + g.src[0]): writes this part's float32 HWIO kernel gradient.
-void RunWeightRows(const Geometry& g, void* src, void* dst, float* partial_hwio) {
-  const Cached& cached = Lookup(g, Direction::kBackwardWeights);
-  dnnl::stream stream(Engine());
-  memory src_mem = Wrap(Activations(g.src, g.type), src);
-  memory dst_mem = Wrap(Activations(g.dst, g.type), dst);
-  memory partial = Wrap(HWIO(g.weights, memory::data_type::f32), partial_hwio);
-  memory kernel_mem = cached.kernel_desc == partial.get_desc() ? partial : memory(cached.kernel_desc, Engine());
-  memory scratchpad(cached.scratchpad_desc, Engine());
-  cached.primitive.execute(stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_DIFF_WEIGHTS, kernel_mem},
-                                    {DNNL_ARG_DIFF_DST, dst_mem}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
-  if (kernel_mem != partial) dnnl::reorder(kernel_mem, partial).execute(stream, kernel_mem, partial);
-  stream.wait();
-}
 // Partitioning: one part of the batch per thread of XLA's intra-op pool, each run by
 // oneDNN on one thread. Why: oneDNN's own OpenMP team would add threads beside XLA's,
 // which meanwhile run independent fusions; on 2 cores the 3-4 busy threads made the
@@ -210,7 +207,7 @@ struct Parts {
   std::mutex mutex;
   std::condition_variable finished;
   int done = 0;
-  std::string error;
+  std::exception_ptr error;
 };
 
 // oneDNN (OpenMP build) runs a primitive on omp_get_max_threads() threads: one, here.
@@ -227,15 +224,15 @@ void RunInParts(ffi::ThreadPool& pool, int64_t batch, int count, const Body& bod
   auto work = [parts, batch, &body]() {
     for (int part; (part = parts->next.fetch_add(1)) < parts->count;) {
       const int64_t first = batch * part / parts->count, end = batch * (part + 1) / parts->count;
-      std::string error;
+      std::exception_ptr error;
       try {
         OneOpenMpThread one_thread;
         body(first, end - first, part);
-      } catch (const std::exception& e) {
-        error = e.what();
+      } catch (...) {
+        error = std::current_exception();
       }
       std::lock_guard<std::mutex> lock(parts->mutex);
-      if (!error.empty() && parts->error.empty()) parts->error = error;
+      if (error && !parts->error) parts->error = error;
       if (++parts->done == parts->count) parts->finished.notify_all();
     }
   };
@@ -243,7 +240,7 @@ void RunInParts(ffi::ThreadPool& pool, int64_t batch, int count, const Body& bod
   work();
   std::unique_lock<std::mutex> lock(parts->mutex);
   parts->finished.wait(lock, [&] { return parts->done == parts->count; });
-  if (!parts->error.empty()) throw std::runtime_error(parts->error);
+  if (parts->error) std::rethrow_exception(parts->error);
 }
 
 int PartCount(ffi::ThreadPool& pool, int64_t batch) {
@@ -258,7 +255,7 @@ Geometry Rows(Geometry g, int64_t rows) {
 // Forward (src = x, dst = y) or backward data (src = dx, dst = dy), partitioned by rows.
 ffi::Error RunActivations(ffi::ThreadPool& pool, Direction direction, const Geometry& g, char* src, void* kernel,
                           char* dst) {
-  const int64_t src_row = ImageSize(g.src) * Bytes(g.type), dst_row = ImageSize(g.dst) * Bytes(g.type);
+  const int64_t src_row = RowBytes(g.src, g.type), dst_row = RowBytes(g.dst, g.type);
   RunInParts(pool, g.src[0], PartCount(pool, g.src[0]), [&](int64_t first, int64_t rows, int) {
     RunRows(direction, Rows(g, rows), src + first * src_row, kernel, dst + first * dst_row);
   });
@@ -267,12 +264,13 @@ ffi::Error RunActivations(ffi::ThreadPool& pool, Direction direction, const Geom
 
 // Backward weights: each part's float32 gradient, summed, then stored in the kernel's dtype.
 ffi::Error RunWeights(ffi::ThreadPool& pool, const Geometry& g, char* src, void* kernel, char* dst) {
-  const int64_t src_row = ImageSize(g.src) * Bytes(g.type), dst_row = ImageSize(g.dst) * Bytes(g.type);
+  const int64_t src_row = RowBytes(g.src, g.type), dst_row = RowBytes(g.dst, g.type);
   const int count = PartCount(pool, g.src[0]);
   const size_t size = g.weights[0] * g.weights[1] * g.weights[2] * g.weights[3];
   std::vector<std::vector<float>> partials(count, std::vector<float>(size));
   RunInParts(pool, g.src[0], count, [&](int64_t first, int64_t rows, int part) {
-    RunWeightRows(Rows(g, rows), src + first * src_row, dst + first * dst_row, partials[part].data());
+    RunRows(Direction::kBackwardWeights, Rows(g, rows), src + first * src_row, partials[part].data(),
+            dst + first * dst_row);
   });
   for (int part = 1; part < count; ++part) {
     for (size_t i = 0; i < size; ++i) partials[0][i] += partials[part][i];
