@@ -55,7 +55,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmed.nn import ConvBackend, MaxPool, conv_general_dilated_for, resolve_conv_backend
+from jaxmed.nn import BatchNorm, ConvBackend, MaxPool, conv_general_dilated_for, resolve_conv_backend
 
 CLASSIFIERS = ("seed_cnn", "resnet18")
 
@@ -76,8 +76,8 @@ def _check_sizes(image_size: int, channels: int, num_classes: int, minimum_size:
         raise ValueError(f"num_classes must be at least 2 (binary tasks use two logits), got {num_classes}")
 
 
-def _batch_norm(features: int, dtype, rngs: nnx.Rngs) -> nnx.BatchNorm:
-    return nnx.BatchNorm(features, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5, dtype=dtype, rngs=rngs)
+def _batch_norm(features: int, dtype, rngs: nnx.Rngs) -> BatchNorm:
+    return BatchNorm(features, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5, dtype=dtype, rngs=rngs)
 
 
 def _conv(in_features: int, out_features: int, kernel: int, stride: int, dtype, conv_backend: ConvBackend,

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmed.nn import ConvBackend, UpsampleConv, conv_general_dilated_for, resolve_conv_backend
+from jaxmed.nn import BatchNorm, ConvBackend, UpsampleConv, conv_general_dilated_for, resolve_conv_backend
 
 BOTTLENECK_SIZE = 8
 LEAKY_SLOPE = 0.2
@@ -48,8 +48,8 @@ def num_stages(image_size: int) -> int:
     return int(math.log2(image_size // BOTTLENECK_SIZE))
 
 
-def _batch_norm(features: int, dtype, rngs: nnx.Rngs) -> nnx.BatchNorm:
-    return nnx.BatchNorm(features, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5, dtype=dtype, rngs=rngs)
+def _batch_norm(features: int, dtype, rngs: nnx.Rngs) -> BatchNorm:
+    return BatchNorm(features, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5, dtype=dtype, rngs=rngs)
 
 
 class Generator(nnx.Module):

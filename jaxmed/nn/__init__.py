@@ -4,6 +4,9 @@
 (the same function and parameters as `nnx.ConvTranspose`) computed in sub-pixel
 form, whose gradients are fast on XLA:CPU.
 
+`BatchNorm` / `batch_norm`: `nnx.BatchNorm` with a hand-written training-mode
+gradient (two fused passes instead of XLA's many).
+
 `MaxPool` / `max_pool`: max pooling computed as a maximum of strided views, whose
 gradient avoids XLA:CPU's slow `select_and_scatter`.
 
@@ -11,9 +14,11 @@ gradient avoids XLA:CPU's slow `select_and_scatter`.
 per model, between them and XLA's own (`resolve_conv_backend`, `conv_general_dilated_for`).
 """
 
+from jaxmed.nn.batch_norm import BatchNorm, batch_norm
 from jaxmed.nn.conv_backend import CONV_BACKENDS, ConvBackend, conv_general_dilated_for, resolve_conv_backend
 from jaxmed.nn.pooling import MaxPool, max_pool
 from jaxmed.nn.upsample import CONV3X3_MAX_OUT_FEATURES, UpsampleConv, UpsampleMethod, upsample_conv
 
-__all__ = ["CONV3X3_MAX_OUT_FEATURES", "CONV_BACKENDS", "ConvBackend", "MaxPool", "UpsampleConv", "UpsampleMethod",
-           "conv_general_dilated_for", "max_pool", "resolve_conv_backend", "upsample_conv"]
+__all__ = ["BatchNorm", "CONV3X3_MAX_OUT_FEATURES", "CONV_BACKENDS", "ConvBackend", "MaxPool", "UpsampleConv",
+           "UpsampleMethod", "batch_norm", "conv_general_dilated_for", "max_pool", "resolve_conv_backend",
+           "upsample_conv"]

@@ -93,8 +93,19 @@ def test_two_processes_train_in_step_and_equal_one_process(tmp_path):
     assert sorted(path.name for path in (multi / "checkpoints").iterdir() if path.name.isdigit()) == ["2", "3"]
     multi_state, single_state = final_gan_state(multi), final_gan_state(tmp_path / "one_process")
     assert int(multi_state.step) == 3
-    for got, want in zip(jax.tree.leaves(multi_state), jax.tree.leaves(single_state), strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=PARAM_ATOL)
+    for field in ("generator_params", "discriminator_params", "ema_params", "generator_stats",
+                  "discriminator_stats"):
+        for got, want in zip(jax.tree.leaves(getattr(multi_state, field)), jax.tree.leaves(getattr(single_state, field)),
+                             strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=PARAM_ATOL, err_msg=field)
+    # Adam's moments hold the raw gradients, where summation order shows: BatchNorm's input
+    # gradient is what is left of dy after projecting out 1 and x_hat, and early in training dy
+    # is nearly that projection, so float32 keeps ~1e-3 of it as order-dependent noise (for
+    # XLA's autodiff of BatchNorm as much as for jaxmed's). gloo's cross-process sums and one
+    # process's sums differ in order; seen: 1.4 % of the largest first moment, 8e-6 in a parameter.
+    for got, want in zip(jax.tree.leaves((multi_state.generator_opt, multi_state.discriminator_opt)),
+                         jax.tree.leaves((single_state.generator_opt, single_state.discriminator_opt)), strict=True):
+        np.testing.assert_allclose(got, want, atol=0.05 * float(np.abs(want).max(initial=0.0)))
 
 
 def test_settings_come_from_flags_then_environment():
