@@ -3,6 +3,7 @@
     bash benchmarks/peers/setup.sh                    # once: the peers' own environment
     python benchmarks/peers.py --json peers.json      # batch 32, each implementation once
     python benchmarks/peers.py --rounds 3 --json peers.json   # interleaved rounds, medians over rounds
+    python benchmarks/peers.py --precision fp32,bf16 --json peers.json   # also every framework's mixed precision
 
 Runs `jaxmed bench train-step --model dcgan128` (this Python) and the peers
 (`benchmarks/peers/dcgan128_torch.py` eager and torch.compile, `dcgan128_tf.py`
@@ -13,6 +14,8 @@ other processes hits all alike. All time the step with the same code
 times). Writes one JSON with every run, each implementation's median, the best peer
 and jaxmed / best peer (`jaxmed.bench.compare`), and prints the table. A peer variant
 that fails (e.g. torch.compile without a C++ compiler) is recorded and skipped.
+`--precision bf16` runs jaxmed's `--precision bf16` against each framework's own mixed
+precision (PyTorch autocast, Keras "mixed_bfloat16"); each precision is compared apart.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import sys
 from pathlib import Path
 
 from jaxmed.bench import compare, host
+from jaxmed.train.config import PRECISIONS
 
 HERE = Path(__file__).resolve().parent
 PEERS_PYTHON = HERE / "peers" / ".venv" / "bin" / "python"
@@ -39,18 +43,19 @@ IMPLEMENTATIONS = {
 }
 
 
-def run_one(name: str, command: list[str], args: argparse.Namespace) -> dict:
+def run_one(name: str, command: list[str], precision: str, args: argparse.Namespace) -> dict:
     """Runs one implementation in its own process; its JSON result, or {"error": ...}."""
     command = [*command, "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup",
-               str(args.warmup), "--json"]
-    print(f"== {name}: {' '.join(command)} (load {host.load_average()})", file=sys.stderr, flush=True)
+               str(args.warmup), "--precision", precision, "--json"]
+    print(f"== {name} {precision}: {' '.join(command)} (load {host.load_average()})", file=sys.stderr, flush=True)
     result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
+    failure = {"implementation": name, "precision": precision, "command": command}
     if result.returncode != 0:
-        return {"implementation": name, "error": f"exit status {result.returncode}", "command": command}
+        return {**failure, "error": f"exit status {result.returncode}"}
     try:
         return json.loads(result.stdout)
     except json.JSONDecodeError:
-        return {"implementation": name, "error": "no JSON object on stdout", "command": command}
+        return {**failure, "error": "no JSON object on stdout"}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -61,6 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=1, help="runs of every implementation, interleaved")
     parser.add_argument("--only", default=",".join(IMPLEMENTATIONS),
                         help=f"comma-separated subset of {', '.join(IMPLEMENTATIONS)}")
+    parser.add_argument("--precision", default="fp32",
+                        help="comma-separated fp32 and/or bf16 (each framework's own mixed precision)")
     parser.add_argument("--peers-python", default=str(PEERS_PYTHON), help="the peers' interpreter (setup.sh)")
     parser.add_argument("--json", metavar="FILE", help="write everything here")
     args = parser.parse_args(argv)
@@ -68,6 +75,9 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = [name for name in names if name not in IMPLEMENTATIONS]
     if unknown:
         parser.error(f"unknown implementations {unknown}; choose from {', '.join(IMPLEMENTATIONS)}")
+    precisions = [precision for precision in args.precision.split(",") if precision]
+    if not precisions or any(precision not in PRECISIONS for precision in precisions):
+        parser.error(f"--precision takes a comma-separated subset of {', '.join(PRECISIONS)}")
     if any(name != "jaxmed" for name in names) and not Path(args.peers_python).exists():
         parser.error(f"{args.peers_python} does not exist: run `bash benchmarks/peers/setup.sh` first")
 
@@ -75,23 +85,26 @@ def main(argv: list[str] | None = None) -> dict:
     runs, failures = [], []
     for round_index in range(args.rounds):
         order = names[round_index % len(names):] + names[:round_index % len(names)]
-        for name in order:
-            outcome = run_one(name, IMPLEMENTATIONS[name](args.peers_python), args)
-            outcome["round"] = round_index
-            (failures if "error" in outcome else runs).append(outcome)
-    comparison = compare.compare(runs)
+        for precision in precisions:
+            for name in order:
+                outcome = run_one(name, IMPLEMENTATIONS[name](args.peers_python), precision, args)
+                outcome["round"] = round_index
+                (failures if "error" in outcome else runs).append(outcome)
+    comparisons = {precision: compare.compare([run for run in runs if run["precision"] == precision])
+                   for precision in precisions}
     report = {
         "benchmark": "peers",
         "model": "dcgan128",
         "settings": {"batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
-                     "rounds": args.rounds, "implementations": names},
+                     "rounds": args.rounds, "implementations": names, "precisions": precisions},
         "host": host.host_record(),
         "load_average": {"before": load_before, "after": host.load_average()},
-        "comparison": comparison,
+        "comparison": comparisons,
         "failures": failures,
         "runs": runs,
     }
-    print(compare.format_comparison(comparison))
+    for precision, comparison in comparisons.items():
+        print(f"-- {precision}\n{compare.format_comparison(comparison)}")
     for failure in failures:
         print(f"{failure['implementation']} failed: {failure['error']}")
     print(f"load average (1, 5, 15 min) before {load_before}, after {report['load_average']['after']} "

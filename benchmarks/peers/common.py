@@ -27,6 +27,7 @@ LEAKY_SLOPE = 0.2
 BATCH_NORM_MOMENTUM = 0.9  # running = 0.9 running + 0.1 batch (PyTorch's momentum=0.1)
 BATCH_NORM_EPSILON = 1e-5
 LEARNING_RATE, BETA1, BETA2 = 2e-4, 0.5, 0.999
+PRECISIONS = ("fp32", "bf16")  # jaxmed.train.config.PRECISIONS (this environment has no jaxmed; a test checks)
 
 
 def _load(name: str):
@@ -49,6 +50,9 @@ def parse_args(description: str, variants: tuple[str, ...]) -> argparse.Namespac
     parser.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps after the first")
     parser.add_argument("--variant", choices=variants, default=variants[0])
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp32, or bf16: the framework's own mixed precision (bfloat16 compute, float32 "
+                             "parameters and optimizer), as jaxmed's --precision bf16")
     parser.add_argument("--json", nargs="?", const="-", metavar="FILE",
                         help="write the result as JSON to FILE; without FILE, only the JSON object on stdout")
     return parser.parse_args()
@@ -73,7 +77,7 @@ def result(framework: str, variant: str, args: argparse.Namespace, samples: list
         "image_size": IMAGE_SIZE,
         "channels": CHANNELS,
         "batch_size": args.batch_size,
-        "precision": "fp32",
+        "precision": args.precision,
         "devices": 1,
         "steps": args.steps,
         "warmup": args.warmup,
@@ -94,7 +98,8 @@ def result(framework: str, variant: str, args: argparse.Namespace, samples: list
 
 def emit(report: dict, json_target: str | None) -> None:
     """Prints a one-line summary and the JSON per the `--json` contract (`jaxmed.bench.output`)."""
-    summary = (f"{report['framework']} {report['variant']}: {report['images_per_s']:.1f} images/s, step "
+    summary = (f"{report['framework']} {report['variant']} {report['precision']}: {report['images_per_s']:.1f} "
+               f"images/s, step "
                f"{report['step_ms']:.1f} ms (p10 {report['step_ms_p10']:.1f}, p90 {report['step_ms_p90']:.1f}), "
                f"compile {report['compile_s']:.1f} s, peak {report['peak_memory_mb']:.0f} MB, parameters "
                f"{report['parameters']}")

@@ -17,6 +17,11 @@ images from an 8x8x256 bottleneck with 4x4 stride-2 layers instead of 28x28 MNIS
 as jaxmed); LeakyReLU(0.2); BatchNorm momentum 0.9 and epsilon 1e-5; no dropout in the
 discriminator (DESIGN.md has none; it uses BatchNorm after every convolution but the
 first); Adam(2e-4, beta_1=0.5). Parameter counts are printed and checked by `benchmarks/peers.py`.
+
+`--precision bf16` is Keras mixed precision as its guide prescribes: the global policy
+"mixed_bfloat16" (bfloat16 compute, float32 variables and optimizer), the
+discriminator's output layer in float32 so the logits and losses are float32, and no
+loss scaling (bfloat16 does not need it).
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ def make_generator_model() -> tf.keras.Model:
 
 
 def make_discriminator_model() -> tf.keras.Model:
+    # The logits layer stays float32 under mixed precision (the Keras guide's advice for outputs).
     model = tf.keras.Sequential([layers.Input((common.IMAGE_SIZE, common.IMAGE_SIZE, common.CHANNELS))])
     for stage, f_out in enumerate(common.DISCRIMINATOR_FEATURES):
         model.add(layers.Conv2D(f_out, 4, strides=2, padding="same", use_bias=(stage == 0), kernel_initializer=INIT))
@@ -69,7 +75,7 @@ def make_discriminator_model() -> tf.keras.Model:
             model.add(_batch_norm())
         model.add(layers.LeakyReLU(common.LEAKY_SLOPE))
     model.add(layers.Flatten())
-    model.add(layers.Dense(1, kernel_initializer=INIT))
+    model.add(layers.Dense(1, kernel_initializer=INIT, dtype="float32"))
     return model
 
 
@@ -84,6 +90,8 @@ def main() -> None:
     load_before = common.host.load_average()
     rss_before = common.host.current_rss_mb()
     tf.random.set_seed(0)
+    if args.precision == "bf16":
+        tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
     generator, discriminator = make_generator_model(), make_discriminator_model()
     parameters = parameter_counts(generator, discriminator)
     cross_entropy = tf.keras.losses.BinaryCrossentropy(from_logits=True)
@@ -126,7 +134,8 @@ def main() -> None:
     settings = {"data_format": "channels_last (NHWC)", "jit_compile": args.variant == "xla",
                 "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or "default",
                 "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads() or "default",
-                "form": "TensorFlow DCGAN tutorial: tf.function, two GradientTapes, one shared forward"}
+                "form": "TensorFlow DCGAN tutorial: tf.function, two GradientTapes, one shared forward",
+                "keras_policy": tf.keras.mixed_precision.global_policy().name}
     versions = {"tensorflow": tf.__version__, "keras": tf.keras.__version__}
     d_loss, g_loss = (float(value.numpy()) for value in last["losses"])
     report = common.result("tensorflow", args.variant, args, samples, first_s, rss_before, parameters, versions,

@@ -11,7 +11,11 @@ What makes it PyTorch's best, not a straw man:
   only its own network's parameters, from one shared forward pass (the TensorFlow
   tutorial's form, as jaxmed does): G(z) once, D on the real and the generated batch,
   no third discriminator pass;
-- the default thread count (one per core), mkldnn on, no autograd anomaly detection.
+- the default thread count (one per core), mkldnn on, no autograd anomaly detection;
+- `--precision bf16`: PyTorch's automatic mixed precision for CPU as its AMP
+  documentation prescribes, `torch.autocast("cpu", dtype=torch.bfloat16)` around the
+  forward pass and the losses, backward and optimizer steps outside it (float32
+  parameters and Adam states; no gradient scaler, which bfloat16 does not need).
 
 Same network and training as jaxmed's `dcgan128` (parameter counts are printed and
 checked by `benchmarks/peers.py`): generator z(100) -> Linear 8*8*256 (no bias) ->
@@ -24,6 +28,7 @@ step. jaxmed's step also updates an EMA copy of the generator, which this one do
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -123,13 +128,19 @@ def main() -> None:
     ones, zeros = torch.ones(args.batch_size), torch.zeros(args.batch_size)
     losses = {}
 
+    def forward_precision():
+        if args.precision == "bf16":
+            return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def train_step():
         z = torch.randn(args.batch_size, common.LATENT_DIM)
-        fake = run_generator(z)
-        real_logits, fake_logits = run_discriminator(real), run_discriminator(fake)
-        d_loss = (F.binary_cross_entropy_with_logits(real_logits, ones)
-                  + F.binary_cross_entropy_with_logits(fake_logits, zeros))
-        g_loss = F.binary_cross_entropy_with_logits(fake_logits, ones)
+        with forward_precision():
+            fake = run_generator(z)
+            real_logits, fake_logits = run_discriminator(real), run_discriminator(fake)
+            d_loss = (F.binary_cross_entropy_with_logits(real_logits, ones)
+                      + F.binary_cross_entropy_with_logits(fake_logits, zeros))
+            g_loss = F.binary_cross_entropy_with_logits(fake_logits, ones)
         discriminator_opt.zero_grad(set_to_none=True)
         generator_opt.zero_grad(set_to_none=True)
         d_loss.backward(inputs=d_params, retain_graph=True)
@@ -144,7 +155,8 @@ def main() -> None:
     settings = {"memory_format": "channels_last", "optimizer": type(discriminator_opt).__name__,
                 "adam_fused": bool(discriminator_opt.defaults.get("fused")), "threads": torch.get_num_threads(),
                 "interop_threads": torch.get_num_interop_threads(), "mkldnn": torch.backends.mkldnn.is_available(),
-                "form": "one shared forward; backward(inputs=...) per network"}
+                "form": "one shared forward; backward(inputs=...) per network",
+                "autocast": "cpu bfloat16" if args.precision == "bf16" else None}
     versions = {"torch": torch.__version__, "mkldnn_version": str(torch.backends.mkldnn.is_available()),
                 "config": torch.__config__.show().splitlines()[:6]}
     report = common.result("pytorch", args.variant, args, samples, first_s, rss_before, parameters, versions,

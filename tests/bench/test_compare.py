@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from jaxmed.bench import compare
-from jaxmed.train.config import GanConfig
+from jaxmed.train.config import PRECISIONS, GanConfig
 
 PEERS = Path(__file__).resolve().parents[2] / "benchmarks" / "peers"
 
@@ -51,3 +51,38 @@ def test_peer_scripts_compile_and_share_jaxmeds_settings():
     assert (common.LEARNING_RATE, common.BETA1, common.BETA2) == (config.optimizer.lr, config.optimizer.b1,
                                                                   config.optimizer.b2)
     assert common.stats.summarize_ms([0.001])["median_ms"] == pytest.approx(1.0)
+
+
+def _peers_runner():
+    spec = importlib.util.spec_from_file_location("peers_runner", PEERS.parent / "peers.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    return runner
+
+
+def test_each_precision_is_compared_apart(monkeypatch):
+    runner = _peers_runner()
+    step_ms = {("jaxmed", "fp32"): 300, ("pytorch/eager", "fp32"): 360, ("jaxmed", "bf16"): 200,
+               ("pytorch/eager", "bf16"): 100}
+
+    def fake_run(name, command, precision, args):
+        assert command[-1] in ("eager", "dcgan128")  # the implementation's own command, flags added by run_one
+        framework, _, variant = name.partition("/")
+        run = _run(step_ms[name, precision], *((framework, variant) if variant else ()))
+        return {**run, "precision": precision}
+
+    monkeypatch.setattr(runner, "run_one", fake_run)
+    monkeypatch.setattr(runner.Path, "exists", lambda self: True)
+    report = runner.main(["--only", "jaxmed,pytorch/eager", "--precision", "fp32,bf16"])
+
+    assert report["comparison"]["fp32"]["ratio_jaxmed_over_best_peer"] == pytest.approx(360 / 300)
+    assert report["comparison"]["bf16"]["ratio_jaxmed_over_best_peer"] == pytest.approx(100 / 200)
+    with pytest.raises(SystemExit):
+        runner.main(["--only", "jaxmed", "--precision", "fp16"])
+
+
+def test_peers_take_the_precisions_jaxmed_has():
+    spec = importlib.util.spec_from_file_location("peers_common", PEERS / "common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    assert tuple(common.PRECISIONS) == tuple(_peers_runner().PRECISIONS) == tuple(PRECISIONS)
