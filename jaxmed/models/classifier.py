@@ -44,7 +44,8 @@ Choices common to both, and why:
   default stream) and live in the model state, so they advance call by call and are
   checkpointed with the model.
 - `dtype` is the computation dtype (e.g. bfloat16); parameters stay float32 and logits
-  are returned in float32.
+  are returned in float32. On oneDNN, bfloat16 convolutions return float32 and BatchNorm
+  runs in float32 (`jaxmed.nn.mixed_precision_dtypes` says why).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmed.nn import BatchNorm, ConvBackend, MaxPool, conv_general_dilated_for, resolve_conv_backend
+from jaxmed.nn import (BatchNorm, ConvBackend, MaxPool, conv_general_dilated_for, mixed_precision_dtypes,
+                       resolve_conv_backend)
 
 CLASSIFIERS = ("seed_cnn", "resnet18")
 
@@ -76,17 +78,21 @@ def _check_sizes(image_size: int, channels: int, num_classes: int, minimum_size:
         raise ValueError(f"num_classes must be at least 2 (binary tasks use two logits), got {num_classes}")
 
 
-def _batch_norm(features: int, dtype, rngs: nnx.Rngs) -> BatchNorm:
-    return BatchNorm(features, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5, dtype=dtype, rngs=rngs)
+def _batch_norm(features: int, dtype, conv_backend: ConvBackend, rngs: nnx.Rngs) -> BatchNorm:
+    """BatchNorm after a convolution computing in `dtype` (float32 after oneDNN's bfloat16 ones)."""
+    _, norm_dtype = mixed_precision_dtypes(dtype, resolve_conv_backend(conv_backend))
+    return BatchNorm(features, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5, dtype=norm_dtype, rngs=rngs)
 
 
 def _conv(in_features: int, out_features: int, kernel: int, stride: int, dtype, conv_backend: ConvBackend,
           rngs: nnx.Rngs) -> nnx.Conv:
     """Bias-free convolution with symmetric padding kernel // 2 (the reference's padding)."""
     pad = kernel // 2
+    backend = resolve_conv_backend(conv_backend)
+    outputs, _ = mixed_precision_dtypes(dtype, backend)
     return nnx.Conv(in_features, out_features, kernel_size=(kernel, kernel), strides=(stride, stride),
                     padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=CONV_INIT, dtype=dtype,
-                    conv_general_dilated=conv_general_dilated_for(resolve_conv_backend(conv_backend)), rngs=rngs)
+                    preferred_element_type=outputs, conv_general_dilated=conv_general_dilated_for(backend), rngs=rngs)
 
 
 def _dropout(rate: float, rngs: nnx.Rngs) -> nnx.Dropout:
@@ -139,7 +145,7 @@ class SeedCNN(nnx.Module):
         features = [channels, *features]
         self.convs = nnx.List([_conv(f_in, f_out, 3, 1, dtype, conv_backend, rngs)
                                for f_in, f_out in zip(features[:-1], features[1:])])
-        self.norms = nnx.List([_batch_norm(f, dtype, rngs) for f in features[1:]])
+        self.norms = nnx.List([_batch_norm(f, dtype, conv_backend, rngs) for f in features[1:]])
         self.pool = MaxPool((2, 2), (2, 2), "VALID")  # eq. 2
         self.flatten_size = seed_cnn_flatten_size(image_size, features[1:])
         self.hidden = nnx.Linear(self.flatten_size, hidden_features, dtype=dtype, rngs=rngs)
@@ -182,15 +188,15 @@ class BasicBlock(nnx.Module):
     def __init__(self, in_features: int, out_features: int, stride: int = 1, *, dtype=None,
                  conv_backend: ConvBackend = "auto", rngs: nnx.Rngs):
         self.conv1 = _conv(in_features, out_features, 3, stride, dtype, conv_backend, rngs)
-        self.norm1 = _batch_norm(out_features, dtype, rngs)
+        self.norm1 = _batch_norm(out_features, dtype, conv_backend, rngs)
         self.conv2 = _conv(out_features, out_features, 3, 1, dtype, conv_backend, rngs)
         # The last BN scale starts at one, not zero (Goyal et al.'s trick), so that every
         # parameter receives a gradient from the first step.
-        self.norm2 = _batch_norm(out_features, dtype, rngs)
+        self.norm2 = _batch_norm(out_features, dtype, conv_backend, rngs)
         if stride != 1 or in_features != out_features:
             # He et al.'s option B: project only where the shape changes, identity elsewhere.
             self.shortcut = _conv(in_features, out_features, 1, stride, dtype, conv_backend, rngs)
-            self.shortcut_norm = _batch_norm(out_features, dtype, rngs)
+            self.shortcut_norm = _batch_norm(out_features, dtype, conv_backend, rngs)
         else:
             self.shortcut = None
             self.shortcut_norm = None
@@ -230,7 +236,7 @@ class ResNet18(nnx.Module):
         else:
             self.stem = _conv(channels, width, 7, 2, dtype, conv_backend, rngs)
             self.stem_pool = MaxPool((3, 3), (2, 2), ((1, 1), (1, 1)))  # padding never wins the max
-        self.stem_norm = _batch_norm(width, dtype, rngs)
+        self.stem_norm = _batch_norm(width, dtype, conv_backend, rngs)
         blocks = []
         in_features = width
         for stage, num_blocks in enumerate(RESNET18_BLOCKS):

@@ -19,6 +19,8 @@ Choices the reference leaves open, and why:
   (PyTorch's 0.1), since the default 0.99 leaves running statistics stale in short runs.
 - Convolutions followed by BatchNorm carry no bias (BN's shift makes it redundant);
   the first discriminator convolution and the last generator layer keep theirs.
+- With a `dtype` (bfloat16) on oneDNN, the convolutions return float32 and BatchNorm
+  and LeakyReLU run in float32 (`jaxmed.nn.mixed_precision_dtypes` says why).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmed.nn import BatchNorm, ConvBackend, UpsampleConv, conv_general_dilated_for, resolve_conv_backend
+from jaxmed.nn import (BatchNorm, ConvBackend, UpsampleConv, conv_general_dilated_for, mixed_precision_dtypes,
+                       resolve_conv_backend)
 
 BOTTLENECK_SIZE = 8
 LEAKY_SLOPE = 0.2
@@ -60,7 +63,8 @@ class Generator(nnx.Module):
       channels: output channels (1 grayscale, 3 RGB).
       latent_dim: length of z.
       base_features: channels at the 8x8 bottleneck (256 in the reference).
-      dtype: computation dtype (None: float32); parameters stay float32.
+      dtype: computation dtype (None: float32); parameters stay float32 (and, on
+        oneDNN, convolution outputs and normalisation: see the module docstring).
       conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`); "auto" assumes
         one device, so code that shards the model passes the resolved value, as training does.
       rngs: parameter initialisation keys.
@@ -69,20 +73,23 @@ class Generator(nnx.Module):
     def __init__(self, image_size: int = 128, channels: int = 1, latent_dim: int = 100, *,
                  base_features: int = 256, dtype=None, conv_backend: ConvBackend = "auto", rngs: nnx.Rngs):
         stages = num_stages(image_size)
-        method = "onednn" if resolve_conv_backend(conv_backend) == "onednn" else "auto"
+        backend = resolve_conv_backend(conv_backend)
+        method = "onednn" if backend == "onednn" else "auto"
+        conv_outputs, norm_dtype = mixed_precision_dtypes(dtype, backend)
         self.latent_dim = latent_dim
         self.base_features = base_features
         self.project = nnx.Linear(latent_dim, BOTTLENECK_SIZE * BOTTLENECK_SIZE * base_features, use_bias=False,
                                   kernel_init=WEIGHT_INIT, dtype=dtype, rngs=rngs)
-        self.project_norm = _batch_norm(base_features, dtype, rngs)
+        self.project_norm = _batch_norm(base_features, norm_dtype, rngs)
         features = [base_features >> stage for stage in range(stages)]  # 256, 128, 64, 32 at 128 px
         self.up_blocks = nnx.List([
-            UpsampleConv(f_in, f_out, use_bias=False, kernel_init=WEIGHT_INIT, dtype=dtype, method=method, rngs=rngs)
+            UpsampleConv(f_in, f_out, use_bias=False, kernel_init=WEIGHT_INIT, dtype=dtype,
+                         preferred_element_type=conv_outputs, method=method, rngs=rngs)
             for f_in, f_out in zip(features[:-1], features[1:])
         ])
-        self.up_norms = nnx.List([_batch_norm(f, dtype, rngs) for f in features[1:]])
+        self.up_norms = nnx.List([_batch_norm(f, norm_dtype, rngs) for f in features[1:]])
         self.to_image = UpsampleConv(features[-1], channels, use_bias=True, kernel_init=WEIGHT_INIT, dtype=dtype,
-                                     method=method, rngs=rngs)
+                                     preferred_element_type=conv_outputs, method=method, rngs=rngs)
 
     def __call__(self, z_BxZ: jax.Array) -> jax.Array:
         x = self.project(z_BxZ)
@@ -101,7 +108,8 @@ class Discriminator(nnx.Module):
       image_size: input height and width (32, 64, 128 or 256).
       channels: input channels.
       base_features: channels of the last stage (256 in the reference).
-      dtype: computation dtype (None: float32); parameters stay float32.
+      dtype: computation dtype (None: float32); parameters stay float32 (and, on
+        oneDNN, convolution outputs and normalisation: see the module docstring).
       conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`); "auto" assumes
         one device, so code that shards the model passes the resolved value, as training does.
       rngs: parameter initialisation keys.
@@ -110,15 +118,18 @@ class Discriminator(nnx.Module):
     def __init__(self, image_size: int = 128, channels: int = 1, *, base_features: int = 256, dtype=None,
                  conv_backend: ConvBackend = "auto", rngs: nnx.Rngs):
         stages = num_stages(image_size)
-        conv_general_dilated = conv_general_dilated_for(resolve_conv_backend(conv_backend))
+        backend = resolve_conv_backend(conv_backend)
+        conv_general_dilated = conv_general_dilated_for(backend)
+        conv_outputs, norm_dtype = mixed_precision_dtypes(dtype, backend)
         features = [channels] + [base_features >> (stages - 1 - stage) for stage in range(stages)]
         self.down_blocks = nnx.List([
             nnx.Conv(f_in, f_out, kernel_size=(4, 4), strides=(2, 2), padding="SAME", use_bias=(stage == 0),
-                     kernel_init=WEIGHT_INIT, dtype=dtype, conv_general_dilated=conv_general_dilated, rngs=rngs)
+                     kernel_init=WEIGHT_INIT, dtype=dtype, preferred_element_type=conv_outputs,
+                     conv_general_dilated=conv_general_dilated, rngs=rngs)
             for stage, (f_in, f_out) in enumerate(zip(features[:-1], features[1:]))
         ])
         # No normalisation after the first convolution (DCGAN: BN on the input layer destabilises training).
-        self.down_norms = nnx.List([_batch_norm(f, dtype, rngs) for f in features[2:]])
+        self.down_norms = nnx.List([_batch_norm(f, norm_dtype, rngs) for f in features[2:]])
         self.classify = nnx.Linear(BOTTLENECK_SIZE * BOTTLENECK_SIZE * base_features, 1, kernel_init=WEIGHT_INIT,
                                    dtype=dtype, rngs=rngs)
 

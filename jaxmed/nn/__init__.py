@@ -15,10 +15,11 @@ per model, between them and XLA's own (`resolve_conv_backend`, `conv_general_dil
 """
 
 from jaxmed.nn.batch_norm import BatchNorm, batch_norm
-from jaxmed.nn.conv_backend import CONV_BACKENDS, ConvBackend, conv_general_dilated_for, resolve_conv_backend
+from jaxmed.nn.conv_backend import (CONV_BACKENDS, ConvBackend, conv_general_dilated_for, mixed_precision_dtypes,
+                                    resolve_conv_backend)
 from jaxmed.nn.pooling import MaxPool, max_pool
 from jaxmed.nn.upsample import CONV3X3_MAX_OUT_FEATURES, UpsampleConv, UpsampleMethod, upsample_conv
 
 __all__ = ["BatchNorm", "CONV3X3_MAX_OUT_FEATURES", "CONV_BACKENDS", "ConvBackend", "MaxPool", "UpsampleConv",
-           "UpsampleMethod", "batch_norm", "conv_general_dilated_for", "max_pool", "resolve_conv_backend",
-           "upsample_conv"]
+           "UpsampleMethod", "batch_norm", "conv_general_dilated_for", "max_pool", "mixed_precision_dtypes",
+           "resolve_conv_backend", "upsample_conv"]

@@ -15,6 +15,14 @@ structure (so a jitted step never silently keeps a stale choice):
 
 Switching backends changes no parameter, so a checkpoint trained with one
 resumes with the other.
+
+Reduced precision differs by backend (`mixed_precision_dtypes`): on oneDNN, bfloat16
+convolutions return float32 and the normalisation after them runs in float32, as
+PyTorch's autocast leaves it. Why: oneDNN's bfloat16 kernels accumulate in float32
+anyway, while XLA:CPU's bfloat16 elementwise and reduction work cost the dcgan128
+bf16 step more thread time than all its convolutions (241 against 163 ms per step);
+with float32 outputs the step ran at 185-196 instead of 141-145 images/s. On XLA's
+backend (GPU, TPU, several devices) everything stays in the computation dtype.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import jax
+import jax.numpy as jnp
 from jax import lax
 
 from jaxmed.nn import onednn
@@ -64,3 +73,14 @@ def resolve_conv_backend(backend: ConvBackend, num_devices: int = 1) -> Literal[
 def conv_general_dilated_for(backend: Literal["xla", "onednn"]) -> Callable:
     """The `conv_general_dilated` hook of `nnx.Conv` for a resolved backend."""
     return onednn.conv_general_dilated if backend == "onednn" else lax.conv_general_dilated
+
+
+def mixed_precision_dtypes(dtype, backend: Literal["xla", "onednn"]) -> tuple:
+    """(convolution `preferred_element_type`, BatchNorm `dtype`) for convolutions computing in `dtype`.
+
+    (float32, None) for a reduced `dtype` on oneDNN (see the module docstring); else
+    (None, dtype): outputs and normalisation in the computation dtype.
+    """
+    if dtype is not None and backend == "onednn":
+        return jnp.float32, None
+    return None, dtype

@@ -94,7 +94,8 @@ def _check_shapes(x: jax.Array, kernel: jax.Array, bias: jax.Array | None) -> No
         raise ValueError(f"bias must have shape ({kernel.shape[3]},), got {bias.shape}")
 
 
-def _upsample_matmul(x: jax.Array, kernel: jax.Array, precision: lax.PrecisionLike) -> jax.Array:
+def _upsample_matmul(x: jax.Array, kernel: jax.Array, precision: lax.PrecisionLike,
+                     preferred_element_type) -> jax.Array:
     """im2col form: one (B(H+1)(W+1), 4 C_in) x (4 C_in, 4 C_out) matrix product."""
     batch, height, width, in_features = x.shape
     out_features = kernel.shape[3]
@@ -104,11 +105,13 @@ def _upsample_matmul(x: jax.Array, kernel: jax.Array, precision: lax.PrecisionLi
         [x_padded[:, t:t + height + 1, u:u + width + 1] for t in (0, 1) for u in (0, 1)], axis=-1)
     weight = phase_kernel(kernel).reshape(4 * in_features, 4 * out_features)  # (t, u, I) x (a', b', O)
     # A 2-D product (rather than einsum over 4-D operands) gets the fastest GEMM layout on XLA:CPU.
-    phases = jnp.matmul(patches.reshape(-1, 4 * in_features), weight, precision=precision)
+    phases = jnp.matmul(patches.reshape(-1, 4 * in_features), weight, precision=precision,
+                        preferred_element_type=preferred_element_type)
     return interleave_phases(phases.reshape(batch, height + 1, width + 1, 4 * out_features), 2 * height, 2 * width)
 
 
-def _upsample_conv3x3(x: jax.Array, kernel: jax.Array, precision: lax.PrecisionLike) -> jax.Array:
+def _upsample_conv3x3(x: jax.Array, kernel: jax.Array, precision: lax.PrecisionLike,
+                      preferred_element_type) -> jax.Array:
     """Packed form: one 3x3 "SAME" convolution with 4 C_out outputs, then depth-to-space."""
     batch, height, width, in_features = x.shape
     out_features = kernel.shape[3]
@@ -121,12 +124,13 @@ def _upsample_conv3x3(x: jax.Array, kernel: jax.Array, precision: lax.PrecisionL
     ], axis=3)  # (3, 3, I, a, b, O)
     packed = packed.reshape(3, 3, in_features, 4 * out_features)
     phases = lax.conv_general_dilated(x, packed, (1, 1), ((1, 1), (1, 1)),
-                                      dimension_numbers=_DIMENSION_NUMBERS, precision=precision)
+                                      dimension_numbers=_DIMENSION_NUMBERS, precision=precision,
+                                      preferred_element_type=preferred_element_type)
     phases = phases.reshape(batch, height, width, 2, 2, out_features).transpose(0, 1, 3, 2, 4, 5)
     return phases.reshape(batch, 2 * height, 2 * width, out_features)
 
 
-def _upsample_onednn(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def _upsample_onednn(x: jax.Array, kernel: jax.Array, preferred_element_type) -> jax.Array:
     """oneDNN form: the input gradient of the 2x down-sampling convolution this layer transposes.
 
     By the derivation above, output o reads x[i] with tap K[t] where o + t - 2 = 2i;
@@ -137,11 +141,12 @@ def _upsample_onednn(x: jax.Array, kernel: jax.Array) -> jax.Array:
     batch, height, width, _ = x.shape
     conv_kernel = jnp.flip(kernel, axis=(0, 1)).transpose(0, 1, 3, 2)
     return onednn.conv2d_transpose(x, conv_kernel, (batch, 2 * height, 2 * width, kernel.shape[3]), (2, 2),
-                                   ((1, 1), (1, 1)))
+                                   ((1, 1), (1, 1)), preferred_element_type)
 
 
 def upsample_conv(x_BxHxWxCin: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *,
-                  method: UpsampleMethod = "auto", precision: lax.PrecisionLike = None) -> jax.Array:
+                  method: UpsampleMethod = "auto", precision: lax.PrecisionLike = None,
+                  preferred_element_type=None) -> jax.Array:
     """2x up-sampling 4x4 transposed convolution with "SAME" padding, in sub-pixel form.
 
     Equal (to float rounding) to `lax.conv_transpose(x, kernel, (2, 2), "SAME",
@@ -157,9 +162,11 @@ def upsample_conv(x_BxHxWxCin: jax.Array, kernel: jax.Array, bias: jax.Array | N
         measured on XLA) or "onednn" (`jaxmed.nn.onednn.upsample_conv`, XLA:CPU only; the
         operands must share one dtype, float32 or bfloat16).
       precision: passed to the matrix product / convolution (matters on GPU/TPU only).
+      preferred_element_type: the result's dtype if not the inputs' (e.g. float32 from
+        bfloat16 inputs), as in `lax.conv_general_dilated`.
 
     Returns:
-      (B, 2H, 2W, C_out) array in the promoted dtype of the inputs.
+      (B, 2H, 2W, C_out) array in the promoted dtype of the inputs, or `preferred_element_type`.
 
     Raises:
       ValueError: on shapes that are not NHWC / (4, 4, C_in, C_out) / (C_out,) or an unknown method.
@@ -168,11 +175,11 @@ def upsample_conv(x_BxHxWxCin: jax.Array, kernel: jax.Array, bias: jax.Array | N
     if method == "auto":
         method = "conv3x3" if kernel.shape[3] <= CONV3X3_MAX_OUT_FEATURES else "matmul"
     if method == "matmul":
-        y = _upsample_matmul(x_BxHxWxCin, kernel, precision)
+        y = _upsample_matmul(x_BxHxWxCin, kernel, precision, preferred_element_type)
     elif method == "conv3x3":
-        y = _upsample_conv3x3(x_BxHxWxCin, kernel, precision)
+        y = _upsample_conv3x3(x_BxHxWxCin, kernel, precision, preferred_element_type)
     elif method == "onednn":
-        y = _upsample_onednn(x_BxHxWxCin, kernel)
+        y = _upsample_onednn(x_BxHxWxCin, kernel, preferred_element_type)
     else:
         raise ValueError(f"method must be 'auto', 'matmul', 'conv3x3' or 'onednn', got {method!r}")
     if bias is not None:
@@ -196,6 +203,7 @@ class UpsampleConv(nnx.Module):
       dtype: computation dtype (None: promote input and parameters, as flax does).
       param_dtype: parameter dtype.
       precision: matrix-product / convolution precision (GPU/TPU).
+      preferred_element_type: output dtype if not the computation dtype (as `nnx.ConvTranspose`).
       method: see `upsample_conv`.
       rngs: parameter initialisation keys.
     """
@@ -204,13 +212,15 @@ class UpsampleConv(nnx.Module):
                  kernel_init: nnx.Initializer = nnx.initializers.lecun_normal(),
                  bias_init: nnx.Initializer = nnx.initializers.zeros_init(),
                  dtype: jnp.dtype | None = None, param_dtype: jnp.dtype = jnp.float32,
-                 precision: lax.PrecisionLike = None, method: UpsampleMethod = "auto", rngs: nnx.Rngs):
+                 precision: lax.PrecisionLike = None, preferred_element_type=None, method: UpsampleMethod = "auto",
+                 rngs: nnx.Rngs):
         self.in_features = in_features
         self.out_features = out_features
         self.use_bias = use_bias
         self.dtype = dtype
         self.param_dtype = param_dtype
         self.precision = precision
+        self.preferred_element_type = preferred_element_type
         self.method = method
         # Kernel first, then bias: the same key order as nnx.ConvTranspose, so equal seeds give equal weights.
         self.kernel = nnx.Param(kernel_init(rngs.params(), _KERNEL_SIZE + (in_features, out_features), param_dtype))
@@ -230,5 +240,5 @@ class UpsampleConv(nnx.Module):
         x, kernel, bias = nnx_dtypes.promote_dtype((x, kernel, bias), dtype=self.dtype)
         batch_shape = x.shape[:-3]
         y = upsample_conv(x.reshape((-1,) + x.shape[-3:]), kernel, bias, method=self.method,
-                          precision=self.precision)
+                          precision=self.precision, preferred_element_type=self.preferred_element_type)
         return y.reshape(batch_shape + y.shape[1:])

@@ -59,3 +59,19 @@ def test_bfloat16_computation_keeps_float32_parameters():
     images = generator(jnp.ones((2, 8)))
     assert images.dtype == jnp.float32
     assert np.all(np.isfinite(images))
+
+
+def test_bfloat16_on_onednn_normalises_in_float32_and_stays_close_to_float32():
+    """oneDNN's bf16 convolutions hand float32 to BatchNorm; XLA's backend keeps bfloat16 throughout."""
+    z = jax.random.normal(jax.random.key(1), (4, 8))
+    reference = Generator(32, 1, 8, conv_backend="onednn", rngs=nnx.Rngs(0))
+    mixed = Generator(32, 1, 8, dtype=jnp.bfloat16, conv_backend="onednn", rngs=nnx.Rngs(0))
+    on_xla = Generator(32, 1, 8, dtype=jnp.bfloat16, conv_backend="xla", rngs=nnx.Rngs(0))
+
+    assert all(block.preferred_element_type == jnp.float32 for block in mixed.up_blocks)
+    assert all(norm.dtype is None for norm in mixed.up_norms) and mixed.project_norm.dtype is None
+    assert all(norm.dtype == jnp.bfloat16 for norm in on_xla.up_norms)
+    upsampled = mixed.up_blocks[0](jnp.ones((1, 8, 8, 256), jnp.bfloat16))
+    assert upsampled.dtype == jnp.float32
+    np.testing.assert_allclose(mixed(z), reference(z), atol=5e-2)
+    assert not np.array_equal(mixed(z), reference(z))  # it really computed in bfloat16

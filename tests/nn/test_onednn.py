@@ -93,6 +93,30 @@ def test_conv2d_bfloat16_close_to_float32():
         _assert_close(a, b, f"bf16 {name}", rel=3e-2)
 
 
+@pytest.mark.parametrize("x_shape, kernel_shape", [((4, 16, 16, 16), (4, 4, 16, 32)),
+                                                   ((2, 12, 10, 1), (4, 4, 1, 6))])  # sub-pixel input gradient
+def test_bfloat16_operands_with_float32_results_equal_lax(x_shape, kernel_shape):
+    """preferred_element_type=float32: lax's own result for bfloat16 operands, gradients in bfloat16."""
+    x, kernel = (a.astype(jnp.bfloat16) for a in _problem(8, x_shape, kernel_shape))
+    ours = _value_and_grads(lambda x, k: onednn.conv2d(x, k, (2, 2), "SAME", preferred_element_type=jnp.float32),
+                            x, kernel)
+    theirs = _value_and_grads(lambda x, k: lax.conv_general_dilated(x, k, (2, 2), "SAME", dimension_numbers=DN,
+                                                                    preferred_element_type=jnp.float32), x, kernel)
+    assert [a.dtype for a in ours] == [jnp.float32, jnp.bfloat16, jnp.bfloat16]
+    _assert_close(ours[0], theirs[0], "y", rel=1e-5)  # the same bfloat16 products, summed in float32
+    for name, a, b in zip(("dx", "dkernel"), ours[1:], theirs[1:]):
+        _assert_close(a, b, name, rel=2e-2)
+    # The transposed convolution (the generator's up-sampling) likewise.
+    pads = ((1, 1), (1, 1))
+    up = onednn.conv2d_transpose(ours[0].astype(jnp.bfloat16), kernel, x.shape, (2, 2), pads,
+                                 preferred_element_type=jnp.float32)
+    assert up.dtype == jnp.float32
+    _assert_close(up, onednn.conv2d_transpose(ours[0].astype(jnp.float32), kernel.astype(jnp.float32), x.shape,
+                                              (2, 2), pads), "transposed", rel=1e-2)
+    with pytest.raises(ValueError, match="into bfloat16 or float32"):
+        onednn.conv2d(x, kernel, preferred_element_type=jnp.float16)
+
+
 def test_conv2d_transpose_is_the_input_gradient():
     x, kernel = _problem(3, (2, 10, 12, 6), (4, 4, 6, 5))
     y, vjp = jax.vjp(lambda x: lax.conv_general_dilated(x, kernel, (2, 2), "SAME", dimension_numbers=DN), x)

@@ -13,6 +13,11 @@ make two differentiable functions:
 `conv_general_dilated` is a drop-in for `lax.conv_general_dilated` (the hook of
 `nnx.Conv`) that uses `conv2d` where it applies and `lax` elsewhere.
 
+Both take `preferred_element_type=jnp.float32` for bfloat16 operands: the result is
+then float32 (oneDNN's bfloat16 kernels accumulate in float32 and can store it), so
+mixed-precision models hand float32 activations to their normalisation without a
+conversion pass, as `lax.conv_general_dilated` does with the same argument.
+
 These run only on the CPU backend. Inside a jit over several devices XLA
 replicates a custom call's operands (correct, but each device computes the whole
 batch), which is why `jaxmed.nn.conv_backend` picks them only for one device.
@@ -59,18 +64,19 @@ def output_shape(input_shape: Sequence[int], kernel_shape: Sequence[int], stride
     return (batch, spatial[0], spatial[1], kernel_shape[3])
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv2d(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], pads: Pads) -> jax.Array:
-    return _call("forward", output_shape(x.shape, kernel.shape, strides, pads), x.dtype, x, kernel, strides, pads)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv2d(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], pads: Pads, out_dtype) -> jax.Array:
+    return _call("forward", output_shape(x.shape, kernel.shape, strides, pads), out_dtype, x, kernel, strides, pads)
 
 
-def _conv2d_fwd(x, kernel, strides, pads):
-    return _conv2d(x, kernel, strides, pads), (x, kernel)
+def _conv2d_fwd(x, kernel, strides, pads, out_dtype):
+    return _conv2d(x, kernel, strides, pads, out_dtype), (x, kernel)
 
 
-def _conv2d_bwd(strides, pads, residuals, dy):
+def _conv2d_bwd(strides, pads, out_dtype, residuals, dy):
     x, kernel = residuals
-    dx = _input_gradient(dy, kernel, x.shape, strides, pads)
+    dy = dy.astype(x.dtype)  # the gradients are computed in the operands' dtype
+    dx = _input_gradient(dy, kernel, x.shape, strides, pads, x.dtype)
     dkernel = _call("backward_weights", kernel.shape, kernel.dtype, x, dy, strides, pads)
     return dx, dkernel
 
@@ -78,19 +84,20 @@ def _conv2d_bwd(strides, pads, residuals, dy):
 _conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
 def _conv2d_transpose(y: jax.Array, kernel: jax.Array, input_shape: tuple[int, ...], strides: tuple[int, int],
-                      pads: Pads) -> jax.Array:
-    return _call("backward_data", input_shape, y.dtype, y, kernel, strides, pads)
+                      pads: Pads, out_dtype) -> jax.Array:
+    return _call("backward_data", input_shape, out_dtype, y, kernel, strides, pads)
 
 
-def _conv2d_transpose_fwd(y, kernel, input_shape, strides, pads):
-    return _conv2d_transpose(y, kernel, input_shape, strides, pads), (y, kernel)
+def _conv2d_transpose_fwd(y, kernel, input_shape, strides, pads, out_dtype):
+    return _conv2d_transpose(y, kernel, input_shape, strides, pads, out_dtype), (y, kernel)
 
 
-def _conv2d_transpose_bwd(input_shape, strides, pads, residuals, g):
+def _conv2d_transpose_bwd(input_shape, strides, pads, out_dtype, residuals, g):
     # <conv2d_transpose(y, K), g> = <y, conv2d(g, K)>: bilinear, so each gradient is the other primitive.
     y, kernel = residuals
+    g = g.astype(y.dtype)
     dy = _call("forward", y.shape, y.dtype, g, kernel, strides, pads)
     dkernel = _call("backward_weights", kernel.shape, kernel.dtype, g, y, strides, pads)
     return dy, dkernel
@@ -112,7 +119,7 @@ def _subpixel_applies(kernel_shape: Sequence[int], strides: tuple[int, int], pad
             and kernel_shape[2] <= SUBPIXEL_MAX_CHANNELS)
 
 
-def _subpixel_input_gradient(dy: jax.Array, kernel: jax.Array, input_shape: Sequence[int]) -> jax.Array:
+def _subpixel_input_gradient(dy: jax.Array, kernel: jax.Array, input_shape: Sequence[int], out_dtype) -> jax.Array:
     """The input gradient of a 4x4 stride-2 convolution with low padding (1, 1), as one stride-1 convolution.
 
     The gradient is a 2x up-sampling transposed convolution. Each of its four output
@@ -123,16 +130,17 @@ def _subpixel_input_gradient(dy: jax.Array, kernel: jax.Array, input_shape: Sequ
     """
     height, width = input_shape[1:3]
     transposed_kernel = jnp.flip(kernel, axis=(0, 1)).transpose(0, 1, 3, 2)  # (4, 4, C_out, C_in)
-    phases = conv2d(dy, phase_kernel(transposed_kernel), (1, 1), ((1, 1), (1, 1)))  # all window starts
+    phases = conv2d(dy, phase_kernel(transposed_kernel), (1, 1), ((1, 1), (1, 1)),  # all window starts
+                    preferred_element_type=out_dtype)
     return interleave_phases(phases, height, width)
 
 
 def _input_gradient(dy: jax.Array, kernel: jax.Array, input_shape: Sequence[int], strides: tuple[int, int],
-                    pads: Pads) -> jax.Array:
+                    pads: Pads, out_dtype) -> jax.Array:
     """The input gradient of `_conv2d`, differentiable in (dy, kernel): both forms are `custom_vjp`-backed."""
     if _subpixel_applies(kernel.shape, strides, pads):
-        return _subpixel_input_gradient(dy, kernel, input_shape)
-    return _conv2d_transpose(dy, kernel, tuple(int(d) for d in input_shape), strides, pads)
+        return _subpixel_input_gradient(dy, kernel, input_shape, out_dtype)
+    return _conv2d_transpose(dy, kernel, tuple(int(d) for d in input_shape), strides, pads, out_dtype)
 
 
 def _trim(x: jax.Array, kernel_shape: Sequence[int], strides: tuple[int, int], pads: Pads) -> tuple[jax.Array, Pads]:
@@ -150,7 +158,7 @@ def _pads(padding, input_shape: Sequence[int], kernel_shape: Sequence[int], stri
 
 
 def conv2d(x_BxHxWxCin: jax.Array, kernel_HxWxIxO: jax.Array, strides: tuple[int, int] = (1, 1),
-           padding: str | Sequence[tuple[int, int]] = "SAME") -> jax.Array:
+           padding: str | Sequence[tuple[int, int]] = "SAME", preferred_element_type=None) -> jax.Array:
     """`lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))`.
 
     Args:
@@ -158,46 +166,53 @@ def conv2d(x_BxHxWxCin: jax.Array, kernel_HxWxIxO: jax.Array, strides: tuple[int
       kernel_HxWxIxO: kernel of the same dtype.
       strides: (s_h, s_w).
       padding: "SAME", "VALID" or ((top, bottom), (left, right)), non-negative.
+      preferred_element_type: the result's dtype: None (the operands'), or float32.
 
     Raises:
       OneDnnUnavailable: the kernels cannot be built or loaded here.
       ValueError: unsupported ranks, channel counts, dtypes or negative padding.
     """
-    _check(x_BxHxWxCin, kernel_HxWxIxO)
+    out_dtype = _check(x_BxHxWxCin, kernel_HxWxIxO, preferred_element_type)
     strides = (int(strides[0]), int(strides[1]))
     pads = _pads(padding, x_BxHxWxCin.shape, kernel_HxWxIxO.shape, strides)
     if min(pads[0] + pads[1]) < 0:
         raise ValueError(f"negative padding {pads} is not supported")
     x, pads = _trim(x_BxHxWxCin, kernel_HxWxIxO.shape, strides, pads)
-    return _conv2d(x, kernel_HxWxIxO, strides, pads)
+    return _conv2d(x, kernel_HxWxIxO, strides, pads, out_dtype)
 
 
 def conv2d_transpose(y_BxOHxOWxO: jax.Array, kernel_HxWxIxO: jax.Array, input_shape: Sequence[int],
-                     strides: tuple[int, int], pads: Pads) -> jax.Array:
+                     strides: tuple[int, int], pads: Pads, preferred_element_type=None) -> jax.Array:
     """The input gradient of `conv2d(x, kernel, strides, pads)` at cotangent `y`, as a function of (y, kernel).
 
-    Returns an array of `input_shape` (the NHWC shape of the convolution's input).
+    Returns an array of `input_shape` (the NHWC shape of the convolution's input), of
+    `preferred_element_type` (None: the operands' dtype, or float32).
 
     Raises:
       ValueError: `y` is not that convolution's output shape, or the windows leave
         input rows or columns unread at the high end.
     """
-    _check(y_BxOHxOWxO, kernel_HxWxIxO)
+    out_dtype = _check(y_BxOHxOWxO, kernel_HxWxIxO, preferred_element_type)
     strides = (int(strides[0]), int(strides[1]))
     expected = output_shape(input_shape, kernel_HxWxIxO.shape, strides, pads)
     if tuple(y_BxOHxOWxO.shape) != expected:
         raise ValueError(f"y has shape {y_BxOHxOWxO.shape}, but a convolution of {tuple(input_shape)} gives {expected}")
     if min(_high_pads(input_shape, kernel_HxWxIxO.shape, strides, pads)) < 0:
         raise ValueError(f"padding {pads} leaves the last input rows or columns of {tuple(input_shape)} unread")
-    return _input_gradient(y_BxOHxOWxO, kernel_HxWxIxO, input_shape, strides, pads)
+    return _input_gradient(y_BxOHxOWxO, kernel_HxWxIxO, input_shape, strides, pads, out_dtype)
 
 
-def _check(x: jax.Array, kernel: jax.Array) -> None:
+def _check(x: jax.Array, kernel: jax.Array, preferred_element_type) -> jnp.dtype:
+    """Validates the operands; returns the result dtype."""
     if x.ndim != 4 or kernel.ndim != 4:
         raise ValueError(f"oneDNN conv2d expects NHWC input and HWIO kernel, got shapes {x.shape} and {kernel.shape}")
     if x.dtype != kernel.dtype or x.dtype not in _SUPPORTED_DTYPES:
         raise ValueError(f"oneDNN conv2d needs float32 or bfloat16 operands of one dtype, got {x.dtype} and "
                          f"{kernel.dtype}")
+    out_dtype = x.dtype if preferred_element_type is None else jnp.dtype(preferred_element_type)
+    if out_dtype not in (x.dtype, jnp.float32):
+        raise ValueError(f"oneDNN conv2d computes {x.dtype} operands into {x.dtype} or float32, not {out_dtype}")
+    return out_dtype
 
 
 def supports(lhs: jax.Array, rhs: jax.Array, lhs_dilation, rhs_dilation, dimension_numbers,
@@ -209,7 +224,7 @@ def supports(lhs: jax.Array, rhs: jax.Array, lhs_dilation, rhs_dilation, dimensi
         return False
     if feature_group_count != 1 or batch_group_count != 1:
         return False
-    if preferred_element_type is not None and jnp.dtype(preferred_element_type) != lhs.dtype:
+    if preferred_element_type is not None and jnp.dtype(preferred_element_type) not in (lhs.dtype, jnp.float32):
         return False
     wanted = lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC_HWIO)
     return lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == wanted
@@ -223,7 +238,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
                 preferred_element_type) and not kwargs.get("out_sharding"):
         pads = _pads(padding, lhs.shape, rhs.shape, tuple(window_strides))
         if min(pads[0] + pads[1]) >= 0:
-            return conv2d(lhs, rhs, tuple(window_strides), pads)
+            return conv2d(lhs, rhs, tuple(window_strides), pads, preferred_element_type)
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                     dimension_numbers, feature_group_count, batch_group_count, precision,
                                     preferred_element_type, **kwargs)

@@ -14,7 +14,9 @@
 //   jaxmed_onednn_conv2d_backward_weights dw = d conv / dw (x, dy)
 //
 // Attributes: stride_h, stride_w, pad_top, pad_left (low padding). The high
-// padding follows from the shapes. Primitives are built once per shape and
+// padding follows from the shapes. Operands are float32, or bfloat16 with a
+// bfloat16 or float32 result (forward y, backward-data dx): bfloat16 inputs to the
+// AMX kernels, float32 outputs for the float32 normalisation that follows. Primitives are built once per shape and
 // cached; oneDNN's just-in-time kernel generation costs milliseconds.
 
 #include <omp.h>
@@ -45,11 +47,14 @@ using tag = dnnl::memory::format_tag;
 enum class Direction { kForward, kBackwardData, kBackwardWeights };
 
 // Geometry of one convolution, in oneDNN's logical order (N, C, H, W / O, I, KH, KW).
+// The types are those of the user's arrays: src (x or dx), weights (w or dw), dst (y or dy).
 struct Geometry {
   memory::dims src, weights, dst, strides, padding_l, padding_r;
-  memory::data_type type;
+  memory::data_type src_type, weights_type, dst_type;
 
-  auto key() const { return std::tie(src, weights, dst, strides, padding_l, padding_r, type); }
+  auto key() const {
+    return std::tie(src, weights, dst, strides, padding_l, padding_r, src_type, weights_type, dst_type);
+  }
   bool operator<(const Geometry& other) const { return key() < other.key(); }
 };
 
@@ -70,13 +75,14 @@ dnnl::primitive_attr UserScratchpad() {
   return attr;
 }
 
-dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
+dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g, memory::data_type src_type,
+                                                      memory::data_type weights_type, memory::data_type dst_type) {
   return {Engine(),
           dnnl::prop_kind::forward_training,
           dnnl::algorithm::convolution_direct,
-          Activations(g.src, g.type),
-          AnyLayout(g.weights, g.type),
-          Activations(g.dst, g.type),
+          Activations(g.src, src_type),
+          AnyLayout(g.weights, weights_type),
+          Activations(g.dst, dst_type),
           g.strides,
           g.padding_l,
           g.padding_r,
@@ -90,22 +96,27 @@ struct Cached {
   memory::desc scratchpad_desc;
 };
 
+// The backward primitives take a forward descriptor as a hint; it is given the operands' type.
 Cached Build(const Geometry& g, Direction direction) {
-  auto forward = ForwardDesc(g);
   switch (direction) {
-    case Direction::kForward:
+    case Direction::kForward: {
+      auto forward = ForwardDesc(g, g.src_type, g.weights_type, g.dst_type);
       return {dnnl::convolution_forward(forward), forward.weights_desc(), forward.scratchpad_desc()};
+    }
     case Direction::kBackwardData: {
+      auto hint = ForwardDesc(g, g.weights_type, g.weights_type, g.dst_type);
       dnnl::convolution_backward_data::primitive_desc pd(
-          Engine(), dnnl::algorithm::convolution_direct, Activations(g.src, g.type), AnyLayout(g.weights, g.type),
-          Activations(g.dst, g.type), g.strides, g.padding_l, g.padding_r, forward, UserScratchpad());
+          Engine(), dnnl::algorithm::convolution_direct, Activations(g.src, g.src_type),
+          AnyLayout(g.weights, g.weights_type), Activations(g.dst, g.dst_type), g.strides, g.padding_l, g.padding_r,
+          hint, UserScratchpad());
       return {dnnl::convolution_backward_data(pd), pd.weights_desc(), pd.scratchpad_desc()};
     }
     case Direction::kBackwardWeights: {
+      auto hint = ForwardDesc(g, g.src_type, g.src_type, g.dst_type);
       dnnl::convolution_backward_weights::primitive_desc pd(
-          Engine(), dnnl::algorithm::convolution_direct, Activations(g.src, g.type),
-          AnyLayout(g.weights, memory::data_type::f32), Activations(g.dst, g.type), g.strides, g.padding_l,
-          g.padding_r, forward, UserScratchpad());
+          Engine(), dnnl::algorithm::convolution_direct, Activations(g.src, g.src_type),
+          AnyLayout(g.weights, memory::data_type::f32), Activations(g.dst, g.dst_type), g.strides, g.padding_l,
+          g.padding_r, hint, UserScratchpad());
       return {dnnl::convolution_backward_weights(pd), pd.diff_weights_desc(), pd.scratchpad_desc()};
     }
   }
@@ -137,19 +148,20 @@ memory::dims ActivationDims(ffi::AnyBuffer::Dimensions d) { return {d[0], d[3], 
 // HWIO dims from XLA -> oneDNN's logical OIHW order.
 memory::dims KernelDims(ffi::AnyBuffer::Dimensions d) { return {d[3], d[2], d[0], d[1]}; }
 
-Geometry MakeGeometry(ffi::AnyBuffer::Dimensions src, ffi::AnyBuffer::Dimensions kernel,
-                      ffi::AnyBuffer::Dimensions dst, ffi::DataType type, int64_t stride_h, int64_t stride_w,
-                      int64_t pad_top, int64_t pad_left) {
+Geometry MakeGeometry(const ffi::AnyBuffer& src, const ffi::AnyBuffer& kernel, const ffi::AnyBuffer& dst,
+                      int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left) {
   Geometry g;
-  g.src = ActivationDims(src);
-  g.weights = KernelDims(kernel);
-  g.dst = ActivationDims(dst);
+  g.src = ActivationDims(src.dimensions());
+  g.weights = KernelDims(kernel.dimensions());
+  g.dst = ActivationDims(dst.dimensions());
   g.strides = {stride_h, stride_w};
   g.padding_l = {pad_top, pad_left};
   // High padding: the last window must end exactly at (in + pad_l + pad_r - k).
   g.padding_r = {(g.dst[2] - 1) * stride_h + g.weights[2] - g.src[2] - pad_top,
                  (g.dst[3] - 1) * stride_w + g.weights[3] - g.src[3] - pad_left};
-  g.type = DataType(type);
+  g.src_type = DataType(src.element_type());
+  g.weights_type = DataType(kernel.element_type());
+  g.dst_type = DataType(dst.element_type());
   return g;
 }
 
@@ -165,10 +177,10 @@ int64_t RowBytes(const memory::dims& dims, memory::data_type type) {
 // (written) for backward weights.
 void RunRows(Direction direction, const Geometry& g, void* src, void* kernel, void* dst) {
   const Cached& cached = Lookup(g, direction);
-  const auto kernel_type = direction == Direction::kBackwardWeights ? memory::data_type::f32 : g.type;
+  const auto kernel_type = direction == Direction::kBackwardWeights ? memory::data_type::f32 : g.weights_type;
   dnnl::stream stream(Engine());
-  memory src_mem = Wrap(Activations(g.src, g.type), src);
-  memory dst_mem = Wrap(Activations(g.dst, g.type), dst);
+  memory src_mem = Wrap(Activations(g.src, g.src_type), src);
+  memory dst_mem = Wrap(Activations(g.dst, g.dst_type), dst);
   memory user_kernel = Wrap(HWIO(g.weights, kernel_type), kernel);
   memory kernel_mem =
       cached.kernel_desc == user_kernel.get_desc() ? user_kernel : memory(cached.kernel_desc, Engine());
@@ -255,7 +267,7 @@ Geometry Rows(Geometry g, int64_t rows) {
 // Forward (src = x, dst = y) or backward data (src = dx, dst = dy), partitioned by rows.
 ffi::Error RunActivations(ffi::ThreadPool& pool, Direction direction, const Geometry& g, char* src, void* kernel,
                           char* dst) {
-  const int64_t src_row = RowBytes(g.src, g.type), dst_row = RowBytes(g.dst, g.type);
+  const int64_t src_row = RowBytes(g.src, g.src_type), dst_row = RowBytes(g.dst, g.dst_type);
   RunInParts(pool, g.src[0], PartCount(pool, g.src[0]), [&](int64_t first, int64_t rows, int) {
     RunRows(direction, Rows(g, rows), src + first * src_row, kernel, dst + first * dst_row);
   });
@@ -264,7 +276,7 @@ ffi::Error RunActivations(ffi::ThreadPool& pool, Direction direction, const Geom
 
 // Backward weights: each part's float32 gradient, summed, then stored in the kernel's dtype.
 ffi::Error RunWeights(ffi::ThreadPool& pool, const Geometry& g, char* src, void* kernel, char* dst) {
-  const int64_t src_row = RowBytes(g.src, g.type), dst_row = RowBytes(g.dst, g.type);
+  const int64_t src_row = RowBytes(g.src, g.src_type), dst_row = RowBytes(g.dst, g.dst_type);
   const int count = PartCount(pool, g.src[0]);
   const size_t size = g.weights[0] * g.weights[1] * g.weights[2] * g.weights[3];
   std::vector<std::vector<float>> partials(count, std::vector<float>(size));
@@ -277,7 +289,7 @@ ffi::Error RunWeights(ffi::ThreadPool& pool, const Geometry& g, char* src, void*
   }
   dnnl::stream stream(Engine());
   memory sum = Wrap(HWIO(g.weights, memory::data_type::f32), partials[0].data());
-  memory user = Wrap(HWIO(g.weights, g.type), kernel);
+  memory user = Wrap(HWIO(g.weights, g.weights_type), kernel);
   dnnl::reorder(sum, user).execute(stream, sum, user);  // a copy for float32, rounding for bfloat16
   stream.wait();
   return ffi::Error::Success();
@@ -297,8 +309,7 @@ ffi::Error Guarded(const char* what, F&& f) {
 ffi::Error Forward(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::Result<ffi::AnyBuffer> y, int64_t stride_h,
                    int64_t stride_w, int64_t pad_top, int64_t pad_left, ffi::ThreadPool pool) {
   return Guarded("forward", [&] {
-    Geometry g = MakeGeometry(x.dimensions(), w.dimensions(), y->dimensions(), x.element_type(), stride_h, stride_w,
-                              pad_top, pad_left);
+    Geometry g = MakeGeometry(x, w, *y, stride_h, stride_w, pad_top, pad_left);
     return RunActivations(pool, Direction::kForward, g, static_cast<char*>(x.untyped_data()), w.untyped_data(),
                           static_cast<char*>(y->untyped_data()));
   });
@@ -307,8 +318,7 @@ ffi::Error Forward(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::Result<ffi::AnyBuffe
 ffi::Error BackwardData(ffi::AnyBuffer dy, ffi::AnyBuffer w, ffi::Result<ffi::AnyBuffer> dx, int64_t stride_h,
                         int64_t stride_w, int64_t pad_top, int64_t pad_left, ffi::ThreadPool pool) {
   return Guarded("backward data", [&] {
-    Geometry g = MakeGeometry(dx->dimensions(), w.dimensions(), dy.dimensions(), dy.element_type(), stride_h,
-                              stride_w, pad_top, pad_left);
+    Geometry g = MakeGeometry(*dx, w, dy, stride_h, stride_w, pad_top, pad_left);
     return RunActivations(pool, Direction::kBackwardData, g, static_cast<char*>(dx->untyped_data()),
                           w.untyped_data(), static_cast<char*>(dy.untyped_data()));
   });
@@ -317,8 +327,7 @@ ffi::Error BackwardData(ffi::AnyBuffer dy, ffi::AnyBuffer w, ffi::Result<ffi::An
 ffi::Error BackwardWeights(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Result<ffi::AnyBuffer> dw, int64_t stride_h,
                            int64_t stride_w, int64_t pad_top, int64_t pad_left, ffi::ThreadPool pool) {
   return Guarded("backward weights", [&] {
-    Geometry g = MakeGeometry(x.dimensions(), dw->dimensions(), dy.dimensions(), x.element_type(), stride_h,
-                              stride_w, pad_top, pad_left);
+    Geometry g = MakeGeometry(x, *dw, dy, stride_h, stride_w, pad_top, pad_left);
     return RunWeights(pool, g, static_cast<char*>(x.untyped_data()), dw->untyped_data(),
                       static_cast<char*>(dy.untyped_data()));
   });
