@@ -11,7 +11,8 @@ gradient (two fused passes instead of XLA's many).
 gradient avoids XLA:CPU's slow `select_and_scatter`.
 
 `onednn`: the convolutions computed by oneDNN on XLA:CPU; `conv_backend` chooses,
-per model, between them and XLA's own (`resolve_conv_backend`, `conv_general_dilated_for`).
+per model, between them and XLA's own (`resolve_conv_backend`, `conv_general_dilated_for`),
+and what a reduced precision computes in between (`mixed_precision_dtypes`).
 """
 
 from jaxmed.nn.batch_norm import BatchNorm, batch_norm
