@@ -78,17 +78,17 @@ def _check_sizes(image_size: int, channels: int, num_classes: int, minimum_size:
         raise ValueError(f"num_classes must be at least 2 (binary tasks use two logits), got {num_classes}")
 
 
-def _batch_norm(features: int, dtype, conv_backend: ConvBackend, rngs: nnx.Rngs) -> BatchNorm:
-    """BatchNorm after a convolution computing in `dtype` (float32 after oneDNN's bfloat16 ones)."""
-    _, norm_dtype = mixed_precision_dtypes(dtype, resolve_conv_backend(conv_backend))
+def _batch_norm(features: int, dtype, backend: str, rngs: nnx.Rngs) -> BatchNorm:
+    """BatchNorm after a convolution computing in `dtype` on the resolved `backend` (float32 after
+    oneDNN's bfloat16 ones)."""
+    _, norm_dtype = mixed_precision_dtypes(dtype, backend)
     return BatchNorm(features, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5, dtype=norm_dtype, rngs=rngs)
 
 
-def _conv(in_features: int, out_features: int, kernel: int, stride: int, dtype, conv_backend: ConvBackend,
+def _conv(in_features: int, out_features: int, kernel: int, stride: int, dtype, backend: str,
           rngs: nnx.Rngs) -> nnx.Conv:
-    """Bias-free convolution with symmetric padding kernel // 2 (the reference's padding)."""
+    """Bias-free convolution with symmetric padding kernel // 2 (the reference's padding), on the resolved `backend`."""
     pad = kernel // 2
-    backend = resolve_conv_backend(conv_backend)
     outputs, _ = mixed_precision_dtypes(dtype, backend)
     return nnx.Conv(in_features, out_features, kernel_size=(kernel, kernel), strides=(stride, stride),
                     padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=CONV_INIT, dtype=dtype,
@@ -142,6 +142,7 @@ class SeedCNN(nnx.Module):
                  features: Sequence[int] = SEED_CNN_FEATURES, hidden_features: int = SEED_CNN_HIDDEN,
                  dropout_rate: float = 0.5, dtype=None, conv_backend: ConvBackend = "auto", rngs: nnx.Rngs):
         _check_sizes(image_size, channels, num_classes, minimum_size=2 ** len(features))
+        conv_backend = resolve_conv_backend(conv_backend)
         features = [channels, *features]
         self.convs = nnx.List([_conv(f_in, f_out, 3, 1, dtype, conv_backend, rngs)
                                for f_in, f_out in zip(features[:-1], features[1:])])
@@ -187,6 +188,7 @@ class BasicBlock(nnx.Module):
 
     def __init__(self, in_features: int, out_features: int, stride: int = 1, *, dtype=None,
                  conv_backend: ConvBackend = "auto", rngs: nnx.Rngs):
+        conv_backend = resolve_conv_backend(conv_backend)
         self.conv1 = _conv(in_features, out_features, 3, stride, dtype, conv_backend, rngs)
         self.norm1 = _batch_norm(out_features, dtype, conv_backend, rngs)
         self.conv2 = _conv(out_features, out_features, 3, 1, dtype, conv_backend, rngs)
@@ -230,6 +232,7 @@ class ResNet18(nnx.Module):
     def __init__(self, image_size: int, channels: int = 1, num_classes: int = 2, *, width: int = 64,
                  dropout_rate: float = 0.0, dtype=None, conv_backend: ConvBackend = "auto", rngs: nnx.Rngs):
         _check_sizes(image_size, channels, num_classes, minimum_size=8)
+        conv_backend = resolve_conv_backend(conv_backend)
         self.small_input = image_size < SMALL_INPUT_SIZE
         if self.small_input:
             self.stem = _conv(channels, width, 3, 1, dtype, conv_backend, rngs)

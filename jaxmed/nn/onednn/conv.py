@@ -209,10 +209,15 @@ def _check(x: jax.Array, kernel: jax.Array, preferred_element_type) -> jnp.dtype
     if x.dtype != kernel.dtype or x.dtype not in _SUPPORTED_DTYPES:
         raise ValueError(f"oneDNN conv2d needs float32 or bfloat16 operands of one dtype, got {x.dtype} and "
                          f"{kernel.dtype}")
-    out_dtype = x.dtype if preferred_element_type is None else jnp.dtype(preferred_element_type)
-    if out_dtype not in (x.dtype, jnp.float32):
-        raise ValueError(f"oneDNN conv2d computes {x.dtype} operands into {x.dtype} or float32, not {out_dtype}")
-    return out_dtype
+    if not _computes_into(x.dtype, preferred_element_type):
+        raise ValueError(f"oneDNN conv2d computes {x.dtype} operands into {x.dtype} or float32, not "
+                         f"{jnp.dtype(preferred_element_type)}")
+    return x.dtype if preferred_element_type is None else jnp.dtype(preferred_element_type)
+
+
+def _computes_into(operand_dtype, preferred_element_type) -> bool:
+    """Whether the kernels can store a result of `preferred_element_type` (None: the operands' dtype)."""
+    return preferred_element_type is None or jnp.dtype(preferred_element_type) in (operand_dtype, jnp.float32)
 
 
 def supports(lhs: jax.Array, rhs: jax.Array, lhs_dilation, rhs_dilation, dimension_numbers,
@@ -224,7 +229,7 @@ def supports(lhs: jax.Array, rhs: jax.Array, lhs_dilation, rhs_dilation, dimensi
         return False
     if feature_group_count != 1 or batch_group_count != 1:
         return False
-    if preferred_element_type is not None and jnp.dtype(preferred_element_type) not in (lhs.dtype, jnp.float32):
+    if not _computes_into(lhs.dtype, preferred_element_type):
         return False
     wanted = lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC_HWIO)
     return lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == wanted

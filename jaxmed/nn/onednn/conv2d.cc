@@ -16,8 +16,9 @@
 // Attributes: stride_h, stride_w, pad_top, pad_left (low padding). The high
 // padding follows from the shapes. Operands are float32, or bfloat16 with a
 // bfloat16 or float32 result (forward y, backward-data dx): bfloat16 inputs to the
-// AMX kernels, float32 outputs for the float32 normalisation that follows. Primitives are built once per shape and
-// cached; oneDNN's just-in-time kernel generation costs milliseconds.
+// AMX kernels, float32 outputs for the float32 normalisation that follows.
+// Primitives are built once per shape and cached; oneDNN's just-in-time kernel
+// generation costs milliseconds.
 
 #include <omp.h>
 
