@@ -36,8 +36,12 @@ _M_ARENA_MAX = -8
 _TRIM_THRESHOLD = 2**31 - 1  # the largest value mallopt takes (an int): freed memory stays with the process
 
 
+_kept = False  # whether keep_freed_memory() configured glibc in this process
+
+
 def keep_freed_memory() -> bool:
     """Configures glibc as described in the module docstring; returns whether it did."""
+    global _kept
     if os.environ.get("JAXMED_KEEP_FREED_MEMORY", "1") == "0":
         return False
     if any(name.startswith("MALLOC_") for name in os.environ):
@@ -48,6 +52,12 @@ def keep_freed_memory() -> bool:
     libc = ctypes.CDLL(library)
     if not hasattr(libc, "mallopt") or not hasattr(libc, "gnu_get_libc_version"):
         return False
-    return all(libc.mallopt(parameter, value) == 1
-               for parameter, value in ((_M_ARENA_TEST, 1), (_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0),
-                                     (_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)))
+    _kept = all(libc.mallopt(parameter, value) == 1
+                for parameter, value in ((_M_ARENA_TEST, 1), (_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0),
+                                         (_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))) or _kept
+    return _kept
+
+
+def keeps_freed_memory() -> bool:
+    """Whether `keep_freed_memory` has configured glibc in this process (benchmarks record it)."""
+    return _kept

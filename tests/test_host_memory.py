@@ -26,7 +26,7 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(5):
     step(x, w).block_until_ready()
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-print(json.dumps({"kept": kept, "faults_per_call": faults / 5}))
+print(json.dumps({"kept": kept, "recorded": host_memory.keeps_freed_memory(), "faults_per_call": faults / 5}))
 """
 
 
@@ -42,11 +42,13 @@ def test_freed_scratch_space_is_reused_instead_of_faulted_in_again():
     default = _run("default")
     kept = _run("keep")
     assert kept["kept"] and not default["kept"]
+    assert kept["recorded"] and not default["recorded"]  # what benchmark records report
     # 64 MB of temporaries are 16,384 fresh 4 KiB pages per call when glibc unmaps them.
     assert default["faults_per_call"] > 16_000
     assert kept["faults_per_call"] < default["faults_per_call"] / 10
 
 
 def test_user_settings_win():
-    assert not _run("keep", MALLOC_ARENA_MAX="4")["kept"]
-    assert not _run("keep", JAXMED_KEEP_FREED_MEMORY="0")["kept"]
+    for setting in ({"MALLOC_ARENA_MAX": "4"}, {"JAXMED_KEEP_FREED_MEMORY": "0"}):
+        result = _run("keep", **setting)
+        assert not result["kept"] and not result["recorded"], setting

@@ -7,6 +7,7 @@ import os
 
 import jax
 
+from jaxmed import host_memory
 from jaxmed.bench.host import host_record
 from jaxmed.nn import onednn, resolve_conv_backend
 
@@ -41,4 +42,5 @@ def environment_record() -> dict:
         "default_matmul_precision": jax.config.jax_default_matmul_precision,
         "conv_backend": resolve_conv_backend("auto"),
         "onednn_unavailable": onednn.unavailable_reason() if jax.default_backend() == "cpu" else None,
+        "keeps_freed_memory": host_memory.keeps_freed_memory(),
     }

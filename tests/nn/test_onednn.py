@@ -62,6 +62,14 @@ CASES = [
     ((1, 20, 17, 2), (7, 7, 2, 4), (2, 2), ((3, 3), (3, 3))),
     ((2, 9, 10, 3), (2, 3, 3, 4), (2, 3), "VALID"),
     ((2, 8, 9, 3), (3, 3, 3, 2), (1, 2), ((0, 2), (1, 0))),
+    # Stride 1, at most 4 outputs, inputs in 16s: narrow_conv.h's forward and kernel gradient
+    # (the 2x2 sub-pixel form, several tap passes, asymmetric padding, and the dcgan128
+    # discriminator's 1 -> 32 layer, whose input gradient is that sub-pixel form).
+    ((2, 9, 8, 32), (2, 2, 32, 4), (1, 1), ((1, 1), (1, 1))),
+    ((2, 7, 6, 16), (3, 3, 16, 1), (1, 1), "SAME"),
+    ((1, 6, 9, 48), (1, 3, 48, 3), (1, 1), ((0, 2), (2, 0))),
+    ((2, 8, 7, 32), (5, 5, 32, 2), (1, 1), "VALID"),
+    ((2, 12, 10, 1), (4, 4, 1, 32), (2, 2), "SAME"),
 ]
 
 
@@ -221,3 +229,17 @@ def test_build_is_cached_by_content(monkeypatch, tmp_path):
     assert first.is_file() and first.is_relative_to(tmp_path)
     modified = first.stat().st_mtime_ns
     assert library.build() == first and first.stat().st_mtime_ns == modified  # not rebuilt
+
+
+def test_build_name_follows_headers_and_flags(monkeypatch, tmp_path):
+    # Editing narrow_conv.h (included, not compiled itself) or the flags must not reuse an old build.
+    for path in library._sources():
+        (tmp_path / path.name).write_text(path.read_text())
+    monkeypatch.setattr(library, "SOURCE", tmp_path / library.SOURCE.name)
+    prefix, compiler = library._onednn_prefix(), library._compiler()
+    original = library._fingerprint(prefix, compiler)
+    header = tmp_path / "narrow_conv.h"
+    header.write_text(header.read_text() + "// edited\n")
+    edited = library._fingerprint(prefix, compiler)
+    monkeypatch.setattr(library, "FLAGS", library.FLAGS + ("-DEDITED",))
+    assert len({original, edited, library._fingerprint(prefix, compiler)}) == 3

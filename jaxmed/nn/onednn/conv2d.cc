@@ -18,7 +18,9 @@
 // bfloat16 or float32 result (forward y, backward-data dx): bfloat16 inputs to the
 // AMX kernels, float32 outputs for the float32 normalisation that follows.
 // Primitives are built once per shape and cached; oneDNN's just-in-time kernel
-// generation costs milliseconds.
+// generation costs milliseconds. Float32 stride-1 calls with at most 4 output
+// channels (the sub-pixel form of 1-channel layers), forward and backward
+// weights, run narrow_conv.h's kernels instead, where oneDNN is slow.
 
 #include <omp.h>
 
@@ -35,6 +37,7 @@
 #include <tuple>
 #include <vector>
 
+#include "narrow_conv.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
 
@@ -173,10 +176,33 @@ int64_t RowBytes(const memory::dims& dims, memory::data_type type) {
   return dims[1] * dims[2] * dims[3] * (type == memory::data_type::f32 ? 4 : 2);
 }
 
+// Whether narrow_conv.h computes this call instead of oneDNN: float32, stride 1, forward
+// or backward weights, at most 4 output channels (the 1-channel layers' sub-pixel form).
+bool RunNarrow(Direction direction, const Geometry& g, void* src, void* kernel, void* dst) {
+  const auto f32 = memory::data_type::f32;
+  if (direction == Direction::kBackwardData || g.src_type != f32 || g.dst_type != f32 ||
+      (direction == Direction::kForward && g.weights_type != f32) || g.strides != memory::dims{1, 1}) {
+    return false;
+  }
+  // From oneDNN's logical order: activations N, C, H, W; kernels O, I, KH, KW.
+  const narrow_conv::Shape shape{g.src[0],     g.src[2],     g.src[3],       g.src[1],      g.dst[2], g.dst[3], g.dst[1],
+                                 g.weights[2], g.weights[3], g.padding_l[0], g.padding_l[1]};
+  if (!narrow_conv::Supported(shape)) return false;
+  if (direction == Direction::kForward) {
+    narrow_conv::Forward(shape, static_cast<const float*>(src), static_cast<const float*>(kernel),
+                         static_cast<float*>(dst));
+  } else {
+    narrow_conv::BackwardWeights(shape, static_cast<const float*>(src), static_cast<const float*>(dst),
+                                 static_cast<float*>(kernel));
+  }
+  return true;
+}
+
 // Runs `direction` on the g.src[0] rows the pointers start at. `kernel` is HWIO: the
 // user's kernel (read) for forward and backward data, this part's float32 gradient
 // (written) for backward weights.
 void RunRows(Direction direction, const Geometry& g, void* src, void* kernel, void* dst) {
+  if (RunNarrow(direction, g, src, kernel, dst)) return;
   const Cached& cached = Lookup(g, direction);
   const auto kernel_type = direction == Direction::kBackwardWeights ? memory::data_type::f32 : g.weights_type;
   dnnl::stream stream(Engine());

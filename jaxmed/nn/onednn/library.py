@@ -1,7 +1,7 @@
 """Builds, caches and loads the oneDNN convolution kernels, and registers them with XLA.
 
-The C++ source (`conv2d.cc`, shipped with the package) is compiled once per
-(source, jaxlib, oneDNN, compiler) combination into
+The C++ source (`conv2d.cc` and the headers it includes, shipped with the package) is
+compiled once per (sources, flags, jaxlib, oneDNN, compiler) combination into
 `$XDG_CACHE_HOME/jaxmed/onednn/<hash>/` (default `~/.cache/...`; override the
 folder with `JAXMED_BUILD_CACHE`). It needs a C++17 compiler (`$CXX`, else
 `g++`) and oneDNN's headers and library, which the Linux x86-64 install of
@@ -68,6 +68,22 @@ def _compiler() -> str:
     return path
 
 
+#: Compiler flags; -O3 because GCC 12 at -O2 keeps narrow_conv.h's register sums in memory (2x slower).
+FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-Wno-return-type")
+
+
+def _sources() -> list[Path]:
+    """The compiled file and the headers beside it that it includes: all of them make the build."""
+    return [SOURCE, *sorted(SOURCE.parent.glob("*.h"))]
+
+
+def _fingerprint(prefix: Path, compiler: str) -> str:
+    """Names the build: changes with any source or header, the flags, jaxlib, oneDNN or the compiler."""
+    parts = [*(path.read_text() for path in _sources()), *FLAGS, jaxlib.__version__, _onednn_version(prefix),
+             str(prefix), compiler]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
 def _cache_root() -> Path:
     if "JAXMED_BUILD_CACHE" in os.environ:
         return Path(os.environ["JAXMED_BUILD_CACHE"])
@@ -82,18 +98,14 @@ def build() -> Path:
     """
     prefix = _onednn_prefix()
     compiler = _compiler()
-    fingerprint = hashlib.sha256(
-        "\0".join([SOURCE.read_text(), jaxlib.__version__, _onednn_version(prefix), str(prefix), compiler]).encode()
-    ).hexdigest()[:16]
-    library = _cache_root() / fingerprint / LIBRARY_NAME
+    library = _cache_root() / _fingerprint(prefix, compiler) / LIBRARY_NAME
     if library.is_file():
         return library
     library.parent.mkdir(parents=True, exist_ok=True)
     # Compile to a private name, then rename: concurrent builders never load a half-written file.
     fd, partial = tempfile.mkstemp(suffix=".so.partial", dir=library.parent)
     os.close(fd)
-    command = [compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-Wno-return-type",
-               f"-I{jax.ffi.include_dir()}", f"-I{prefix / 'include'}", str(SOURCE),
+    command = [compiler, *FLAGS, f"-I{jax.ffi.include_dir()}", f"-I{prefix / 'include'}", str(SOURCE),
                f"-L{prefix / 'lib'}", "-ldnnl", f"-Wl,-rpath,{prefix / 'lib'}", "-o", partial]
     try:
         result = subprocess.run(command, capture_output=True, text=True)
