@@ -54,7 +54,7 @@ def keep_freed_memory() -> bool:
         return False
     _kept = all(libc.mallopt(parameter, value) == 1
                 for parameter, value in ((_M_ARENA_TEST, 1), (_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0),
-                                         (_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))) or _kept
+                                         (_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)))
     return _kept
 
 

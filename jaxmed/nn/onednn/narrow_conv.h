@@ -8,12 +8,12 @@
 // a quarter of its rate on the other layers. Here the vectors run over input
 // channels instead (16 per register), the few output channels are unrolled, and
 // the forward pass ends each pixel with one 4-way horizontal sum. Measured on one
-// core at the dcgan128 shape (16 images of 64x64x32 -> 65x65x4): forward 0.89
-// against oneDNN's 1.6-1.9 ms, weight gradient 0.71 against 1.3-1.5 ms.
+// core at the dcgan128 shape (16 images of 64x64x32 -> 65x65x4): forward 0.9-1.0
+// against oneDNN's 1.6-2.1 ms, weight gradient 0.7-0.75 against 1.3-1.8 ms.
 //
-// Layouts are those of conv2d.cc: activations NHWC, kernels HWIO, dense. Each
-// output row first copies its input rows with their padding filled in, so every
-// pixel runs the same loop.
+// Layouts are those of conv2d.cc: activations NHWC, kernels HWIO, dense. Input
+// rows are first copied with their padding filled in, so every pixel runs the same
+// loop.
 
 #pragma once
 
@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace narrow_conv {
@@ -52,40 +53,49 @@ inline bool Supported(const Shape& s) {
 }
 
 // The k_h input rows under one output row, each with its padding columns filled in, so
-// the pixel loops below never test bounds. Rows above or below the image are zeros.
+// the pixel loops below never test bounds. Rows above or below the image are zeros. Each
+// image row is copied once: consecutive output rows share k_h - 1 of their input rows.
 class PaddedRows {
  public:
   explicit PaddedRows(const Shape& s)
-      : s_(s), width_(s.out_w + s.k_w - 1), buffer_((s.k_h + 1) * width_ * s.in_c) {}
+      : s_(s), width_(s.out_w + s.k_w - 1), buffer_((s.k_h + 1) * width_ * s.in_c), held_(s.k_h, {-1, 0}) {}
 
-  // Fills the rows of output row i of image n; returns them (k_h pointers).
+  // The rows of output row i of image n (k_h pointers).
   const float* const* Load(const float* x, int64_t n, int64_t i) {
     rows_.resize(s_.k_h);
     for (int64_t di = 0; di < s_.k_h; ++di) {
       const int64_t r = i + di - s_.pad_top;
-      float* row = buffer_.data() + (di + 1) * width_ * s_.in_c;  // slot 0 stays all zeros
       if (r < 0 || r >= s_.in_h) {
-        rows_[di] = buffer_.data();
+        rows_[di] = buffer_.data();  // slot 0 stays all zeros
         continue;
       }
-      // Columns [pad_left, pad_left + in_w) of the padded row are the image row; the rest
-      // (left and right padding, or the part of the image a negative padding crops) zeros.
-      const float* source = x + (n * s_.in_h + r) * s_.in_w * s_.in_c;
-      const int64_t first = std::min(width_, std::max<int64_t>(0, s_.pad_left));
-      const int64_t end = std::max(first, std::min(width_, s_.pad_left + s_.in_w));
-      std::fill(row, row + first * s_.in_c, 0.0f);
-      std::copy(source + (first - s_.pad_left) * s_.in_c, source + (end - s_.pad_left) * s_.in_c,
-                row + first * s_.in_c);
-      std::fill(row + end * s_.in_c, row + width_ * s_.in_c, 0.0f);
+      const int64_t slot = r % s_.k_h;
+      float* row = buffer_.data() + (slot + 1) * width_ * s_.in_c;
+      if (held_[slot] != std::make_pair(n, r)) {
+        Copy(x + (n * s_.in_h + r) * s_.in_w * s_.in_c, row);
+        held_[slot] = {n, r};
+      }
       rows_[di] = row;
     }
     return rows_.data();
   }
 
  private:
+  // Columns [pad_left, pad_left + in_w) of the padded row are the image row; the rest
+  // (left and right padding, or the part of the image a negative padding crops) zeros.
+  void Copy(const float* source, float* row) const {
+    const int64_t first = std::min(width_, std::max<int64_t>(0, s_.pad_left));
+    const int64_t end = std::max(first, std::min(width_, s_.pad_left + s_.in_w));
+    std::fill(row, row + first * s_.in_c, 0.0f);
+    std::copy(source + (first - s_.pad_left) * s_.in_c, source + (end - s_.pad_left) * s_.in_c,
+              row + first * s_.in_c);
+    std::fill(row + end * s_.in_c, row + width_ * s_.in_c, 0.0f);
+  }
+
   const Shape& s_;
   const int64_t width_;
   AlignedFloats buffer_;
+  std::vector<std::pair<int64_t, int64_t>> held_;  // (image, row) in each slot
   std::vector<const float*> rows_;
 };
 
