@@ -176,8 +176,9 @@ int64_t RowBytes(const memory::dims& dims, memory::data_type type) {
   return dims[1] * dims[2] * dims[3] * (type == memory::data_type::f32 ? 4 : 2);
 }
 
-// Whether narrow_conv.h computes this call instead of oneDNN: float32, stride 1, forward
-// or backward weights, at most 4 output channels (the 1-channel layers' sub-pixel form).
+// Runs the call with narrow_conv.h instead of oneDNN where that applies (float32, stride 1,
+// forward or backward weights, at most 4 output channels: the 1-channel layers' sub-pixel
+// form) and returns whether it did.
 bool RunNarrow(Direction direction, const Geometry& g, void* src, void* kernel, void* dst) {
   const auto f32 = memory::data_type::f32;
   if (direction == Direction::kBackwardData || g.src_type != f32 || g.dst_type != f32 ||
