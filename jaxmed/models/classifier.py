@@ -82,7 +82,8 @@ def _batch_norm(features: int, dtype, backend: str, rngs: nnx.Rngs) -> BatchNorm
     """BatchNorm after a convolution computing in `dtype` on the resolved `backend` (float32 after
     oneDNN's bfloat16 ones)."""
     _, norm_dtype = mixed_precision_dtypes(dtype, backend)
-    return BatchNorm(features, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5, dtype=norm_dtype, rngs=rngs)
+    return BatchNorm(features, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5, dtype=norm_dtype,
+                     one_pass_sums=(backend == "onednn"), rngs=rngs)
 
 
 def _conv(in_features: int, out_features: int, kernel: int, stride: int, dtype, backend: str,

@@ -51,8 +51,9 @@ def num_stages(image_size: int) -> int:
     return int(math.log2(image_size // BOTTLENECK_SIZE))
 
 
-def _batch_norm(features: int, dtype, rngs: nnx.Rngs) -> BatchNorm:
-    return BatchNorm(features, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5, dtype=dtype, rngs=rngs)
+def _batch_norm(features: int, dtype, backend: str, rngs: nnx.Rngs) -> BatchNorm:
+    return BatchNorm(features, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5, dtype=dtype,
+                     one_pass_sums=(backend == "onednn"), rngs=rngs)
 
 
 class Generator(nnx.Module):
@@ -80,14 +81,14 @@ class Generator(nnx.Module):
         self.base_features = base_features
         self.project = nnx.Linear(latent_dim, BOTTLENECK_SIZE * BOTTLENECK_SIZE * base_features, use_bias=False,
                                   kernel_init=WEIGHT_INIT, dtype=dtype, rngs=rngs)
-        self.project_norm = _batch_norm(base_features, norm_dtype, rngs)
+        self.project_norm = _batch_norm(base_features, norm_dtype, backend, rngs)
         features = [base_features >> stage for stage in range(stages)]  # 256, 128, 64, 32 at 128 px
         self.up_blocks = nnx.List([
             UpsampleConv(f_in, f_out, use_bias=False, kernel_init=WEIGHT_INIT, dtype=dtype,
                          preferred_element_type=conv_outputs, method=method, rngs=rngs)
             for f_in, f_out in zip(features[:-1], features[1:])
         ])
-        self.up_norms = nnx.List([_batch_norm(f, norm_dtype, rngs) for f in features[1:]])
+        self.up_norms = nnx.List([_batch_norm(f, norm_dtype, backend, rngs) for f in features[1:]])
         self.to_image = UpsampleConv(features[-1], channels, use_bias=True, kernel_init=WEIGHT_INIT, dtype=dtype,
                                      preferred_element_type=conv_outputs, method=method, rngs=rngs)
 
@@ -129,7 +130,7 @@ class Discriminator(nnx.Module):
             for stage, (f_in, f_out) in enumerate(zip(features[:-1], features[1:]))
         ])
         # No normalisation after the first convolution (DCGAN: BN on the input layer destabilises training).
-        self.down_norms = nnx.List([_batch_norm(f, norm_dtype, rngs) for f in features[2:]])
+        self.down_norms = nnx.List([_batch_norm(f, norm_dtype, backend, rngs) for f in features[2:]])
         self.classify = nnx.Linear(BOTTLENECK_SIZE * BOTTLENECK_SIZE * base_features, 1, kernel_init=WEIGHT_INIT,
                                    dtype=dtype, rngs=rngs)
 

@@ -9,7 +9,7 @@ from flax import nnx
 from jaxmed.nn import BatchNorm
 
 
-def layer_pair(features, **kwargs):
+def layer_pair(features, one_pass_sums=False, **kwargs):
     """The same randomly initialised layer as nnx.BatchNorm and as jaxmed's BatchNorm."""
     reference = nnx.BatchNorm(features, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0), **kwargs)
     rng = np.random.default_rng(1)
@@ -17,7 +17,7 @@ def layer_pair(features, **kwargs):
     reference.bias[...] = jnp.asarray(rng.normal(0.0, 0.5, features), reference.bias[...].dtype)
     reference.mean[...] = jnp.asarray(rng.normal(0.0, 1.0, features), jnp.float32)
     reference.var[...] = jnp.asarray(rng.uniform(0.5, 2.0, features), jnp.float32)
-    fast = BatchNorm(features, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0), **kwargs)
+    fast = BatchNorm(features, momentum=0.9, epsilon=1e-5, one_pass_sums=one_pass_sums, rngs=nnx.Rngs(0), **kwargs)
     nnx.update(fast, nnx.state(reference))
     return reference, fast
 
@@ -35,12 +35,13 @@ def values_gradients_statistics(layer, x, cotangent):
     return y, dx, dparams["scale"][...], dparams["bias"][...], new_stats["mean"][...], new_stats["var"][...]
 
 
-@pytest.mark.parametrize("shape", [(8, 6, 5, 4), (32, 16, 16, 32), (3, 7, 7, 1), (16, 12)])
-def test_training_mode_equals_nnx_batch_norm(shape):
+@pytest.mark.parametrize("one_pass_sums", [False, True])
+@pytest.mark.parametrize("shape", [(8, 6, 5, 4), (32, 16, 16, 32), (3, 7, 7, 1), (16, 12), (600, 37)])
+def test_training_mode_equals_nnx_batch_norm(shape, one_pass_sums):
     rng = np.random.default_rng(2)
     x = jnp.asarray(rng.normal(0.7, 3.0, shape), jnp.float32)
     cotangent = jnp.asarray(rng.normal(size=shape), jnp.float32)
-    reference, fast = layer_pair(shape[-1])
+    reference, fast = layer_pair(shape[-1], one_pass_sums=one_pass_sums)
 
     want = values_gradients_statistics(reference, x, cotangent)
     got = values_gradients_statistics(fast, x, cotangent)
@@ -94,3 +95,13 @@ def test_state_is_nnx_batch_norm_state_so_checkpoints_move_between_them():
     got = jax.tree.map(lambda a: (a.shape, a.dtype), nnx.state(fast))
 
     assert got == want
+
+
+def test_channel_sums_equal_numpy():
+    """The one-pass custom call (jaxmed.nn.onednn.channel_sums): both sums, channels not a multiple of 16."""
+    from jaxmed.nn.onednn import channel_sums
+    rng = np.random.default_rng(4)
+    a, b = (rng.normal(0.5, 2.0, (7, 33, 5, 37)).astype(np.float32) for _ in range(2))
+    total, total_of_products = jax.jit(channel_sums)(a, b)
+    np.testing.assert_allclose(total, a.astype(np.float64).sum((0, 1, 2)), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(total_of_products, (a.astype(np.float64) * b).sum((0, 1, 2)), rtol=1e-5, atol=1e-3)

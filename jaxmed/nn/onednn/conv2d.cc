@@ -22,6 +22,7 @@
 // channels (the sub-pixel form of 1-channel layers), forward and backward
 // weights, run narrow_conv.h's kernels instead, where oneDNN is slow.
 
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -323,6 +324,60 @@ ffi::Error RunWeights(ffi::ThreadPool& pool, const Geometry& g, char* src, void*
   return ffi::Error::Success();
 }
 
+// Per-channel [sum(a), sum(a * b)] of two (rows, channels) float32 arrays in one read of
+// each: BatchNorm's statistics (a = b = x) and gradient sums (a = dy, b = x). XLA makes
+// each sum its own reduction over the activations, 1.4-1.6 ms apiece for (32, 64, 64, 32)
+// inside the dcgan128 step. Sums run in float32 over blocks of 256 rows, then in double.
+constexpr int64_t kSumBlockRows = 256;
+
+__attribute__((target("avx512f"))) void SumRowsAvx512(const float* a, const float* b, int64_t rows,
+                                                      int64_t channels, float* s0, float* s1) {
+  for (int64_t r = 0; r < rows; ++r, a += channels, b += channels) {
+    int64_t c = 0;
+    for (; c + 16 <= channels; c += 16) {
+      const __m512 va = _mm512_loadu_ps(a + c), vb = _mm512_loadu_ps(b + c);
+      _mm512_storeu_ps(s0 + c, _mm512_add_ps(_mm512_loadu_ps(s0 + c), va));
+      _mm512_storeu_ps(s1 + c, _mm512_fmadd_ps(va, vb, _mm512_loadu_ps(s1 + c)));
+    }
+    for (; c < channels; ++c) s0[c] += a[c], s1[c] += a[c] * b[c];
+  }
+}
+
+void SumRows(const float* a, const float* b, int64_t rows, int64_t channels, float* s0, float* s1) {
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (avx512) return SumRowsAvx512(a, b, rows, channels, s0, s1);
+  for (int64_t r = 0; r < rows; ++r, a += channels, b += channels) {
+    for (int64_t c = 0; c < channels; ++c) s0[c] += a[c], s1[c] += a[c] * b[c];
+  }
+}
+
+ffi::Error ChannelSums(ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b, ffi::ResultBuffer<ffi::F32> sums,
+                       ffi::ThreadPool pool) {
+  const int64_t channels = a.dimensions().back(), rows = a.element_count() / channels;
+  if (b.element_count() != a.element_count() || sums->element_count() != 2 * channels) {
+    return ffi::Error::InvalidArgument("channel sums: a, b and the (2, channels) result do not match");
+  }
+  const int count = PartCount(pool, rows);
+  std::vector<std::vector<double>> partials(count, std::vector<double>(2 * channels));
+  RunInParts(pool, rows, count, [&](int64_t first, int64_t part_rows, int part) {
+    std::vector<float> block(2 * channels);
+    std::vector<double>& total = partials[part];
+    for (int64_t r = 0; r < part_rows; r += kSumBlockRows) {
+      std::fill(block.begin(), block.end(), 0.0f);
+      const int64_t offset = (first + r) * channels;
+      SumRows(a.typed_data() + offset, b.typed_data() + offset, std::min(kSumBlockRows, part_rows - r), channels,
+              block.data(), block.data() + channels);
+      for (int64_t i = 0; i < 2 * channels; ++i) total[i] += block[i];
+    }
+  });
+  for (int64_t i = 0; i < 2 * channels; ++i) {
+    double sum = 0.0;
+    for (const auto& partial : partials) sum += partial[i];
+    sums->typed_data()[i] = static_cast<float>(sum);
+  }
+  return ffi::Error::Success();
+}
+
 template <typename F>
 ffi::Error Guarded(const char* what, F&& f) {
   try {
@@ -382,3 +437,9 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxmed_onednn_conv2d_backward_data, BackwardData,
                               ConvBinding());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxmed_onednn_conv2d_backward_weights, BackwardWeights,
                               ConvBinding());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxmed_channel_sums, ChannelSums,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ctx<ffi::ThreadPool>());

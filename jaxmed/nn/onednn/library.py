@@ -32,6 +32,8 @@ import jaxlib
 SOURCE = Path(__file__).with_name("conv2d.cc")
 LIBRARY_NAME = "libjaxmed_onednn.so"
 TARGETS = ("forward", "backward_data", "backward_weights")
+#: The per-channel sums kernel BatchNorm uses beside the convolutions (`jaxmed.nn.onednn.sums`).
+SUMS_TARGET = "jaxmed_channel_sums"
 
 
 class OneDnnUnavailable(RuntimeError):
@@ -128,8 +130,7 @@ def _load_once() -> Path | OneDnnUnavailable:
         return error
     except OSError as error:
         return OneDnnUnavailable(f"cannot load the oneDNN kernels: {error}")
-    for direction in TARGETS:
-        name = target_name(direction)
+    for name in [*map(target_name, TARGETS), SUMS_TARGET]:
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(library, name)), platform="cpu")
     return path
 
