@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from jaxmed.nn import BatchNorm
+from jaxmed.nn.onednn import channel_sums
 
 
 def layer_pair(features, one_pass_sums=False, **kwargs):
@@ -99,7 +100,6 @@ def test_state_is_nnx_batch_norm_state_so_checkpoints_move_between_them():
 
 def test_channel_sums_equal_numpy():
     """The one-pass custom call (jaxmed.nn.onednn.channel_sums): both sums, channels not a multiple of 16."""
-    from jaxmed.nn.onednn import channel_sums
     rng = np.random.default_rng(4)
     a, b = (rng.normal(0.5, 2.0, (7, 33, 5, 37)).astype(np.float32) for _ in range(2))
     total, total_of_products = jax.jit(channel_sums)(a, b)

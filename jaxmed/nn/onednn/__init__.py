@@ -12,5 +12,5 @@ from jaxmed.nn.onednn.conv import conv2d, conv2d_transpose, conv_general_dilated
 from jaxmed.nn.onednn.library import OneDnnUnavailable, build, load, unavailable_reason
 from jaxmed.nn.onednn.sums import channel_sums
 
-__all__ = ["OneDnnUnavailable", "build", "channel_sums", "conv2d", "conv2d_transpose", "conv_general_dilated", "load", "supports",
-           "unavailable_reason"]
+__all__ = ["OneDnnUnavailable", "build", "channel_sums", "conv2d", "conv2d_transpose", "conv_general_dilated", "load",
+           "supports", "unavailable_reason"]

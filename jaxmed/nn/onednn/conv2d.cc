@@ -12,6 +12,7 @@
 //   jaxmed_onednn_conv2d_forward          y  = conv(x, w)
 //   jaxmed_onednn_conv2d_backward_data    dx = conv^T(dy, w)     (also: transposed conv)
 //   jaxmed_onednn_conv2d_backward_weights dw = d conv / dw (x, dy)
+//   jaxmed_channel_sums                   [sum(a), sum(a * b)] per channel (BatchNorm's sums)
 //
 // Attributes: stride_h, stride_w, pad_top, pad_left (low padding). The high
 // padding follows from the shapes. Operands are float32, or bfloat16 with a
@@ -324,6 +325,17 @@ ffi::Error RunWeights(ffi::ThreadPool& pool, const Geometry& g, char* src, void*
   return ffi::Error::Success();
 }
 
+template <typename F>
+ffi::Error Guarded(const char* what, F&& f) {
+  try {
+    return f();
+  } catch (const dnnl::error& e) {
+    return ffi::Error::Internal(std::string(what) + ": " + e.what());
+  } catch (const std::exception& e) {
+    return ffi::Error::InvalidArgument(std::string(what) + ": " + e.what());
+  }
+}
+
 // Per-channel [sum(a), sum(a * b)] of two (rows, channels) float32 arrays in one read of
 // each: BatchNorm's statistics (a = b = x) and gradient sums (a = dy, b = x). XLA makes
 // each sum its own reduction over the activations, 1.4-1.6 ms apiece for (32, 64, 64, 32)
@@ -353,45 +365,36 @@ void SumRows(const float* a, const float* b, int64_t rows, int64_t channels, flo
 
 ffi::Error ChannelSums(ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b, ffi::ResultBuffer<ffi::F32> sums,
                        ffi::ThreadPool pool) {
-  const int64_t channels = a.dimensions().back(), rows = a.element_count() / channels;
-  if (b.element_count() != a.element_count() || sums->element_count() != 2 * channels) {
-    return ffi::Error::InvalidArgument("channel sums: a, b and the (2, channels) result do not match");
-  }
-  const int count = PartCount(pool, rows);
-  std::vector<std::vector<double>> partials(count, std::vector<double>(2 * channels));
-  RunInParts(pool, rows, count, [&](int64_t first, int64_t part_rows, int part) {
-    std::vector<float> block(2 * channels);
-    std::vector<double>& total = partials[part];
-    for (int64_t r = 0; r < part_rows; r += kSumBlockRows) {
-      std::fill(block.begin(), block.end(), 0.0f);
-      const int64_t offset = (first + r) * channels;
-      SumRows(a.typed_data() + offset, b.typed_data() + offset, std::min(kSumBlockRows, part_rows - r), channels,
-              block.data(), block.data() + channels);
-      for (int64_t i = 0; i < 2 * channels; ++i) total[i] += block[i];
+  return Guarded("channel sums", [&] {
+    const int64_t channels = a.dimensions().back(), rows = a.element_count() / channels;
+    if (b.element_count() != a.element_count() || sums->element_count() != 2 * channels) {
+      return ffi::Error::InvalidArgument("channel sums: a, b and the (2, channels) result do not match");
     }
+    const int count = PartCount(pool, rows);
+    std::vector<std::vector<double>> partials(count, std::vector<double>(2 * channels));
+    RunInParts(pool, rows, count, [&](int64_t first, int64_t part_rows, int part) {
+      std::vector<float> block(2 * channels);
+      std::vector<double>& total = partials[part];
+      for (int64_t r = 0; r < part_rows; r += kSumBlockRows) {
+        std::fill(block.begin(), block.end(), 0.0f);
+        const int64_t offset = (first + r) * channels;
+        SumRows(a.typed_data() + offset, b.typed_data() + offset, std::min(kSumBlockRows, part_rows - r), channels,
+                block.data(), block.data() + channels);
+        for (int64_t i = 0; i < 2 * channels; ++i) total[i] += block[i];
+      }
+    });
+    for (int64_t i = 0; i < 2 * channels; ++i) {
+      double sum = 0.0;
+      for (const auto& partial : partials) sum += partial[i];
+      sums->typed_data()[i] = static_cast<float>(sum);
+    }
+    return ffi::Error::Success();
   });
-  for (int64_t i = 0; i < 2 * channels; ++i) {
-    double sum = 0.0;
-    for (const auto& partial : partials) sum += partial[i];
-    sums->typed_data()[i] = static_cast<float>(sum);
-  }
-  return ffi::Error::Success();
-}
-
-template <typename F>
-ffi::Error Guarded(const char* what, F&& f) {
-  try {
-    return f();
-  } catch (const dnnl::error& e) {
-    return ffi::Error::Internal(std::string("oneDNN convolution ") + what + ": " + e.what());
-  } catch (const std::exception& e) {
-    return ffi::Error::InvalidArgument(std::string("oneDNN convolution ") + what + ": " + e.what());
-  }
 }
 
 ffi::Error Forward(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::Result<ffi::AnyBuffer> y, int64_t stride_h,
                    int64_t stride_w, int64_t pad_top, int64_t pad_left, ffi::ThreadPool pool) {
-  return Guarded("forward", [&] {
+  return Guarded("oneDNN convolution forward", [&] {
     Geometry g = MakeGeometry(x, w, *y, stride_h, stride_w, pad_top, pad_left);
     return RunActivations(pool, Direction::kForward, g, static_cast<char*>(x.untyped_data()), w.untyped_data(),
                           static_cast<char*>(y->untyped_data()));
@@ -400,7 +403,7 @@ ffi::Error Forward(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::Result<ffi::AnyBuffe
 
 ffi::Error BackwardData(ffi::AnyBuffer dy, ffi::AnyBuffer w, ffi::Result<ffi::AnyBuffer> dx, int64_t stride_h,
                         int64_t stride_w, int64_t pad_top, int64_t pad_left, ffi::ThreadPool pool) {
-  return Guarded("backward data", [&] {
+  return Guarded("oneDNN convolution backward data", [&] {
     Geometry g = MakeGeometry(*dx, w, dy, stride_h, stride_w, pad_top, pad_left);
     return RunActivations(pool, Direction::kBackwardData, g, static_cast<char*>(dx->untyped_data()),
                           w.untyped_data(), static_cast<char*>(dy.untyped_data()));
@@ -409,7 +412,7 @@ ffi::Error BackwardData(ffi::AnyBuffer dy, ffi::AnyBuffer w, ffi::Result<ffi::An
 
 ffi::Error BackwardWeights(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Result<ffi::AnyBuffer> dw, int64_t stride_h,
                            int64_t stride_w, int64_t pad_top, int64_t pad_left, ffi::ThreadPool pool) {
-  return Guarded("backward weights", [&] {
+  return Guarded("oneDNN convolution backward weights", [&] {
     Geometry g = MakeGeometry(x, *dw, dy, stride_h, stride_w, pad_top, pad_left);
     return RunWeights(pool, g, static_cast<char*>(x.untyped_data()), dw->untyped_data(),
                       static_cast<char*>(dy.untyped_data()));
