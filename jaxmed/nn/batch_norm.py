@@ -33,6 +33,11 @@ from flax import nnx
 from jaxmed.nn import onednn
 
 
+def _one_pass(x: jax.Array, one_pass_sums: bool) -> bool:
+    """Whether x's sums go to `onednn.channel_sums`, which takes float32 only (other dtypes stay on XLA)."""
+    return one_pass_sums and x.dtype == jnp.float32
+
+
 def _sums(a: jax.Array, b: jax.Array, one_pass: bool) -> tuple[jax.Array, jax.Array]:
     """Per-channel (sum of a, sum of a * b) over all but the last axis, of float32 arrays."""
     if one_pass:
@@ -45,7 +50,7 @@ def _statistics(x: jax.Array, one_pass: bool) -> tuple[jax.Array, jax.Array]:
     """Per-channel mean and biased variance over all but the last axis, in float32 (as flax's fast variance)."""
     x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     count = x.size // x.shape[-1]
-    total, total_of_squares = _sums(x, x, one_pass and x.dtype == jnp.float32)
+    total, total_of_squares = _sums(x, x, _one_pass(x, one_pass))
     mean, mean_of_squares = total / count, total_of_squares / count
     return mean, jnp.maximum(0.0, mean_of_squares - mean * mean)
 
@@ -91,7 +96,7 @@ def _backward(epsilon, one_pass_sums, residuals, cotangents):
     count = x.size // x.shape[-1]
     x_hat = (x.astype(mean.dtype) - _per_channel(mean, x.ndim)) * _per_channel(rstd, x.ndim)
     dy = dy.astype(mean.dtype)
-    if one_pass_sums and x.dtype == jnp.float32:
+    if _one_pass(x, one_pass_sums):
         # sum(dy * x_hat) = rstd * (sum(dy * x) - mean * sum(dy)): both sums in one read of dy and x.
         dbias, dy_x = _sums(dy, x, True)
         dscale = rstd * (dy_x - mean * dbias)

@@ -22,7 +22,7 @@ from jax import lax
 from jaxmed.models.dcgan import Discriminator, Generator
 from jaxmed.nn import conv_general_dilated_for, onednn, resolve_conv_backend
 from jaxmed.nn.onednn import library
-from jaxmed.nn.onednn.conv import SUBPIXEL_MAX_CHANNELS
+from jaxmed.nn.onednn.conv import SUBPIXEL_MAX_CHANNELS, _call
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -155,6 +155,18 @@ def test_conv2d_rejects_unsupported_operands():
         onednn.conv2d(x[0], kernel)
     with pytest.raises(ValueError, match="negative padding"):
         onednn.conv2d(x, kernel, (1, 1), ((-1, 0), (0, 0)))
+
+
+def test_kernel_errors_reach_python_and_leave_the_kernels_usable():
+    # Past the Python checks (a float16 call straight to the custom call), the asynchronous
+    # handler must fail the computation with its reason, not crash or hang, and later calls work.
+    x, kernel = _problem(7, (2, 8, 8, 4), (4, 4, 4, 8))
+    with pytest.raises(Exception, match="oneDNN convolution forward: .*float32 and bfloat16 only"):
+        jax.block_until_ready(jax.jit(lambda a, b: _call("forward", (2, 4, 4, 8), jnp.float16, a, b, (2, 2),
+                                                         ((1, 1), (1, 1))))(x.astype(jnp.float16),
+                                                                            kernel.astype(jnp.float16)))
+    _assert_close(onednn.conv2d(x, kernel, (2, 2), "SAME"),
+                  lax.conv_general_dilated(x, kernel, (2, 2), "SAME", dimension_numbers=DN), "after the error")
 
 
 def test_conv_general_dilated_hands_over_only_what_it_supports():
