@@ -258,7 +258,23 @@ struct Call {
   std::mutex mutex;
   std::string error;  // the first part's error
   ffi::Promise promise;
+
+  void Fail(const std::string& message) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (error.empty()) error = message;
+  }
 };
+
+// The message of the exception being handled.
+std::string CurrentError() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown error";
+  }
+}
 
 // oneDNN (OpenMP build) runs a primitive on omp_get_max_threads() threads: one, here.
 struct OneOpenMpThread {
@@ -271,8 +287,8 @@ void Complete(Call& call) {
   if (call.error.empty() && call.finish) {
     try {
       call.finish();
-    } catch (const std::exception& e) {
-      call.error = e.what();
+    } catch (...) {
+      call.error = CurrentError();
     }
   }
   if (call.error.empty()) {
@@ -289,9 +305,8 @@ void Work(const std::shared_ptr<Call>& call) {
     try {
       OneOpenMpThread one_thread;
       call->body(first, end - first, part);
-    } catch (const std::exception& e) {
-      std::lock_guard<std::mutex> lock(call->mutex);
-      if (call->error.empty()) call->error = e.what();
+    } catch (...) {
+      call->Fail(CurrentError());
     }
     if (call->remaining.fetch_sub(1) == 1) Complete(*call);
   }
@@ -359,10 +374,10 @@ template <typename F>
 ffi::Future Guarded(const char* what, F&& f) {
   try {
     return f();
-  } catch (const std::exception& e) {
+  } catch (...) {
     ffi::Promise promise;
     ffi::Future future(promise);
-    promise.SetError(ffi::Error::InvalidArgument(std::string(what) + ": " + e.what()));
+    promise.SetError(ffi::Error::InvalidArgument(std::string(what) + ": " + CurrentError()));
     return future;
   }
 }
