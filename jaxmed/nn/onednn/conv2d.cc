@@ -70,7 +70,6 @@ dnnl::engine& Engine() {
 }
 
 memory::desc Activations(const memory::dims& dims, memory::data_type type) { return {dims, type, tag::nhwc}; }
-memory::desc AnyLayout(const memory::dims& dims, memory::data_type type) { return {dims, type, tag::any}; }
 memory::desc HWIO(const memory::dims& dims, memory::data_type type) { return {dims, type, tag::hwio}; }
 
 // Each execution brings its own scratchpad: the library's shared one is not safe when
@@ -82,12 +81,13 @@ dnnl::primitive_attr UserScratchpad() {
 }
 
 dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g, memory::data_type src_type,
-                                                      memory::data_type weights_type, memory::data_type dst_type) {
+                                                      memory::data_type weights_type, memory::data_type dst_type,
+                                                      tag kernel_layout = tag::any) {
   return {Engine(),
           dnnl::prop_kind::forward_training,
           dnnl::algorithm::convolution_direct,
           Activations(g.src, src_type),
-          AnyLayout(g.weights, weights_type),
+          memory::desc(g.weights, weights_type, kernel_layout),
           Activations(g.dst, dst_type),
           g.strides,
           g.padding_l,
@@ -102,31 +102,41 @@ struct Cached {
   memory::desc scratchpad_desc;
 };
 
+// `direction`'s descriptor with the kernel in `kernel_layout` (tag::any: oneDNN's choice).
 // The backward primitives take a forward descriptor as a hint; it is given the operands' type.
-Cached Build(const Geometry& g, Direction direction) {
+dnnl::primitive_desc Describe(const Geometry& g, Direction direction, tag kernel_layout) {
   switch (direction) {
-    case Direction::kForward: {
-      auto forward = ForwardDesc(g, g.src_type, g.weights_type, g.dst_type);
-      return {dnnl::convolution_forward(forward), forward.weights_desc(), forward.scratchpad_desc()};
-    }
-    case Direction::kBackwardData: {
-      auto hint = ForwardDesc(g, g.weights_type, g.weights_type, g.dst_type);
-      dnnl::convolution_backward_data::primitive_desc pd(
+    case Direction::kForward:
+      return ForwardDesc(g, g.src_type, g.weights_type, g.dst_type, kernel_layout);
+    case Direction::kBackwardData:
+      return dnnl::convolution_backward_data::primitive_desc(
           Engine(), dnnl::algorithm::convolution_direct, Activations(g.src, g.src_type),
-          AnyLayout(g.weights, g.weights_type), Activations(g.dst, g.dst_type), g.strides, g.padding_l, g.padding_r,
-          hint, UserScratchpad());
-      return {dnnl::convolution_backward_data(pd), pd.weights_desc(), pd.scratchpad_desc()};
-    }
-    case Direction::kBackwardWeights: {
-      auto hint = ForwardDesc(g, g.src_type, g.src_type, g.dst_type);
-      dnnl::convolution_backward_weights::primitive_desc pd(
+          memory::desc(g.weights, g.weights_type, kernel_layout), Activations(g.dst, g.dst_type), g.strides,
+          g.padding_l, g.padding_r, ForwardDesc(g, g.weights_type, g.weights_type, g.dst_type), UserScratchpad());
+    case Direction::kBackwardWeights:
+      return dnnl::convolution_backward_weights::primitive_desc(
           Engine(), dnnl::algorithm::convolution_direct, Activations(g.src, g.src_type),
-          AnyLayout(g.weights, memory::data_type::f32), Activations(g.dst, g.dst_type), g.strides, g.padding_l,
-          g.padding_r, hint, UserScratchpad());
-      return {dnnl::convolution_backward_weights(pd), pd.diff_weights_desc(), pd.scratchpad_desc()};
-    }
+          memory::desc(g.weights, memory::data_type::f32, kernel_layout), Activations(g.dst, g.dst_type),
+          g.strides, g.padding_l, g.padding_r, ForwardDesc(g, g.src_type, g.src_type, g.dst_type),
+          UserScratchpad());
   }
   throw std::logic_error("unknown direction");
+}
+
+// The primitive takes the user's HWIO kernel as it is when oneDNN picks the same implementation
+// for it as for its own preferred (blocked) layout; else the kernel is reordered on every call.
+// oneDNN 3.2's forward (brgconv) and weight-gradient (jit) kernels take HWIO at full speed; for
+// the input gradient only its gemm kernel does, so that direction keeps the reorder.
+Cached Build(const Geometry& g, Direction direction) {
+  dnnl::primitive_desc pd = Describe(g, direction, tag::any);
+  try {
+    dnnl::primitive_desc as_is = Describe(g, direction, tag::hwio);
+    if (std::string(as_is.impl_info_str()) == pd.impl_info_str()) pd = as_is;
+  } catch (const dnnl::error&) {
+    // no implementation takes the kernel as it is
+  }
+  const auto kernel = direction == Direction::kBackwardWeights ? dnnl::query::diff_weights_md : dnnl::query::weights_md;
+  return {dnnl::primitive(pd), pd.query_md(kernel), pd.scratchpad_desc()};
 }
 
 const Cached& Lookup(const Geometry& g, Direction direction) {
