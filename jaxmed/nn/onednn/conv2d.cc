@@ -125,8 +125,8 @@ dnnl::primitive_desc Describe(const Geometry& g, Direction direction, tag kernel
 
 // The primitive takes the user's HWIO kernel as it is when oneDNN picks the same implementation
 // for it as for its own preferred (blocked) layout; else the kernel is reordered on every call.
-// oneDNN 3.2's forward (brgconv) and weight-gradient (jit) kernels take HWIO at full speed; for
-// the input gradient only its gemm kernel does, so that direction keeps the reorder.
+// oneDNN 3.2's forward kernels (brgconv) take HWIO at full speed; for the input and weight
+// gradients only its gemm kernels do, so those directions keep the reorder.
 Cached Build(const Geometry& g, Direction direction) {
   dnnl::primitive_desc pd = Describe(g, direction, tag::any);
   try {
