@@ -29,11 +29,12 @@ def test_first_call_and_warmup_are_not_timed_samples():
 
 
 def test_fast_calls_are_grouped_to_the_minimum_sample_time():
-    calls = []
-    samples, _ = stats.time_samples(lambda: calls.append(1), lambda _: None, warmup=0, repeats=2,
+    calls, synced = [], []
+    samples, _ = stats.time_samples(lambda: calls.append(1) or len(calls), synced.append, warmup=0, repeats=2,
                                     min_sample_s=0.005)
     assert len(calls) > 1 + 2  # grouped: more calls than samples
     assert all(s < 0.005 for s in samples)  # per-call times, not per-sample
+    assert synced == list(range(1, len(calls) + 1))  # every call waited for, so calls never overlap
 
 
 def test_bad_counts_are_rejected():

@@ -22,7 +22,7 @@ from jax import lax
 from jaxmed.models.dcgan import Discriminator, Generator
 from jaxmed.nn import conv_general_dilated_for, onednn, resolve_conv_backend
 from jaxmed.nn.onednn import library
-from jaxmed.nn.onednn.conv import SUBPIXEL_MAX_CHANNELS, _call
+from jaxmed.nn.onednn.conv import _call
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -70,7 +70,11 @@ CASES = [
     ((1, 6, 9, 48), (1, 3, 48, 3), (1, 1), ((0, 2), (2, 0))),
     ((2, 8, 7, 32), (5, 5, 32, 2), (1, 1), "VALID"),
     ((2, 12, 10, 1), (4, 4, 1, 32), (2, 2), "SAME"),
+    ((2, 11, 9, 1), (4, 4, 1, 16), (2, 2), "SAME"),
 ]
+
+#: conv2d.cc computes input gradients of 4x4 stride-2 layers with up to this many input channels in sub-pixel form.
+SUBPIXEL_MAX_CHANNELS = 4
 
 
 @pytest.mark.parametrize("x_shape, kernel_shape, strides, padding", CASES)
@@ -84,8 +88,9 @@ def test_conv2d_matches_lax(x_shape, kernel_shape, strides, padding):
 
 
 def test_subpixel_gradient_covers_the_image_layers():
-    # The dcgan128 discriminator's first layer (1 channel) takes the sub-pixel input gradient;
-    # the cases above include it at even (12x10) and odd (9x7, 13x8) sizes.
+    # The dcgan128 discriminator's first layer (1 channel) takes the sub-pixel input gradient, with
+    # narrow_conv.h's kernel for 16s of output channels, else oneDNN's; the cases above include it
+    # at even (12x10) and odd (9x7, 13x8, 11x9) sizes.
     few_channel_cases = [case for case in CASES
                          if case[1][:2] == (4, 4) and case[2] == (2, 2) and case[1][2] <= SUBPIXEL_MAX_CHANNELS]
     assert {case[1][2] for case in few_channel_cases} >= {1, 3, 4}

@@ -34,16 +34,11 @@ import numpy as np
 from jax import lax
 
 from jaxmed.nn.onednn.library import load, target_name
-from jaxmed.nn.subpixel import interleave_phases, phase_kernel
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
 
 _NHWC_HWIO = ("NHWC", "HWIO", "NHWC")
 
-#: Input gradients (and transposed convolutions) of 4x4 stride-2 convolutions with at most this
-#: many input channels are computed in sub-pixel form: oneDNN's backward-data kernel for one
-#: channel ran at about 1 GB/s (16 ms for the dcgan128 image layer at batch 32).
-SUBPIXEL_MAX_CHANNELS = 4
 _SUPPORTED_DTYPES = (jnp.float32, jnp.bfloat16)
 
 
@@ -76,7 +71,7 @@ def _conv2d_fwd(x, kernel, strides, pads, out_dtype):
 def _conv2d_bwd(strides, pads, out_dtype, residuals, dy):
     x, kernel = residuals
     dy = dy.astype(x.dtype)  # the gradients are computed in the operands' dtype
-    dx = _input_gradient(dy, kernel, x.shape, strides, pads, x.dtype)
+    dx = _conv2d_transpose(dy, kernel, x.shape, strides, pads, x.dtype)
     dkernel = _call("backward_weights", kernel.shape, kernel.dtype, x, dy, strides, pads)
     return dx, dkernel
 
@@ -112,35 +107,6 @@ def _high_pads(input_shape: Sequence[int], kernel_shape: Sequence[int], strides:
     out = output_shape(input_shape, kernel_shape, strides, pads)
     return tuple((o - 1) * s + k - size - low  # type: ignore[return-value]
                  for o, s, k, size, (low, _) in zip(out[1:3], strides, kernel_shape[:2], input_shape[1:3], pads))
-
-
-def _subpixel_applies(kernel_shape: Sequence[int], strides: tuple[int, int], pads: Pads) -> bool:
-    return (tuple(kernel_shape[:2]) == (4, 4) and strides == (2, 2) and (pads[0][0], pads[1][0]) == (1, 1)
-            and kernel_shape[2] <= SUBPIXEL_MAX_CHANNELS)
-
-
-def _subpixel_input_gradient(dy: jax.Array, kernel: jax.Array, input_shape: Sequence[int], out_dtype) -> jax.Array:
-    """The input gradient of a 4x4 stride-2 convolution with low padding (1, 1), as one stride-1 convolution.
-
-    The gradient is a 2x up-sampling transposed convolution. Each of its four output
-    phases (row parity a, column parity b) is a 2x2 correlation of `dy`, padded by
-    one, with the taps K[a::2, b::2] of the flipped kernel K; one 2x2 convolution
-    with the four phases as 4 x C_in output channels computes them all, and a
-    reshape interleaves them (`jaxmed.nn.subpixel`).
-    """
-    height, width = input_shape[1:3]
-    transposed_kernel = jnp.flip(kernel, axis=(0, 1)).transpose(0, 1, 3, 2)  # (4, 4, C_out, C_in)
-    phases = conv2d(dy, phase_kernel(transposed_kernel), (1, 1), ((1, 1), (1, 1)),  # all window starts
-                    preferred_element_type=out_dtype)
-    return interleave_phases(phases, height, width)
-
-
-def _input_gradient(dy: jax.Array, kernel: jax.Array, input_shape: Sequence[int], strides: tuple[int, int],
-                    pads: Pads, out_dtype) -> jax.Array:
-    """The input gradient of `_conv2d`, differentiable in (dy, kernel): both forms are `custom_vjp`-backed."""
-    if _subpixel_applies(kernel.shape, strides, pads):
-        return _subpixel_input_gradient(dy, kernel, input_shape, out_dtype)
-    return _conv2d_transpose(dy, kernel, tuple(int(d) for d in input_shape), strides, pads, out_dtype)
 
 
 def _trim(x: jax.Array, kernel_shape: Sequence[int], strides: tuple[int, int], pads: Pads) -> tuple[jax.Array, Pads]:
@@ -199,7 +165,8 @@ def conv2d_transpose(y_BxOHxOWxO: jax.Array, kernel_HxWxIxO: jax.Array, input_sh
         raise ValueError(f"y has shape {y_BxOHxOWxO.shape}, but a convolution of {tuple(input_shape)} gives {expected}")
     if min(_high_pads(input_shape, kernel_HxWxIxO.shape, strides, pads)) < 0:
         raise ValueError(f"padding {pads} leaves the last input rows or columns of {tuple(input_shape)} unread")
-    return _input_gradient(y_BxOHxOWxO, kernel_HxWxIxO, input_shape, strides, pads, out_dtype)
+    return _conv2d_transpose(y_BxOHxOWxO, kernel_HxWxIxO, tuple(int(d) for d in input_shape), strides, pads,
+                             out_dtype)
 
 
 def _check(x: jax.Array, kernel: jax.Array, preferred_element_type) -> jnp.dtype:

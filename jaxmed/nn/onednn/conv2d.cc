@@ -19,9 +19,10 @@
 // bfloat16 or float32 result (forward y, backward-data dx): bfloat16 inputs to the
 // AMX kernels, float32 outputs for the float32 normalisation that follows.
 // Primitives are built once per shape and cached; oneDNN's just-in-time kernel
-// generation costs milliseconds. Float32 stride-1 calls with at most 4 output
-// channels (the sub-pixel form of 1-channel layers), forward and backward
-// weights, run narrow_conv.h's kernels instead, where oneDNN is slow.
+// generation costs milliseconds. The input gradients of the 4x4 stride-2 image
+// layers (at most 4 input channels) run in sub-pixel form (RunSubpixel), and
+// float32 stride-1 calls with at most 4 output channels, forward and backward
+// weights, run narrow_conv.h's kernels: where oneDNN is slow.
 
 #include <immintrin.h>
 #include <omp.h>
@@ -29,6 +30,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <map>
@@ -183,9 +185,11 @@ Geometry MakeGeometry(const ffi::AnyBuffer& src, const ffi::AnyBuffer& kernel, c
 
 memory Wrap(const memory::desc& desc, void* data) { return memory(desc, Engine(), data); }
 
+int64_t ElementBytes(memory::data_type type) { return type == memory::data_type::f32 ? 4 : 2; }
+
 // Bytes of one image (H * W * C elements) of NCHW-ordered logical dims.
 int64_t RowBytes(const memory::dims& dims, memory::data_type type) {
-  return dims[1] * dims[2] * dims[3] * (type == memory::data_type::f32 ? 4 : 2);
+  return dims[1] * dims[2] * dims[3] * ElementBytes(type);
 }
 
 // Runs the call with narrow_conv.h instead of oneDNN where that applies (float32, stride 1,
@@ -211,10 +215,83 @@ bool RunNarrow(Direction direction, const Geometry& g, void* src, void* kernel, 
   return true;
 }
 
+void RunRows(Direction direction, const Geometry& g, void* src, void* kernel, void* dst);
+
+// Sub-pixel input gradients of the image layers: 4x4 stride-2 convolutions with low padding
+// 1 and at most 4 input channels (the discriminator's first layer; the generator's last is
+// this gradient as a transposed convolution). oneDNN's backward-data kernel runs them at
+// about 1 GB/s (16 ms for the dcgan128 image layer at batch 32). Each phase (row parity a,
+// column parity b) of dx is a 2x2 correlation of dy, padded by one, with the taps w[a::2, b::2]
+// of the flipped kernel (jaxmed/nn/subpixel.py derives it), so one stride-1 convolution with
+// the four phases as 4 C output channels gives all of dx at the (H + 1) x (W + 1) window starts:
+// narrow_conv.h's kernel for one float32 channel, else oneDNN's. It runs one image at a time
+// into a buffer that stays in cache, and the phases are interleaved from there into dx.
+constexpr int64_t kSubpixelMaxChannels = 4;
+
+// Copies the window starts' phase pairs of one dx row: pixel pairs (2q - 1, 2q) of the row are
+// slot pair q (kPixelBytes per pixel, 0: pixel_bytes), cropped to columns [0, width).
+template <int kPixelBytes>
+void InterleaveRow(const char* pairs, int64_t pair_stride, int64_t starts, int64_t width, int64_t pixel_bytes,
+                   char* row) {
+  const int64_t bytes = kPixelBytes ? kPixelBytes : pixel_bytes;
+  std::memcpy(row, pairs + bytes, bytes);  // start 0: its first column is outside dx
+  int64_t q = 1;
+  for (; 2 * q < width; ++q) std::memcpy(row + (2 * q - 1) * bytes, pairs + q * pair_stride, 2 * bytes);
+  if (2 * q - 1 < width && q < starts) std::memcpy(row + (2 * q - 1) * bytes, pairs + q * pair_stride, bytes);
+}
+
+bool RunSubpixel(const Geometry& g, char* dx, const char* kernel, const char* dy) {
+  if (g.weights[2] != 4 || g.weights[3] != 4 || g.strides != memory::dims{2, 2} ||
+      g.padding_l != memory::dims{1, 1} || g.src[1] > kSubpixelMaxChannels) {
+    return false;
+  }
+  const int64_t channels = g.src[1], dy_channels = g.dst[1], starts_h = g.dst[2] + 1, starts_w = g.dst[3] + 1;
+  Geometry phases = g;
+  phases.src = {1, dy_channels, g.dst[2], g.dst[3]};
+  phases.weights = {4 * channels, dy_channels, 2, 2};
+  phases.dst = {1, 4 * channels, starts_h, starts_w};
+  phases.strides = {1, 1};
+  phases.padding_l = phases.padding_r = {1, 1};
+  phases.src_type = g.dst_type;
+  phases.dst_type = g.src_type;
+  // HWIO (2, 2, C_dy, a', b', C) from w's (4, 4, C, C_dy): tap (t, u) of the phase at slot
+  // (a', b') is w[2 - 2t + a', 2 - 2u + b'] (flipped; phase a sits at slot a' = 1 - a).
+  const int64_t weight_bytes = ElementBytes(g.weights_type);
+  std::vector<char> phase_kernel(16 * channels * dy_channels * weight_bytes);
+  for (int64_t t = 0; t < 2; ++t)
+    for (int64_t u = 0; u < 2; ++u)
+      for (int64_t o = 0; o < dy_channels; ++o)
+        for (int64_t a = 0; a < 2; ++a)
+          for (int64_t b = 0; b < 2; ++b)
+            for (int64_t c = 0; c < channels; ++c) {
+              const int64_t to = ((((t * 2 + u) * dy_channels + o) * 2 + a) * 2 + b) * channels + c;
+              const int64_t from = (((2 - 2 * t + a) * 4 + 2 - 2 * u + b) * channels + c) * dy_channels + o;
+              std::memcpy(phase_kernel.data() + to * weight_bytes, kernel + from * weight_bytes, weight_bytes);
+            }
+  const int64_t pixel_bytes = channels * ElementBytes(g.src_type), pair_stride = 4 * pixel_bytes;
+  const int64_t height = g.src[2], width = g.src[3];
+  std::vector<char> buffer(starts_h * starts_w * pair_stride);
+  const auto interleave = pixel_bytes == 4 ? InterleaveRow<4> : pixel_bytes == 2 ? InterleaveRow<2> : InterleaveRow<0>;
+  for (int64_t n = 0; n < g.src[0]; ++n) {
+    RunRows(Direction::kForward, phases, const_cast<char*>(dy) + n * RowBytes(g.dst, g.dst_type),
+            phase_kernel.data(), buffer.data());
+    for (int64_t i = 0; i < height; ++i) {  // dx row i is full row i + 1 = 2p + a': window starts p, slot a'
+      const int64_t p = (i + 1) / 2, a = (i + 1) % 2;
+      interleave(buffer.data() + (p * starts_w * 4 + 2 * a) * pixel_bytes, pair_stride, starts_w, width,
+                 pixel_bytes, dx + (n * height + i) * width * pixel_bytes);
+    }
+  }
+  return true;
+}
+
 // Runs `direction` on the g.src[0] rows the pointers start at. `kernel` is HWIO: the
 // user's kernel (read) for forward and backward data, this part's float32 gradient
 // (written) for backward weights.
 void RunRows(Direction direction, const Geometry& g, void* src, void* kernel, void* dst) {
+  if (direction == Direction::kBackwardData &&
+      RunSubpixel(g, static_cast<char*>(src), static_cast<const char*>(kernel), static_cast<const char*>(dst))) {
+    return;
+  }
   if (RunNarrow(direction, g, src, kernel, dst)) return;
   const Cached& cached = Lookup(g, direction);
   const auto kernel_type = direction == Direction::kBackwardWeights ? memory::data_type::f32 : g.weights_type;
@@ -371,10 +448,14 @@ ffi::Future RunWeights(ffi::ThreadPool& pool, const char* what, const Geometry& 
         for (size_t part = 1; part < partials->size(); ++part) {
           for (size_t i = 0; i < size; ++i) sum[i] += (*partials)[part][i];
         }
+        if (g.weights_type == memory::data_type::f32) {  // a copy: oneDNN's reorder took 50 us for 512 floats
+          std::copy(sum.begin(), sum.end(), static_cast<float*>(kernel));
+          return;
+        }
         dnnl::stream stream(Engine());
         memory sum_mem = Wrap(HWIO(g.weights, memory::data_type::f32), sum.data());
         memory user = Wrap(HWIO(g.weights, g.weights_type), kernel);
-        dnnl::reorder(sum_mem, user).execute(stream, sum_mem, user);  // a copy for float32, rounding for bfloat16
+        dnnl::reorder(sum_mem, user).execute(stream, sum_mem, user);  // rounds to bfloat16
         stream.wait();
       });
 }

@@ -2,8 +2,8 @@
 // backward-weights, in AVX-512: the sub-pixel form of a 1-channel image layer.
 //
 // Why: the generator's last up-sampling layer (32 -> 1 channel) runs as a 2x2
-// stride-1 convolution to 4 channels (one per output phase), and the
-// discriminator's input gradient is the same convolution. oneDNN's kernels are
+// stride-1 convolution to 4 channels (one per output phase; conv2d.cc's
+// RunSubpixel), and so does the discriminator's input gradient. oneDNN's kernels are
 // blocked over output channels in 16s, so with 4 they compute at 35-55 GFLOP/s,
 // a quarter of its rate on the other layers. Here the vectors run over input
 // channels instead (16 per register), the few output channels are unrolled, and
