@@ -373,6 +373,7 @@ struct OneOpenMpThread {
 void Complete(Call& call) {
   if (call.error.empty() && call.finish) {
     try {
+      OneOpenMpThread one_thread;  // else oneDNN here wakes an OpenMP team beside XLA's threads (50 us a reorder)
       call.finish();
     } catch (...) {
       call.error = CurrentError();
@@ -448,7 +449,7 @@ ffi::Future RunWeights(ffi::ThreadPool& pool, const char* what, const Geometry& 
         for (size_t part = 1; part < partials->size(); ++part) {
           for (size_t i = 0; i < size; ++i) sum[i] += (*partials)[part][i];
         }
-        if (g.weights_type == memory::data_type::f32) {  // a copy: oneDNN's reorder took 50 us for 512 floats
+        if (g.weights_type == memory::data_type::f32) {
           std::copy(sum.begin(), sum.end(), static_cast<float*>(kernel));
           return;
         }
