@@ -224,8 +224,9 @@ void RunRows(Direction direction, const Geometry& g, void* src, void* kernel, vo
 // column parity b) of dx is a 2x2 correlation of dy, padded by one, with the taps w[a::2, b::2]
 // of the flipped kernel (jaxmed/nn/subpixel.py derives it), so one stride-1 convolution with
 // the four phases as 4 C output channels gives all of dx at the (H + 1) x (W + 1) window starts:
-// narrow_conv.h's kernel for one float32 channel, else oneDNN's. It runs one image at a time
-// into a buffer that stays in cache, and the phases are interleaved from there into dx.
+// narrow_conv.h's kernel for one float32 channel, else oneDNN's. It runs over the whole part
+// into a buffer, and the phases are interleaved from there into dx (image by image it was no
+// faster alone and, in the dcgan128 step, slower in 3 of 5 pairs).
 constexpr int64_t kSubpixelMaxChannels = 4;
 
 // Copies the window starts' phase pairs of one dx row: pixel pairs (2q - 1, 2q) of the row are
@@ -270,15 +271,16 @@ bool RunSubpixel(const Geometry& g, char* dx, const char* kernel, const char* dy
             }
   const int64_t pixel_bytes = channels * ElementBytes(g.src_type), pair_stride = 4 * pixel_bytes;
   const int64_t height = g.src[2], width = g.src[3];
-  std::vector<char> buffer(starts_h * starts_w * pair_stride);
+  const int64_t images = g.src[0], image_bytes = starts_h * starts_w * pair_stride;
+  std::vector<char> buffer(images * image_bytes);
+  phases.src[0] = phases.dst[0] = images;
+  RunRows(Direction::kForward, phases, const_cast<char*>(dy), phase_kernel.data(), buffer.data());
   const auto interleave = pixel_bytes == 4 ? InterleaveRow<4> : pixel_bytes == 2 ? InterleaveRow<2> : InterleaveRow<0>;
-  for (int64_t n = 0; n < g.src[0]; ++n) {
-    RunRows(Direction::kForward, phases, const_cast<char*>(dy) + n * RowBytes(g.dst, g.dst_type),
-            phase_kernel.data(), buffer.data());
+  for (int64_t n = 0; n < images; ++n) {
     for (int64_t i = 0; i < height; ++i) {  // dx row i is full row i + 1 = 2p + a': window starts p, slot a'
       const int64_t p = (i + 1) / 2, a = (i + 1) % 2;
-      interleave(buffer.data() + (p * starts_w * 4 + 2 * a) * pixel_bytes, pair_stride, starts_w, width,
-                 pixel_bytes, dx + (n * height + i) * width * pixel_bytes);
+      interleave(buffer.data() + n * image_bytes + (p * starts_w * 4 + 2 * a) * pixel_bytes, pair_stride, starts_w,
+                 width, pixel_bytes, dx + (n * height + i) * width * pixel_bytes);
     }
   }
   return true;
