@@ -225,8 +225,8 @@ void RunRows(Direction direction, const Geometry& g, void* src, void* kernel, vo
 // of the flipped kernel (jaxmed/nn/subpixel.py derives it), so one stride-1 convolution with
 // the four phases as 4 C output channels gives all of dx at the (H + 1) x (W + 1) window starts:
 // narrow_conv.h's kernel for one float32 channel, else oneDNN's. It runs over the whole part
-// into a buffer, and the phases are interleaved from there into dx (image by image it was no
-// faster alone and, in the dcgan128 step, slower in 3 of 5 pairs).
+// into a buffer, and the phases are interleaved from there into dx (image by image, with the
+// buffer in cache, was slower alone, 1.13-1.17 against 1.04 ms at batch 32, and no faster in the step).
 constexpr int64_t kSubpixelMaxChannels = 4;
 
 // Copies the window starts' phase pairs of one dx row: pixel pairs (2q - 1, 2q) of the row are
@@ -246,11 +246,12 @@ bool RunSubpixel(const Geometry& g, char* dx, const char* kernel, const char* dy
       g.padding_l != memory::dims{1, 1} || g.src[1] > kSubpixelMaxChannels) {
     return false;
   }
-  const int64_t channels = g.src[1], dy_channels = g.dst[1], starts_h = g.dst[2] + 1, starts_w = g.dst[3] + 1;
+  const int64_t images = g.src[0], channels = g.src[1], dy_channels = g.dst[1];
+  const int64_t starts_h = g.dst[2] + 1, starts_w = g.dst[3] + 1;
   Geometry phases = g;
-  phases.src = {1, dy_channels, g.dst[2], g.dst[3]};
+  phases.src = {images, dy_channels, g.dst[2], g.dst[3]};
   phases.weights = {4 * channels, dy_channels, 2, 2};
-  phases.dst = {1, 4 * channels, starts_h, starts_w};
+  phases.dst = {images, 4 * channels, starts_h, starts_w};
   phases.strides = {1, 1};
   phases.padding_l = phases.padding_r = {1, 1};
   phases.src_type = g.dst_type;
@@ -271,9 +272,8 @@ bool RunSubpixel(const Geometry& g, char* dx, const char* kernel, const char* dy
             }
   const int64_t pixel_bytes = channels * ElementBytes(g.src_type), pair_stride = 4 * pixel_bytes;
   const int64_t height = g.src[2], width = g.src[3];
-  const int64_t images = g.src[0], image_bytes = starts_h * starts_w * pair_stride;
+  const int64_t image_bytes = starts_h * starts_w * pair_stride;
   std::vector<char> buffer(images * image_bytes);
-  phases.src[0] = phases.dst[0] = images;
   RunRows(Direction::kForward, phases, const_cast<char*>(dy), phase_kernel.data(), buffer.data());
   const auto interleave = pixel_bytes == 4 ? InterleaveRow<4> : pixel_bytes == 2 ? InterleaveRow<2> : InterleaveRow<0>;
   for (int64_t n = 0; n < images; ++n) {
