@@ -451,7 +451,7 @@ ffi::Future RunWeights(ffi::ThreadPool& pool, const char* what, const Geometry& 
         for (size_t part = 1; part < partials->size(); ++part) {
           for (size_t i = 0; i < size; ++i) sum[i] += (*partials)[part][i];
         }
-        if (g.weights_type == memory::data_type::f32) {
+        if (g.weights_type == memory::data_type::f32) {  // 44 us for 2 MB, oneDNN's reorder 84 us
           std::copy(sum.begin(), sum.end(), static_cast<float*>(kernel));
           return;
         }
