@@ -2,17 +2,19 @@
 
     jaxmed train gan --data SPEC --workdir DIR [--steps N] [--batch-size N]
                      [--image-size N] [--seed N] [--set key=value ...]
+    jaxmed train vae --data SPEC --workdir DIR [--steps N] [--batch-size N]
+                     [--image-size N] [--seed N] [--set key=value ...]
     jaxmed train classifier --data SPEC --workdir DIR [--epochs N] [--batch-size N]
                      [--image-size N] [--seed N] [--set key=value ...]
-    (both also take --coordinator HOST:PORT --num-processes N --process-id I for multi-host runs)
+    (all three also take --coordinator HOST:PORT --num-processes N --process-id I for multi-host runs)
     jaxmed sample --workdir DIR --n N --out DIR [--seed N] [--format png|npz|dcm]
     jaxmed study augmentation --data SPEC --workdir DIR [--seeds N] [--set key=value ...]
     jaxmed data inspect SPEC [--json [FILE]] [--montage FILE] [--image-size N] [--skip-bad]
                      [--set data.KEY=VALUE ...]
     (train, study and data inspect take --skip-bad: skip unreadable files, listing each)
-    jaxmed bench conv-pool [--models dcgan,seed_cnn,resnet18] [--batch-sizes 1,32,128]
+    jaxmed bench conv-pool [--models dcgan,vae,seed_cnn,resnet18] [--batch-sizes 1,32,128]
                      [--dtypes float32,bfloat16] [--plot FILE] [--json [FILE]]
-    jaxmed bench train-step --model dcgan128|dcgan64|seed_cnn|resnet18 --batch-size N [--steps N]
+    jaxmed bench train-step --model dcgan128|dcgan64|vae128|seed_cnn|resnet18 --batch-size N [--steps N]
                      [--precision fp32[,bf16]] [--conv-backend auto|xla|onednn[,...]] [--devices N[,N...]]
                      [--json [FILE]]
 
@@ -76,11 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Train a DCGAN; run again on the same workdir to resume. "
                                              "--steps is the total number of steps.")
     gan.add_argument("--steps", type=_positive_int, help="total train steps")
+    vae = train_kinds.add_parser("vae", help="train a convolutional VAE",
+                                 description="Train a VAE (the DCGAN's layers as encoder and decoder, negative ELBO "
+                                             "loss); run again on the same workdir to resume. --steps is the total "
+                                             "number of steps.")
+    vae.add_argument("--steps", type=_positive_int, help="total train steps")
     classifier = train_kinds.add_parser(
         "classifier", help="train a CNN classifier and evaluate it on a held-out test split",
         description="Train seed_cnn or resnet18 (--set model=...); writes eval.json and plots; run again to resume.")
     classifier.add_argument("--epochs", type=_positive_int, help="maximum number of epochs")
-    for run_parser in (gan, classifier):
+    for run_parser in (gan, vae, classifier):
         run_parser.add_argument("--data", help="data spec: phantom:brain, phantom:lung or a folder")
         run_parser.add_argument("--workdir", required=True, help="run directory (checkpoints, plots, metrics.jsonl)")
         run_parser.add_argument("--batch-size", type=_positive_int, help="global batch size")
@@ -89,8 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common_run_flags(run_parser)
         _add_distributed_flags(run_parser)
 
-    sample = commands.add_parser("sample", help="write images from a trained generator (EMA weights)")
-    sample.add_argument("--workdir", required=True, help="a GAN run directory")
+    sample = commands.add_parser("sample", help="write images from a trained GAN (EMA generator) or VAE (decoder)")
+    sample.add_argument("--workdir", required=True, help="a GAN or VAE run directory")
     sample.add_argument("--n", type=_positive_int, required=True, help="number of images")
     sample.add_argument("--out", required=True, help="output folder")
     sample.add_argument("--seed", type=_non_negative_int, default=0, help="noise seed (default 0)")
@@ -183,15 +190,17 @@ def _train(args: argparse.Namespace) -> None:
         distributed.initialize(settings)
 
     from jaxmed.train.classifier_loop import train_classifier
-    from jaxmed.train.config import ClassifierConfig, GanConfig
+    from jaxmed.train.config import ClassifierConfig, GanConfig, VaeConfig
     from jaxmed.train.gan_loop import train_gan
+    from jaxmed.train.vae_loop import train_vae
     from jaxmed.train.workdir import Workdir, resolve_config
 
     workdir = Workdir(Path(args.workdir))
     progress = not args.no_progress
-    if args.kind == "gan":
-        config = resolve_config(GanConfig, workdir, _overrides(args, {**RUN_FLAGS, "steps": "steps"}))
-        state = train_gan(config, workdir.root, progress=progress)
+    if args.kind in ("gan", "vae"):
+        config_type, train = (GanConfig, train_gan) if args.kind == "gan" else (VaeConfig, train_vae)
+        config = resolve_config(config_type, workdir, _overrides(args, {**RUN_FLAGS, "steps": "steps"}))
+        state = train(config, workdir.root, progress=progress)
         done = f"trained to step {int(state.step)}"
     else:
         config = resolve_config(ClassifierConfig, workdir, _overrides(args, {**RUN_FLAGS, "epochs": "epochs"}))
@@ -214,7 +223,7 @@ def _study(args: argparse.Namespace) -> None:
 
 def _sample(args: argparse.Namespace) -> None:
     from jaxmed.export import write_images
-    from jaxmed.train.gan_sampling import sample_from_workdir
+    from jaxmed.train.sampling import sample_from_workdir
 
     images, step = sample_from_workdir(args.workdir, args.n, seed=args.seed)
     paths = write_images(images, args.out, args.format, source=f"{args.workdir} step {step} seed {args.seed}")
@@ -271,8 +280,9 @@ def _add_bench_parsers(commands) -> None:
                     "(forward, input gradient, weight gradient) against a float32 matmul and a memory-copy "
                     "ceiling measured in the same run. The full sweep: --batch-sizes 1,32,128 "
                     "--dtypes float32,bfloat16 (long on a CPU).")
-    conv_pool.add_argument("--models", type=_comma_list(str, "model names"), default=["dcgan", "seed_cnn", "resnet18"],
-                           help="of dcgan, seed_cnn, resnet18 (default all three)")
+    conv_pool.add_argument("--models", type=_comma_list(str, "model names"), default=None,
+                           help="of dcgan, vae, seed_cnn, resnet18 (default all four; shapes the VAE shares with "
+                                "the DCGAN are timed once)")
     conv_pool.add_argument("--batch-sizes", type=_comma_list(_positive_int, "positive integers"), default=[32],
                            help="default 32")
     conv_pool.add_argument("--dtypes", type=_comma_list(str, "dtypes"), default=["float32"],
@@ -292,7 +302,7 @@ def _add_bench_parsers(commands) -> None:
         description="Times a model's full jitted train step on random data. --devices, --precision and "
                     "--conv-backend take lists (a sweep: each combination in its own process); more devices "
                     "than visible run on forced CPU devices in a child process.")
-    train_step.add_argument("--model", required=True, choices=("dcgan128", "dcgan64", "seed_cnn", "resnet18"))
+    train_step.add_argument("--model", required=True, choices=("dcgan128", "dcgan64", "vae128", "seed_cnn", "resnet18"))
     train_step.add_argument("--batch-size", type=_positive_int, required=True, help="global batch size")
     train_step.add_argument("--steps", type=_positive_int, default=20, help="timed steps (default 20)")
     train_step.add_argument("--warmup", type=_non_negative_int, default=3, help="untimed steps after the first")
@@ -310,10 +320,10 @@ def _bench(args: argparse.Namespace) -> None:
     from jaxmed.bench.output import emit
 
     if args.kind == "conv-pool":
-        from jaxmed.bench.conv_pool import run_conv_pool, format_table
+        from jaxmed.bench.conv_pool import DEFAULT_MODELS, format_table, run_conv_pool
         from jaxmed.bench.plot import plot_roofline_fractions
 
-        report = run_conv_pool(args.models, args.batch_sizes, args.dtypes, image_size=args.image_size,
+        report = run_conv_pool(args.models or DEFAULT_MODELS, args.batch_sizes, args.dtypes, image_size=args.image_size,
                                reference=not args.no_reference, kinds=args.kinds, warmup=args.warmup,
                                repeats=args.repeats, progress=lambda line: print(line, file=sys.stderr))
         emit(report, format_table(report), args.json)

@@ -14,7 +14,15 @@ every form below except hinge. The generator has three choices:
 - "hinge":           D minimises E[relu(1 - D_real)] + E[relu(1 + D_fake)], G minimises
                      -E[D_fake] on raw logits (Lim & Ye 2017; StudioGAN's default for BigGAN).
 
-All functions take float32 logits of shape (B,) and return scalar means.
+All GAN functions take float32 logits of shape (B,) and return scalar means.
+
+The VAE's loss (`vae_loss`) is the negative evidence lower bound, per image
+
+    -ELBO = E_q[-log p(x|z)] + KL(q(z|x) || N(0, I))
+
+with a Gaussian decoder of fixed variance 1/2, whose negative log-likelihood is the sum
+of squared pixel errors (up to a constant), estimated with one sample of z; the KL term
+is exact. `kl_weight` multiplies the KL term (beta-VAE; 1 is the ELBO).
 """
 
 from __future__ import annotations
@@ -67,3 +75,26 @@ def generator_loss(fake_logits_B: jax.Array, kind: str = "non_saturating") -> ja
         # log(1 - sigmoid(l)) = -softplus(l), computed stably.
         return -jnp.mean(jax.nn.softplus(fake_logits_B))
     return jnp.mean(optax.sigmoid_binary_cross_entropy(fake_logits_B, jnp.ones_like(fake_logits_B)))
+
+
+def gaussian_kl(mean_BxZ: jax.Array, log_var_BxZ: jax.Array) -> jax.Array:
+    """KL(N(mean, exp(log_var)) || N(0, I)) per row, summed over the latent dimensions: shape (B,)."""
+    return 0.5 * jnp.sum(jnp.square(mean_BxZ) + jnp.exp(log_var_BxZ) - 1.0 - log_var_BxZ, axis=-1)
+
+
+def vae_loss(images: jax.Array, reconstructions: jax.Array, mean_BxZ: jax.Array, log_var_BxZ: jax.Array,
+             kl_weight: float | jax.Array = 1.0) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """The negative ELBO (see the module docstring), averaged over the batch.
+
+    Args:
+      images, reconstructions: (B, H, W, C) in [-1, 1].
+      mean_BxZ, log_var_BxZ: the encoder's posterior moments.
+      kl_weight: weight of the KL term (1: the ELBO; a schedule may pass a traced value).
+
+    Returns:
+      (loss, (reconstruction, kl)): float32 scalars; loss = reconstruction + kl_weight * kl.
+    """
+    errors = jnp.square(images.astype(jnp.float32) - reconstructions.astype(jnp.float32))
+    reconstruction = jnp.mean(jnp.sum(errors.reshape(errors.shape[0], -1), axis=-1))
+    kl = jnp.mean(gaussian_kl(mean_BxZ, log_var_BxZ))
+    return reconstruction + kl_weight * kl, (reconstruction, kl)

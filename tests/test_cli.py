@@ -81,6 +81,20 @@ def test_train_resume_and_deterministic_sampling(tmp_path, capsys):
         assert "SYNTHETIC" in str(archive["synthetic"])
 
 
+def test_train_vae_then_sample_dicom(tmp_path, capsys):
+    workdir = str(tmp_path / "vae")
+    assert main(["train", "vae", "--data", "phantom:brain", "--workdir", workdir, "--steps", "2", *TINY]) == 0
+    assert "trained to step 2" in capsys.readouterr().err
+    assert (tmp_path / "vae" / "plots" / "reconstructions.png").is_file()
+    # The GAN command refuses a VAE workdir rather than reading its config as a GAN's.
+    status, err = run(capsys, "train", "gan", "--workdir", workdir, "--steps", "3", "--no-progress")
+    assert status == 2 and one_line_error(err) and "holds a 'vae' run, not a dcgan one" in err
+    assert main(["sample", "--workdir", workdir, "--n", "2", "--out", str(tmp_path / "dcm"), "--format", "dcm"]) == 0
+    written = sorted((tmp_path / "dcm").iterdir())
+    assert len(written) == 2 and all(path.suffix == ".dcm" for path in written)
+    assert "checkpoint step 2" in capsys.readouterr().err
+
+
 def image_folder_with_a_bad_file(root, n=8):
     """Classes a/ and b/ of n distinct 32x32 PNGs each, plus a truncated PNG in a/."""
     rng = np.random.default_rng(0)

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from jaxmed.errors import UsageError
 from jaxmed.studies.augmentation import arm_names, paired_interval, run_study, StudyConfig
 
 
@@ -40,7 +41,7 @@ def test_gan_and_classifiers_never_see_test_images(tmp_path, monkeypatch):
         seen["gan"].append(images)
         return None
 
-    def fake_sample_images(definition, state, z, batch_size):
+    def fake_sample_images(generate, state, z, batch_size):
         return np.full((len(z), 32, 32, 1), 0.5, np.float32)
 
     def fake_train_classifier(config, workdir, data, progress=True):
@@ -68,3 +69,13 @@ def test_gan_and_classifiers_never_see_test_images(tmp_path, monkeypatch):
     extra = [len(data.train[1]) - len(first.train[1]) for _, data in seen["arms"]]
     k = config.minority_train_count  # synthetic images per arm: ratio x real minority images
     assert extra == [0, 0, k, 2 * k, k, 2 * k]
+
+
+def test_a_vae_can_be_the_generator(tmp_path):
+    config = StudyConfig.tiny(seeds=1, generator="vae")
+    summary = run_study(config, tmp_path, progress=False)
+    assert (tmp_path / "seed_0" / "vae" / "plots" / "reconstructions.png").is_file()
+    assert not (tmp_path / "seed_0" / "gan").exists()
+    assert set(summary["per_seed"]) == set(arm_names(config))
+    with pytest.raises(UsageError, match="generator must be one of gan, vae"):
+        StudyConfig.tiny(generator="diffusion")

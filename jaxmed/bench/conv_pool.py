@@ -34,14 +34,14 @@ from jax import lax
 from jaxmed.bench import host, roofline
 from jaxmed.bench.environment import environment_record
 from jaxmed.bench.layers import (AVG_POOL, CONV, CONV_KINDS, MAX_POOL, MODELS, POOL_KINDS, UPSAMPLE_CONV, LayerShape,
-                                 model_layers)
+                                 merge_across_models, model_layers)
 from jaxmed.bench.timing import time_jitted
 from jaxmed.errors import UsageError
 from jaxmed.nn import max_pool, onednn, upsample_conv
 
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 DTYPES = ("float32", "bfloat16")
-DEFAULT_MODELS = ("dcgan", "seed_cnn", "resnet18")
+DEFAULT_MODELS = ("dcgan", "vae", "seed_cnn", "resnet18")
 # What each of jaxmed's own formulations replaces, timed beside it with reference=True.
 REFERENCE_IMPLS = ("lax.conv_transpose", "nnx.max_pool")
 REFERENCE_IMPL = REFERENCE_IMPLS[0]
@@ -182,7 +182,8 @@ def run_conv_pool(models: Sequence[str] = DEFAULT_MODELS, batch_sizes: Sequence[
     """Times every layer shape of `models` at each batch size and dtype; returns the JSON-able report.
 
     Args:
-      models: of "dcgan", "seed_cnn", "resnet18".
+      models: of "dcgan", "vae", "seed_cnn", "resnet18". A shape two models share is timed once, under
+        the first, and its row names the other's layers too (`layers.merge_across_models`).
       batch_sizes: batch sizes to time.
       dtypes: of "float32", "bfloat16" (inputs and weights in that dtype).
       image_size: image side of every model (the DCGAN reference and the classifiers: 128).
@@ -206,8 +207,9 @@ def run_conv_pool(models: Sequence[str] = DEFAULT_MODELS, batch_sizes: Sequence[
         for value in values:
             if value not in allowed:
                 raise UsageError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-    layers = [layer for model in models for layer in model_layers(model, image_size, resnet_width=resnet_width)
-              if kinds is None or layer.shape.kind in kinds]
+    layers = merge_across_models([layer for model in models
+                                  for layer in model_layers(model, image_size, resnet_width=resnet_width)
+                                  if kinds is None or layer.shape.kind in kinds])
     start = time.perf_counter()
     load_before = host.load_average()
     ceiling_sizes = {"repeats": repeats, "matmul_size": matmul_size, "copy_megabytes": copy_megabytes}

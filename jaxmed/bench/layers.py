@@ -36,12 +36,13 @@ from jax import lax
 
 from jaxmed.models.classifier import build_classifier
 from jaxmed.models.dcgan import Discriminator, Generator
+from jaxmed.models.vae import VAE
 from jaxmed.nn import MaxPool, UpsampleConv
 
 CONV, UPSAMPLE_CONV, MAX_POOL, AVG_POOL = "conv", "upsample_conv", "max_pool", "avg_pool"
 CONV_KINDS = (CONV, UPSAMPLE_CONV)
 POOL_KINDS = (MAX_POOL, AVG_POOL)
-MODELS = ("dcgan", "seed_cnn", "resnet18")
+MODELS = ("dcgan", "vae", "seed_cnn", "resnet18")
 _POOL_PRIMITIVES = {"reduce_window_max": MAX_POOL, "reduce_window_sum": AVG_POOL}
 
 Pair = tuple[int, int]
@@ -253,9 +254,26 @@ def group_distinct(model: str, named_shapes: list[tuple[str, LayerShape]]) -> li
     return [ModelLayer(model, tuple(layer_names), shape) for shape, layer_names in names.items()]
 
 
+def merge_across_models(layers: list[ModelLayer]) -> list[ModelLayer]:
+    """One `ModelLayer` per distinct shape over several models: later models' layers join the first's names.
+
+    A joined name carries its model, e.g. "vae128:decoder/up_blocks/0" (the VAE is built
+    from the DCGAN's layers, so a benchmark need not time its shapes twice).
+    """
+    merged: dict[LayerShape, ModelLayer] = {}
+    for layer in layers:
+        first = merged.get(layer.shape)
+        if first is None:
+            merged[layer.shape] = layer
+        else:
+            joined = first.names + tuple(f"{layer.model}:{name}" for name in layer.names)
+            merged[layer.shape] = dataclasses.replace(first, names=joined)
+    return list(merged.values())
+
+
 def model_label(model: str, image_size: int) -> str:
-    """"dcgan128" for the DCGAN (its size is part of its name), else e.g. "seed_cnn"."""
-    return f"dcgan{image_size}" if model == "dcgan" else model
+    """"dcgan128" and "vae128" for the DCGAN and the VAE (their size is part of their name), else e.g. "seed_cnn"."""
+    return f"{model}{image_size}" if model in ("dcgan", "vae") else model
 
 
 def model_layers(model: str, image_size: int = 128, *, channels: int = 1, latent_dim: int = 100,
@@ -263,10 +281,10 @@ def model_layers(model: str, image_size: int = 128, *, channels: int = 1, latent
     """The distinct convolution, up-sampling and pooling shapes of a model.
 
     Args:
-      model: "dcgan" (generator and discriminator), "seed_cnn" or "resnet18".
+      model: "dcgan" (generator and discriminator), "vae" (encoder and decoder), "seed_cnn" or "resnet18".
       image_size: image side (the DCGAN reference is 128).
       channels: image channels.
-      latent_dim: DCGAN noise length.
+      latent_dim: DCGAN noise length (and the VAE's latent size).
       resnet_width: ResNet-18 base width (64 in the reference).
 
     Raises:
@@ -278,6 +296,10 @@ def model_layers(model: str, image_size: int = 128, *, channels: int = 1, latent
         discriminator = nnx.eval_shape(lambda: Discriminator(image_size, channels, rngs=nnx.Rngs(0)))
         named = (trace_layers(generator, (1, latent_dim), label, "generator/")
                  + trace_layers(discriminator, (1, image_size, image_size, channels), label, "discriminator/"))
+    elif model == "vae":
+        vae = nnx.eval_shape(lambda: VAE(image_size, channels, latent_dim, rngs=nnx.Rngs(0)))
+        named = (trace_layers(vae.encoder, (1, image_size, image_size, channels), label, "encoder/")
+                 + trace_layers(vae.decoder, (1, latent_dim), label, "decoder/"))
     elif model in ("seed_cnn", "resnet18"):
         classifier = nnx.eval_shape(lambda: build_classifier(model, image_size, channels, width=resnet_width,
                                                              rngs=nnx.Rngs(0)))

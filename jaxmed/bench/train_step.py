@@ -1,6 +1,7 @@
 """Throughput of a model's full jitted train step: images/s, step time, compile time, peak memory.
 
 The step is the library's own (`jaxmed.train.gan_steps.make_gan_train_step`,
+`jaxmed.train.vae_steps.make_vae_train_step`,
 `jaxmed.train.classifier_steps.make_classifier_train_step`), built from the public
 definitions and placed on a `data` mesh of `devices` devices (`jaxmed.train.sharding`)
 exactly as training does: state replicated, batch split by rows. One batch of random
@@ -34,19 +35,23 @@ from jaxmed.bench.stats import step_fields, summarize_ms, time_samples
 from jaxmed.errors import UsageError
 from jaxmed.train import sharding
 from jaxmed.train.classifier_steps import classifier_definition, init_classifier_state, make_classifier_train_step
-from jaxmed.train.config import ClassifierConfig, GanConfig, model_conv_backend
+from jaxmed.train.config import ClassifierConfig, GanConfig, VaeConfig, model_conv_backend
 from jaxmed.train.gan_state import gan_definition, init_gan_state
 from jaxmed.train.gan_steps import make_gan_train_step
+from jaxmed.train.vae_state import init_vae_state, vae_definition
+from jaxmed.train.vae_steps import make_vae_train_step
 
-# Model name -> (family, default image size). "dcgan128" is DESIGN.md's reference network.
-MODELS = {"dcgan128": ("gan", 128), "dcgan64": ("gan", 64), "seed_cnn": ("classifier", 128),
+# Model name -> (family, default image size). "dcgan128" is DESIGN.md's reference network;
+# "vae128" is the VAE built from its layers (`jaxmed.models.vae`).
+MODELS = {"dcgan128": ("gan", 128), "dcgan64": ("gan", 64), "vae128": ("vae", 128), "seed_cnn": ("classifier", 128),
           "resnet18": ("classifier", 128)}
+GENERATIVE_CONFIGS = {"gan": GanConfig, "vae": VaeConfig}
 PRECISIONS = ("fp32", "bf16")
 NUM_CLASSES = 2
 
 
 def benchmark_config(model: str, batch_size: int, precision: str = "fp32", image_size: int | None = None,
-                     conv_backend: str = "auto") -> GanConfig | ClassifierConfig:
+                     conv_backend: str = "auto") -> GanConfig | VaeConfig | ClassifierConfig:
     """The run config a benchmark model name stands for.
 
     Args:
@@ -62,11 +67,11 @@ def benchmark_config(model: str, batch_size: int, precision: str = "fp32", image
     if model not in MODELS:
         raise UsageError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     family, default_size = MODELS[model]
-    if family == "gan":
+    if family in GENERATIVE_CONFIGS:
         if image_size not in (None, default_size):
             raise UsageError(f"{model} is {default_size} px by definition; --image-size applies to classifiers")
-        return GanConfig(image_size=default_size, batch_size=batch_size, precision=precision,
-                         conv_backend=conv_backend)
+        return GENERATIVE_CONFIGS[family](image_size=default_size, batch_size=batch_size, precision=precision,
+                                          conv_backend=conv_backend)
     return ClassifierConfig(model=model, image_size=image_size or default_size, batch_size=batch_size,
                             precision=precision, conv_backend=conv_backend)
 
@@ -82,7 +87,7 @@ def _parameter_count(params) -> int:
     return int(sum(leaf.size for leaf in jax.tree.leaves(params)))
 
 
-def _build(config: GanConfig | ClassifierConfig, mesh, total_steps: int):
+def _build(config: GanConfig | VaeConfig | ClassifierConfig, mesh, total_steps: int):
     """(jitted step, initial state, the step's other arguments, parameter counts) on `mesh`."""
     key = jax.random.key(config.seed)
     replicated, rows = sharding.replicated(mesh), sharding.batch_sharding(mesh)
@@ -99,6 +104,13 @@ def _build(config: GanConfig | ClassifierConfig, mesh, total_steps: int):
         arguments = (jax.device_put(images, rows),)
         parameters = {"generator": _parameter_count(state.generator_params),
                       "discriminator": _parameter_count(state.discriminator_params)}
+    elif isinstance(config, VaeConfig):
+        definition = vae_definition(config)
+        state = jax.jit(lambda k: init_vae_state(config, definition, k), out_shardings=replicated)(key)
+        step = _make_step(make_vae_train_step, definition, mesh)
+        arguments = (jax.device_put(images, rows),)
+        parameters = {"encoder": _parameter_count(state.params["encoder"]),
+                      "decoder": _parameter_count(state.params["decoder"])}
     else:
         definition = classifier_definition(config, NUM_CLASSES, total_steps)
         state = jax.jit(lambda k: init_classifier_state(config, definition, k), out_shardings=replicated)(key)
@@ -119,7 +131,7 @@ def _device_peak_mb(devices) -> float | None:
 
 def benchmark_train_step(model: str, batch_size: int, *, steps: int = 20, warmup: int = 3, precision: str = "fp32",
                          devices: int = 1, image_size: int | None = None, conv_backend: str = "auto",
-                         config: GanConfig | ClassifierConfig | None = None) -> dict:
+                         config: GanConfig | VaeConfig | ClassifierConfig | None = None) -> dict:
     """Times `steps` train steps of `model`; returns the JSON-able result.
 
     Args:

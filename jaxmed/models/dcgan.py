@@ -102,18 +102,14 @@ class Generator(nnx.Module):
         return jnp.tanh(self.to_image(x).astype(jnp.float32))
 
 
-class Discriminator(nnx.Module):
-    """Maps images in [-1, 1] to one real-versus-fake logit each.
+class DownsamplingStack(nnx.Module):
+    """The discriminator's convolutions: images -> flattened 8x8 bottleneck features.
 
-    Args:
-      image_size: input height and width (32, 64, 128 or 256).
-      channels: input channels.
-      base_features: channels of the last stage (256 in the reference).
-      dtype: computation dtype (None: float32); parameters stay float32 (and, on
-        oneDNN, convolution outputs and normalisation: see the module docstring).
-      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`); "auto" assumes
-        one device, so code that shards the model passes the resolved value, as training does.
-      rngs: parameter initialisation keys.
+    [Conv 4x4/2 -> (BN, not after the first) -> LeakyReLU(0.2)] per stage, channels
+    doubling up to `base_features`. The discriminator and the VAE's encoder
+    (`jaxmed.models.vae.Encoder`) add their own dense head on top.
+
+    Args: as `Discriminator`.
     """
 
     def __init__(self, image_size: int = 128, channels: int = 1, *, base_features: int = 256, dtype=None,
@@ -131,12 +127,35 @@ class Discriminator(nnx.Module):
         ])
         # No normalisation after the first convolution (DCGAN: BN on the input layer destabilises training).
         self.down_norms = nnx.List([_batch_norm(f, norm_dtype, backend, rngs) for f in features[2:]])
-        self.classify = nnx.Linear(BOTTLENECK_SIZE * BOTTLENECK_SIZE * base_features, 1, kernel_init=WEIGHT_INIT,
-                                   dtype=dtype, rngs=rngs)
+        self.flat_features = BOTTLENECK_SIZE * BOTTLENECK_SIZE * base_features
 
-    def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
+    def features(self, x_BxHxWxC: jax.Array) -> jax.Array:
+        """(B, 8*8*base_features) features of images in [-1, 1]."""
         x = nnx.leaky_relu(self.down_blocks[0](x_BxHxWxC), LEAKY_SLOPE)
         for conv, norm in zip(self.down_blocks[1:], self.down_norms):
             x = nnx.leaky_relu(norm(conv(x)), LEAKY_SLOPE)
-        logits_Bx1 = self.classify(x.reshape(x.shape[0], -1))
-        return logits_Bx1[:, 0].astype(jnp.float32)
+        return x.reshape(x.shape[0], -1)
+
+
+class Discriminator(DownsamplingStack):
+    """Maps images in [-1, 1] to one real-versus-fake logit each.
+
+    Args:
+      image_size: input height and width (32, 64, 128 or 256).
+      channels: input channels.
+      base_features: channels of the last stage (256 in the reference).
+      dtype: computation dtype (None: float32); parameters stay float32 (and, on
+        oneDNN, convolution outputs and normalisation: see the module docstring).
+      conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`); "auto" assumes
+        one device, so code that shards the model passes the resolved value, as training does.
+      rngs: parameter initialisation keys.
+    """
+
+    def __init__(self, image_size: int = 128, channels: int = 1, *, base_features: int = 256, dtype=None,
+                 conv_backend: ConvBackend = "auto", rngs: nnx.Rngs):
+        super().__init__(image_size, channels, base_features=base_features, dtype=dtype, conv_backend=conv_backend,
+                         rngs=rngs)
+        self.classify = nnx.Linear(self.flat_features, 1, kernel_init=WEIGHT_INIT, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
+        return self.classify(self.features(x_BxHxWxC))[:, 0].astype(jnp.float32)

@@ -1,11 +1,12 @@
-"""The augmentation study: do GAN-synthesized images actually help a classifier?
+"""The augmentation study: do GAN- (or VAE-) synthesized images actually help a classifier?
 
 For each seed, on one real data set:
 
 1. split it (stratified, leak-free, by the seed) into train / val / test;
 2. simulate scarcity: keep only `minority_train_count` real images of the minority
    class in the training split (validation and test stay untouched);
-3. train a GAN on the minority images of the training split only;
+3. train a GAN (or, with `generator="vae"`, a VAE) on the minority images of the
+   training split only;
 4. train the same classifier on each arm:
        real                      the real training split
        augment                   real + classic augmentation (flips, small rotations and scaling, noise)
@@ -18,7 +19,7 @@ reviewer would ask for): per-seed paired differences, their mean, and a Student-
 95% confidence interval over seeds. An arm "helped" or "hurt" a metric only when
 that interval excludes zero; otherwise it made no measurable difference.
 
-Every GAN and classifier run lives in its own workdir under W/seed_S/, so an
+Every generator and classifier run lives in its own workdir under W/seed_S/, so an
 interrupted study resumes where it stopped.
 """
 
@@ -41,14 +42,16 @@ from jaxmed.errors import UsageError
 from jaxmed.train import config as config_lib
 from jaxmed.train.classifier_loop import SplitData, split_dataset, train_classifier
 from jaxmed.train.config import (CheckpointConfig, ClassifierConfig, DataConfig, EarlyStoppingConfig, EvalConfig,
-                                 GanConfig, LogConfig, SampleConfig)
-from jaxmed.train.gan_loop import sample_images, train_gan
-from jaxmed.train.gan_state import gan_definition
+                                 GanConfig, LogConfig, SampleConfig, VaeConfig)
+from jaxmed.train.gan_loop import gan_model, train_gan
+from jaxmed.train.generative_loop import sample_images
+from jaxmed.train.vae_loop import train_vae, vae_model
 from jaxmed.train.workdir import record_skipped
 
 BASELINE = "augment"
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
 SYNTHETIC_SEED_OFFSET = 7_000_003
+GENERATORS = ("gan", "vae")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,13 +60,15 @@ class StudyConfig:
 
     Attributes:
       data: the real data (phantom options apply to phantom specs).
-      image_size: side of the images for both the GAN and the classifier.
+      image_size: side of the images for both the generator and the classifier.
       seeds: number of repetitions (seed 0, 1, ...); each re-splits, re-trains and re-samples.
-      minority_class: the class the GAN synthesizes (e.g. "tumor").
+      minority_class: the class the generator synthesizes (e.g. "tumor").
+      generator: "gan" or "vae": which model synthesizes it.
       minority_train_count: real minority images kept for training (0 = all): the scarcity.
       synthetic_ratio_small, synthetic_ratio_large: synthetic minority images per real minority
         training image; each ratio gives a synthetic arm and an augment+synthetic arm.
-      gan: the GAN's config (image size, class and seed are set by the study).
+      gan, vae: the generator's config (image size and seed are set by the study; the
+        one `generator` does not name is unused).
       classifier: the classifier's config (image size, seed and augmentation are set by the study).
     """
 
@@ -73,10 +78,14 @@ class StudyConfig:
     image_size: int = 64
     seeds: int = 3
     minority_class: str = "tumor"
+    generator: str = "gan"
     minority_train_count: int = 40
     synthetic_ratio_small: float = 1.0
     synthetic_ratio_large: float = 4.0
     gan: GanConfig = GanConfig(image_size=64, batch_size=16, steps=400, checkpoint=CheckpointConfig(every=400),
+                               log=LogConfig(every=20), sample=SampleConfig(every=200, n=16),
+                               eval=EvalConfig(every=400, n=256))
+    vae: VaeConfig = VaeConfig(image_size=64, batch_size=16, steps=400, checkpoint=CheckpointConfig(every=400),
                                log=LogConfig(every=20), sample=SampleConfig(every=200, n=16),
                                eval=EvalConfig(every=400, n=256))
     # Balanced class weights: with a scarce minority an unweighted loss predicts the majority
@@ -92,6 +101,13 @@ class StudyConfig:
             raise UsageError("seeds must be at least 1 and minority_train_count non-negative")
         if self.synthetic_ratio_small <= 0 or self.synthetic_ratio_large <= 0:
             raise UsageError("synthetic ratios must be positive")
+        if self.generator not in GENERATORS:
+            raise UsageError(f"generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
+
+    @property
+    def generator_config(self) -> GanConfig | VaeConfig:
+        """The config of the generator the study trains (`gan` or `vae`)."""
+        return self.gan if self.generator == "gan" else self.vae
 
     @property
     def synthetic_ratios(self) -> tuple[float, ...]:
@@ -102,7 +118,7 @@ class StudyConfig:
         """Seconds-long: 32 px, 2 seeds, a few GAN steps and classifier epochs (for tests)."""
         tiny = cls(data=DataConfig(spec="phantom:brain", n=160), image_size=32, seeds=2, minority_train_count=12,
                    synthetic_ratio_small=1.0, synthetic_ratio_large=1.0,
-                   gan=GanConfig.tiny(batch_size=4, steps=3),
+                   gan=GanConfig.tiny(batch_size=4, steps=3), vae=VaeConfig.tiny(batch_size=4, steps=3),
                    classifier=ClassifierConfig.tiny(epochs=2, batch_size=8))
         return config_lib.apply_overrides(tiny, overrides)
 
@@ -137,7 +153,7 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
         saved = config_lib.load(StudyConfig, workdir / "config.json")
         config_lib.check_resumable(saved, {key: value for key, value in config_lib.flat_items(config).items()})
     config_lib.save(config, workdir / "config.json")
-    dataset = config.data.load(config.image_size, config.gan.channels, seed=0)
+    dataset = config.data.load(config.image_size, config.generator_config.channels, seed=0)
     record_skipped(dataset.provenance, workdir)
     minority = data_lib.class_index(dataset, config.minority_class)
     results: dict[str, dict[str, dict[str, Any]]] = {arm: {} for arm in arm_names(config)}
@@ -145,15 +161,17 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
         _log(f"seed {seed + 1}/{config.seeds}")
         seed_dir = workdir / f"seed_{seed}"
         classifier_config = config_lib.apply_overrides(config.classifier, {
-            "image_size": config.image_size, "seed": seed, "channels": config.gan.channels})
+            "image_size": config.image_size, "seed": seed, "channels": config.generator_config.channels})
         data = make_scarce(split_dataset(dataset, classifier_config), minority, config.minority_train_count, seed)
         real_minority = data.train[0][data.train[1] == minority]
-        gan_config = config_lib.apply_overrides(config.gan, {"image_size": config.image_size, "seed": seed})
-        _log(f"  GAN on {len(real_minority)} real '{config.minority_class}' training images")
-        gan_state = train_gan(gan_config, seed_dir / "gan", real_minority, progress=progress)
+        train, family = (train_gan, gan_model) if config.generator == "gan" else (train_vae, vae_model)
+        generator_config = config_lib.apply_overrides(config.generator_config, {"image_size": config.image_size,
+                                                                         "seed": seed})
+        _log(f"  {config.generator.upper()} on {len(real_minority)} real '{config.minority_class}' training images")
+        generator_state = train(generator_config, seed_dir / config.generator, real_minority, progress=progress)
         count = int(round(max(config.synthetic_ratios) * len(real_minority)))
-        z = jax.random.normal(jax.random.key(seed + SYNTHETIC_SEED_OFFSET), (count, gan_config.latent_dim))
-        synthetic = sample_images(gan_definition(gan_config), gan_state, z, gan_config.batch_size)
+        z = jax.random.normal(jax.random.key(seed + SYNTHETIC_SEED_OFFSET), (count, generator_config.latent_dim))
+        synthetic = sample_images(family(generator_config).generate, generator_state, z, generator_config.batch_size)
         for arm in arm_names(config):
             ratio = float(arm.rpartition("_x")[2]) if "synthetic" in arm else 0.0
             extra = synthetic[:int(round(ratio * len(real_minority)))]

@@ -149,11 +149,8 @@ def make_classifier_train_step(definition: ClassifierDefinition, mesh: Mesh | No
     Returns:
       `step(state, images_BxHxWxC, labels_B, class_weights_C) -> (state, metrics)`.
     """
-    step = functools.partial(classifier_train_step, definition)
-    if mesh is None:
-        return jax.jit(step, donate_argnums=0)
-    whole, rows = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-    return jax.jit(step, in_shardings=(whole, rows, rows, whole), out_shardings=(whole, whole), donate_argnums=0)
+    return sharding.jit_train_step(functools.partial(classifier_train_step, definition), mesh,
+                                   ("rows", "rows", "whole"))
 
 
 @functools.partial(jax.jit, static_argnums=0)

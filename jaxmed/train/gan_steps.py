@@ -130,12 +130,7 @@ def make_gan_train_step(definition: GanDefinition, mesh: Mesh | None = None):
     Returns:
       `step(state, real_BxHxWxC) -> (state, metrics)`.
     """
-    step = functools.partial(gan_train_step, definition)
-    if mesh is None:
-        return jax.jit(step, donate_argnums=0)
-    state_sharding, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-    return jax.jit(step, in_shardings=(state_sharding, batch_sharding), out_shardings=(state_sharding, state_sharding),
-                   donate_argnums=0)
+    return sharding.jit_train_step(functools.partial(gan_train_step, definition), mesh)
 
 
 def generate(generator_def: nnx.GraphDef, params: nnx.State, stats: nnx.State, z_BxZ: jax.Array) -> jax.Array:

@@ -17,7 +17,7 @@ it, and each transfers only the rows that belong to its own devices.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -57,6 +57,26 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 def replicated(mesh: Mesh) -> NamedSharding:
     """A full copy on every device of the mesh."""
     return NamedSharding(mesh, PartitionSpec())
+
+
+def jit_train_step(step: Callable, mesh: Mesh | None, arguments: Sequence[str] = ("rows",)) -> Callable:
+    """`jax.jit(step)` for `step(state, *arguments) -> (state, metrics)`, the state donated.
+
+    Args:
+      step: the pure step function.
+      mesh: a `make_mesh` mesh: the step compiles for it with the state and the outputs
+        replicated and each further argument "rows" (split along `data`) or "whole"
+        (replicated); place the inputs that way (`place_global`), since unplaced ones
+        are moved at the cost of a second compilation. None: jit places everything on
+        the default device.
+      arguments: the placement of each argument after the state.
+    """
+    if mesh is None:
+        return jax.jit(step, donate_argnums=0)
+    placements = {"rows": batch_sharding(mesh), "whole": replicated(mesh)}
+    whole = replicated(mesh)
+    return jax.jit(step, in_shardings=(whole, *(placements[kind] for kind in arguments)), out_shardings=(whole, whole),
+                   donate_argnums=0)
 
 
 def check_batch_size(batch_size: int, mesh: Mesh, accumulate_steps: int = 1) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import jax
 
 from jaxmed import files
+from jaxmed.errors import UsageError
 from jaxmed.train import config as config_lib
 from jaxmed.train.checkpoint import Checkpoints
 
@@ -112,6 +113,10 @@ def resolve_config(config_type: type, workdir: Workdir, overrides: Mapping[str, 
       UsageError: for unknown keys, bad values, or a change a resumed run cannot take.
     """
     if workdir.has_checkpoints() and workdir.config.is_file():
+        saved_model = json.loads(workdir.config.read_text()).get("model")
+        if saved_model not in config_type.MODELS:
+            raise UsageError(f"{workdir.root} holds a {saved_model!r} run, not a {' or '.join(config_type.MODELS)} "
+                             "one; use a new --workdir")
         saved = config_lib.load(config_type, workdir.config)
         config_lib.check_resumable(saved, overrides)
         return config_lib.apply_overrides(saved, overrides)

@@ -77,3 +77,16 @@ def test_dcgan_parameter_formula_equals_the_model(size):
     generator = nnx.eval_shape(lambda: Generator(size, rngs=nnx.Rngs(0)))
     discriminator = nnx.eval_shape(lambda: Discriminator(size, rngs=nnx.Rngs(0)))
     assert expected == {"generator": _param_count(generator), "discriminator": _param_count(discriminator)}
+
+
+def test_vae_layers_are_the_dcgans_and_are_timed_once():
+    vae = layers.model_layers("vae", 32)
+    dcgan = layers.model_layers("dcgan", 32)
+    assert vae[0].model == "vae32" and {layer.shape for layer in vae} == {layer.shape for layer in dcgan}
+    assert {name for layer in vae for name in layer.names} >= {"encoder/down_blocks/0", "decoder/to_image"}
+    merged = layers.merge_across_models(dcgan + vae)
+    assert [layer.shape for layer in merged] == [layer.shape for layer in dcgan]
+    assert all(layer.model == "dcgan32" for layer in merged)
+    vae_names = {layer.shape: layer.names for layer in vae}
+    for layer, dcgan_layer in zip(merged, dcgan):
+        assert layer.names == dcgan_layer.names + tuple(f"vae32:{name}" for name in vae_names[layer.shape])

@@ -8,7 +8,7 @@ import pytest
 from jaxmed.bench import train_step
 from jaxmed.bench.compare import dcgan_parameter_counts
 from jaxmed.errors import UsageError
-from jaxmed.train.config import GanConfig
+from jaxmed.train.config import GanConfig, VaeConfig
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_step_builder_gets_the_mesh_only_if_it_takes_one():
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
-    ({"model": "vae", "batch_size": 8}, "unknown model"),
+    ({"model": "unet", "batch_size": 8}, "unknown model"),
     ({"model": "dcgan128", "batch_size": 8, "image_size": 64}, "128 px by definition"),
     ({"model": "seed_cnn", "batch_size": 8, "precision": "fp16"}, "precision"),
     ({"model": "seed_cnn", "batch_size": 8, "conv_backend": "cudnn"}, "conv_backend"),
@@ -60,3 +60,20 @@ def test_bad_settings_are_usage_errors(kwargs, fragment):
 def test_batch_must_divide_over_the_devices():
     with pytest.raises(UsageError, match="not divisible"):
         train_step.run_train_steps("seed_cnn", 6, devices=(4,))
+
+
+def test_vae_step_is_benchmarked():
+    config = VaeConfig.tiny()
+    result = train_step.benchmark_train_step("vae-tiny", 8, steps=2, warmup=0, config=config)
+    assert result["final_step"] == 1 + 2 and math.isfinite(result["images_per_s"])
+    assert set(result["final_metrics"]) == {"loss", "reconstruction", "kl", "kl_weight"}
+    assert all(math.isfinite(value) for value in result["final_metrics"].values())
+    definition_counts = result["parameters"]
+    assert definition_counts["total"] == definition_counts["encoder"] + definition_counts["decoder"]
+    generator_count = dcgan_parameter_counts(config.image_size, config.channels, config.latent_dim)["generator"]
+    assert definition_counts["decoder"] == generator_count
+
+
+def test_vae128_is_a_known_model():
+    config = train_step.benchmark_config("vae128", 32)
+    assert isinstance(config, VaeConfig) and config.image_size == 128 and config.batch_size == 32

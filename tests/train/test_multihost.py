@@ -18,7 +18,7 @@ import pytest
 from jaxmed import cli
 from jaxmed.errors import UsageError
 from jaxmed.train import distributed
-from jaxmed.train.gan_sampling import restore_from_workdir
+from jaxmed.train.sampling import restore_from_workdir
 from jaxmed.train.metrics_writer import read_metrics
 
 LOSS_RTOL = 1e-5

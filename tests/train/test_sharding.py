@@ -22,7 +22,7 @@ import pytest
 
 from jaxmed.errors import UsageError
 from jaxmed.train import sharding
-from jaxmed.train.gan_sampling import restore_from_workdir
+from jaxmed.train.sampling import restore_from_workdir
 from jaxmed.train.metrics_writer import read_metrics
 from jaxmed.train.gan_state import gan_definition, init_gan_state
 
