@@ -24,7 +24,8 @@ from jaxmed.train.vae_loop import vae_model
 from jaxmed.train.workdir import Workdir
 
 # config.json's "model" -> (config type, the family's parts).
-_FAMILIES = {"dcgan": (GanConfig, gan_model), "vae": (VaeConfig, vae_model)}
+_FAMILIES = {model: (config_type, family) for config_type, family in ((GanConfig, gan_model), (VaeConfig, vae_model))
+             for model in config_type.MODELS}
 
 
 def restore_from_workdir(workdir: Path | str) -> tuple[GanConfig | VaeConfig, GenerativeModel, Any]:
