@@ -5,7 +5,8 @@ embedded `phantom:brain` data with the seed's settings (128x128 grayscale, batch
 Adam 2e-4 / beta1 0.5, binary cross-entropy), then writes what the paper shows:
 fixed-noise sample grids during training, the generator and discriminator loss
 curves (its Figure 2), the real-versus-generated pixel distribution (its Figure 3),
-and a folder of synthetic sample images. `--vae` trains the VAE on the same data
+a folder of synthetic sample images, and their evaluation against unseen real phantoms
+(`jaxmed evaluate`: FID, KID, precision/recall, copies of training images). `--vae` trains the VAE on the same data
 instead (`jaxmed train vae`: its own optimizer defaults, plus a reconstruction figure).
 
     python experiments/brain_tumor_gan.py --workdir runs/brain_tumor_gan          # the full run
@@ -51,6 +52,9 @@ def main() -> int:
     status = jaxmed_main(["sample", "--workdir", args.workdir, "--n", str(SAMPLES), "--out", str(workdir / "samples")])
     if status:
         return status
+    status = jaxmed_main(["evaluate", "--workdir", args.workdir, "--out", str(workdir / "evaluation")])
+    if status:
+        return status
     grids = sorted((workdir / "plots").glob("samples_step_*.png"))
     print(f"\nbrain_tumor_{family} finished in {time.perf_counter() - started:.0f} s. Outputs in {workdir}:\n"
           f"  sample grid (latest):     {grids[-1] if grids else '(none)'}\n"
@@ -58,6 +62,8 @@ def main() -> int:
           f"  pixel distribution:       {workdir / 'plots' / 'pixel_distribution.png'}\n"
           + (f"  reconstructions:          {workdir / 'plots' / 'reconstructions.png'}\n" if args.vae else "") +
           f"  synthetic samples:        {workdir / 'samples'}\n"
+          f"  FID/KID/precision/recall, copies of training images: {workdir / 'evaluation' / 'eval.json'}\n"
+          f"  closest generated/training pairs: {workdir / 'evaluation' / 'plots' / 'nearest_training.png'}\n"
           f"  checkpoints:              {workdir / 'checkpoints'}\n"
           f"  metrics:                  {workdir / 'metrics.jsonl'}  (TensorBoard: {workdir / 'events'})")
     return 0

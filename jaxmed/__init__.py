@@ -2,8 +2,9 @@
 
 The package is organised by concept: `jaxmed.data` (sources, preprocessing,
 pipeline), `jaxmed.nn` (layers shared by models), `jaxmed.models` (one family
-per module), `jaxmed.losses`, `jaxmed.train` (state, steps, loop, checkpoints),
-`jaxmed.viz` (plots), `jaxmed.bench` (benchmarks), `jaxmed.host_memory` (process
+per module), `jaxmed.losses`, `jaxmed.train` (state, steps, loop, checkpoints,
+sampling and evaluating a trained generator), `jaxmed.metrics` (classification and
+generative metrics), `jaxmed.viz` (plots), `jaxmed.bench` (benchmarks), `jaxmed.host_memory` (process
 memory settings for XLA:CPU) and `jaxmed.cli` (the `jaxmed` command).
 """
 

@@ -8,6 +8,7 @@
                      [--image-size N] [--seed N] [--set key=value ...]
     (all three also take --coordinator HOST:PORT --num-processes N --process-id I for multi-host runs)
     jaxmed sample --workdir DIR --n N --out DIR [--seed N] [--format png|npz|dcm]
+    jaxmed evaluate --workdir DIR --out DIR [--data SPEC] [--features DIR] [--feature-steps N] [--n N] [--seed N]
     jaxmed study augmentation --data SPEC --workdir DIR [--seeds N] [--set key=value ...]
     jaxmed data inspect SPEC [--json [FILE]] [--montage FILE] [--image-size N] [--skip-bad]
                      [--set data.KEY=VALUE ...]
@@ -104,6 +105,23 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--format", choices=("png", "npz", "dcm"), default="png",
                         help="file format: png, npz, or dcm (DICOM Secondary Capture marked synthetic, no patient "
                              "attributes) (default png)")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="FID, KID, precision/recall, diversity and memorisation of a trained GAN or VAE",
+        description="Compare a generator's images with real ones in the features of a model trained on the "
+                    "domain's images (a VAE unless --features says otherwise); look for copies of training images. "
+                    "Writes OUT/eval.json and OUT/plots/.")
+    evaluate.add_argument("--workdir", required=True, help="a GAN or VAE run directory")
+    evaluate.add_argument("--out", required=True, help="output folder")
+    evaluate.add_argument("--data", help="reference data spec (default: the generator's own source; phantom sources "
+                                         "are drawn afresh: unseen patients)")
+    evaluate.add_argument("--features", help="a VAE or finished classifier workdir to embed images with (default: "
+                                             "train a VAE on the generator's source into OUT/feature_extractor)")
+    evaluate.add_argument("--feature-steps", type=_positive_int,
+                          help="train steps of that default VAE (default 600)")
+    evaluate.add_argument("--n", type=_positive_int, help="generated images (default: as many as reference images)")
+    evaluate.add_argument("--seed", type=_non_negative_int, default=0, help="noise seed (default 0)")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     study = commands.add_parser("study", help="run a study")
     study_kinds = study.add_subparsers(dest="kind", required=True, parser_class=_Parser)
@@ -231,6 +249,19 @@ def _sample(args: argparse.Namespace) -> None:
           file=sys.stderr)
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from jaxmed.train.evaluation import evaluate_generator
+
+    steps = {} if args.feature_steps is None else {"feature_steps": args.feature_steps}
+    report = evaluate_generator(args.workdir, args.out, data=args.data, features=args.features, n=args.n,
+                                seed=args.seed, progress=not args.no_progress, **steps)
+    copying = report["memorization"]["data_copying"]
+    print(f"FID {report['fid']:.2f}, KID {report['kid']['mean']:.4f}, precision {report['precision']:.3f}, "
+          f"recall {report['recall']:.3f}, copies of training images {report['memorization']['copies']}"
+          + (f", data-copying Z {copying['z']:.2f}" if copying else "")
+          + f"; wrote {Path(args.out) / 'eval.json'}", file=sys.stderr)
+
+
 def _data(args: argparse.Namespace) -> None:
     from jaxmed.bench.output import STDOUT, emit
     from jaxmed.data import inspection
@@ -356,7 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "bench":  # a benchmark's compile_s must be a compilation, not a cache read
         _enable_compilation_cache()
-    run = {"train": _train, "sample": _sample, "study": _study, "bench": _bench, "data": _data}[args.command]
+    run = {"train": _train, "sample": _sample, "evaluate": _evaluate, "study": _study, "bench": _bench,
+           "data": _data}[args.command]
     try:
         run(args)
     except JaxmedError as error:

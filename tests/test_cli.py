@@ -95,6 +95,31 @@ def test_train_vae_then_sample_dicom(tmp_path, capsys):
     assert "checkpoint step 2" in capsys.readouterr().err
 
 
+def test_evaluate_trains_a_feature_extractor_once_and_refuses_other_workdirs(tmp_path, capsys):
+    gan, out = str(tmp_path / "gan"), str(tmp_path / "eval")
+    assert main(["train", "gan", "--data", "phantom:brain", "--workdir", gan, "--steps", "2", *TINY]) == 0
+    capsys.readouterr()
+    evaluate = ["evaluate", "--workdir", gan, "--out", out, "--n", "16", "--feature-steps", "4", "--no-progress"]
+    assert main(evaluate) == 0
+    err = capsys.readouterr().err
+    assert "training an in-domain feature extractor" in err and "FID " in err and "copies of training images 0" in err
+    report = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert report["counts"]["generated"] == 16 and report["feature_extractor"]["model"] == "vae"
+    # The second run reuses the extractor, and gives the same numbers.
+    assert main(evaluate) == 0
+    assert "training an in-domain feature extractor" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["fid"] == report["fid"]
+
+    for argv, fragment in [
+            (["--workdir", str(tmp_path / "nowhere"), "--out", out], "workdir does not exist"),
+            (["--workdir", gan, "--out", out, "--features", gan], "a 'dcgan' run; a feature extractor is a jaxmed "
+                                                                   "VAE or classifier workdir"),
+            (["--workdir", gan, "--out", out, "--data", str(tmp_path / "nowhere")], "no such file or folder"),
+            (["--workdir", gan, "--out", out, "--n", "3"], "need at least 6 reference and 6 generated images")]:
+        status, err = run(capsys, "evaluate", *argv, "--no-progress")
+        assert status == 1 and fragment in err and one_line_error(err), err
+
+
 def image_folder_with_a_bad_file(root, n=8):
     """Classes a/ and b/ of n distinct 32x32 PNGs each, plus a truncated PNG in a/."""
     rng = np.random.default_rng(0)

@@ -93,6 +93,17 @@ def thumbnails(images: np.ndarray) -> np.ndarray:
     return out
 
 
+def unit_thumbnails(images: np.ndarray) -> np.ndarray:
+    """(N, 1024) centred, unit-length thumbnails: the dot product of two is their Pearson correlation.
+
+    Args:
+      images: as for `thumbnails`, or (N, 32, 32) thumbnails.
+    """
+    unit = thumbnails(images).reshape(len(images), -1)
+    unit = unit - unit.mean(axis=1, keepdims=True)
+    return unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+
+
 class PerceptualHashes(NamedTuple):
     """64-bit DCT perceptual hashes.
 
@@ -180,10 +191,7 @@ def near_duplicate_pairs(images: np.ndarray, *, max_bits: int = NEAR_DUPLICATE_B
     """
     small = thumbnails(images)
     candidates = hash_pairs(perceptual_hashes(small), max_bits)
-    # Centred and normalised, a dot product of two thumbnails is their Pearson correlation.
-    unit = small.reshape(len(small), -1)
-    unit = unit - unit.mean(axis=1, keepdims=True)
-    unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    unit = unit_thumbnails(small)
     correlation = np.concatenate([np.zeros(0, np.float32)] + [
         np.einsum("ij,ij->i", unit[candidates.first[start:start + _CHUNK]],
                   unit[candidates.second[start:start + _CHUNK]])

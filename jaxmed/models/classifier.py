@@ -154,6 +154,18 @@ class SeedCNN(nnx.Module):
         self.dropout = _dropout(dropout_rate, rngs) if dropout_rate > 0 else None
         self.classify = nnx.Linear(hidden_features, num_classes, dtype=dtype, rngs=rngs)
 
+    def features(self, x_BxHxWxC: jax.Array) -> jax.Array:
+        """The hidden layer's activations (B, hidden_features): what the last dense layer classifies.
+
+        `jaxmed.train.feature_extractor` embeds images with this for the generative metrics.
+        """
+        x = x_BxHxWxC
+        for conv, norm in zip(self.convs, self.norms):
+            x = nnx.relu(norm(conv(x)))  # eq. 1, with BN between W * x and f
+            x = self.pool(x)
+        x_BxF = x.reshape(x.shape[0], -1)
+        return nnx.relu(self.hidden(x_BxF))
+
     def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
         """Logits for a batch of images.
 
@@ -163,12 +175,7 @@ class SeedCNN(nnx.Module):
         Returns:
           float32 logits of shape (B, num_classes).
         """
-        x = x_BxHxWxC
-        for conv, norm in zip(self.convs, self.norms):
-            x = nnx.relu(norm(conv(x)))  # eq. 1, with BN between W * x and f
-            x = self.pool(x)
-        x_BxF = x.reshape(x.shape[0], -1)
-        h_BxD = nnx.relu(self.hidden(x_BxF))
+        h_BxD = self.features(x_BxHxWxC)
         if self.dropout is not None:
             h_BxD = self.dropout(h_BxD)
         return self.classify(h_BxD).astype(jnp.float32)
@@ -254,6 +261,19 @@ class ResNet18(nnx.Module):
         self.dropout = _dropout(dropout_rate, rngs) if dropout_rate > 0 else None
         self.classify = nnx.Linear(in_features, num_classes, dtype=dtype, rngs=rngs)
 
+    def features(self, x_BxHxWxC: jax.Array) -> jax.Array:
+        """The globally pooled last stage (B, 8 * width): what the head classifies.
+
+        `jaxmed.train.feature_extractor` embeds images with this for the generative metrics.
+        """
+        x = nnx.relu(self.stem_norm(self.stem(x_BxHxWxC)))
+        if not self.small_input:
+            x = self.stem_pool(x)
+        for block in self.blocks:
+            x = block(x)
+        # Average in float32: summing up to 64x64 bf16 values loses precision.
+        return jnp.mean(x.astype(jnp.float32), axis=(1, 2)).astype(x.dtype)
+
     def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
         """Logits for a batch of images.
 
@@ -263,13 +283,7 @@ class ResNet18(nnx.Module):
         Returns:
           float32 logits of shape (B, num_classes).
         """
-        x = nnx.relu(self.stem_norm(self.stem(x_BxHxWxC)))
-        if not self.small_input:
-            x = self.stem_pool(x)
-        for block in self.blocks:
-            x = block(x)
-        # Average in float32: summing up to 64x64 bf16 values loses precision.
-        pooled_BxF = jnp.mean(x.astype(jnp.float32), axis=(1, 2)).astype(x.dtype)
+        pooled_BxF = self.features(x_BxHxWxC)
         if self.dropout is not None:
             pooled_BxF = self.dropout(pooled_BxF)
         return self.classify(pooled_BxF).astype(jnp.float32)

@@ -6,7 +6,6 @@ samples its EMA generator, a VAE decodes draws from its prior.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +35,9 @@ def restore_from_workdir(workdir: Path | str) -> tuple[GanConfig | VaeConfig, Ge
         no checkpoint restores.
     """
     paths = Workdir(Path(workdir))
-    if not paths.root.is_dir():
-        raise CheckpointError(f"{paths.root}: workdir does not exist")
-    if not paths.config.is_file():
-        raise CheckpointError(f"{paths.config}: missing; is {paths.root} a jaxmed GAN or VAE workdir?")
-    try:
-        model_name = json.loads(paths.config.read_text()).get("model")
-    except (json.JSONDecodeError, AttributeError) as error:
-        raise CheckpointError(f"{paths.config}: not a jaxmed config ({error})") from None
+    model_name = paths.saved_model("a jaxmed GAN or VAE workdir")
     if model_name not in _FAMILIES:
-        raise CheckpointError(f"{paths.config}: a {model_name!r} run; sampling needs a GAN (dcgan) or VAE workdir")
+        raise CheckpointError(f"{paths.config}: a {model_name!r} run; this needs a GAN (dcgan) or VAE workdir")
     config_type, family = _FAMILIES[model_name]
     config = config_lib.load(config_type, paths.config)
     model = family(config)

@@ -226,6 +226,16 @@ def test_eval_mode_is_deterministic_and_batch_independent(model_and_size):
     np.testing.assert_array_equal(_forward(model, x), logits)
 
 
+def test_features_are_what_the_last_layer_classifies(model_and_size):
+    model, size = model_and_size
+    model.eval()  # dropout off: the head sees the features as they are
+    x = _images(0, 3, size)
+    features = model.features(x)
+    width = 128 if isinstance(model, SeedCNN) else 8 * RESNET_WIDTH
+    assert features.shape == (3, width)
+    np.testing.assert_allclose(model.classify(features), _forward(model, x), rtol=1e-5, atol=1e-5)
+
+
 def test_train_mode_dropout_advances_its_rng(model_and_size):
     model, size = model_and_size
     x = _images(2, 4, size)

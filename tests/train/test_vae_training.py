@@ -114,5 +114,5 @@ def test_sampling_a_workdir_decodes_the_prior(tmp_path):
 
 def test_sampling_a_classifier_workdir_is_a_clear_error(tmp_path):
     config_lib.save(ClassifierConfig.tiny(), tmp_path / "config.json")
-    with pytest.raises(CheckpointError, match="config.json: a 'seed_cnn' run; sampling needs a GAN"):
+    with pytest.raises(CheckpointError, match="config.json: a 'seed_cnn' run; this needs a GAN"):
         sample_from_workdir(tmp_path, 2)

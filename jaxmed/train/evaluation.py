@@ -1,0 +1,227 @@
+"""Evaluate a trained GAN or VAE: fidelity, diversity and memorisation against real images.
+
+`evaluate_generator(workdir, out)` (the `jaxmed evaluate` command):
+1. restores the workdir's generator (a GAN's EMA generator, a VAE's decoder) and draws
+   `n` images;
+2. loads three sets of real images, all restricted to the class the generator learned:
+   the **training** images it saw, a **reference** set (`data`, by default the
+   generator's own data source; phantom sources are drawn afresh with another seed, so
+   they are unseen patients), and the **held-out** part of the reference (every reference
+   image that is not a copy of a training image);
+3. embeds all of them with an in-domain feature extractor (`jaxmed.train.feature_extractor`):
+   a VAE or classifier workdir (`features`), or a VAE trained here on the generator's data
+   source (every class) into `out/feature_extractor`, resumed and reused on the next run;
+4. computes (`jaxmed.metrics.generative`) FID, KID, precision/recall/density/coverage and
+   diversity against the reference, the same FID and KID between held-out and training
+   images (what two real samples of the source score: the floor to read FID against), and
+   memorisation: generated images that are exact or near copies of training images (the
+   perceptual-hash test of `jaxmed.data.duplicates`), each generated image's highest
+   thumbnail correlation with a training image against the held-out images' own, and
+   Meehan et al.'s data-copying Z in feature space;
+5. writes `out/eval.json` and plots: a sample grid, the closest generated/training
+   pairs, the pixel-value distribution and the feature embedding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxmed import data as data_lib
+from jaxmed import viz
+from jaxmed.data import duplicates
+from jaxmed.errors import DataError, TrainingDiverged
+from jaxmed.metrics import generative
+from jaxmed.train.checkpoint import Checkpoints
+from jaxmed.train.config import GanConfig, VaeConfig
+from jaxmed.train.feature_extractor import load_feature_extractor
+from jaxmed.train.generative_loop import sample_images
+from jaxmed.train.sampling import restore_from_workdir
+from jaxmed.train.vae_loop import train_vae
+from jaxmed.train.workdir import Workdir
+
+# Phantom reference sets are drawn with the generator's seed plus this: new patients.
+REFERENCE_SEED_OFFSET = 3_000_017
+# Train steps of the VAE trained as feature extractor when none is given (64 px, batch 16: about a minute
+# on a 2-core CPU; its loss has flattened by then).
+FEATURE_EXTRACTOR_STEPS = 600
+# Closest generated/training pairs drawn in the memorisation figure.
+CLOSEST_PAIRS = 8
+# Below this many held-out images the data-copying test and the real-vs-real floor are not computed.
+MIN_HELD_OUT = 10
+# Copy pairs listed in eval.json (all are counted).
+LISTED_COPIES = 20
+
+
+def reference_images(config: GanConfig | VaeConfig, spec: str | None = None) -> tuple[np.ndarray, dict]:
+    """The real images to compare against: `spec` (default: the generator's source), the generator's class.
+
+    Phantom sources are drawn with seed `config.seed + REFERENCE_SEED_OFFSET`, so they are new
+    patients; other sources are what they are.
+    """
+    data_config = dataclasses.replace(config.data, spec=spec) if spec else config.data
+    dataset = data_config.load(config.image_size, config.channels, config.seed + REFERENCE_SEED_OFFSET)
+    return data_lib.select_class(dataset, config.class_name), dataset.provenance
+
+
+def train_feature_extractor(config: GanConfig | VaeConfig, images: np.ndarray, folder: Path, *,
+                            steps: int = FEATURE_EXTRACTOR_STEPS, progress: bool = True) -> None:
+    """Trains a VAE on the generator's data source (`images`, every class) in `folder`, unless it is there already.
+
+    The generator's image size, channels, batch size and seed; the VAE's own defaults otherwise.
+    """
+    paths = Workdir(folder)
+    if paths.has_checkpoints():
+        with Checkpoints(paths.checkpoints) as checkpoints:
+            if checkpoints.latest_step() >= steps:
+                return
+    vae = VaeConfig(image_size=config.image_size, channels=config.channels, batch_size=config.batch_size,
+                    steps=steps, seed=config.seed, data=config.data)
+    print(f"training an in-domain feature extractor (a VAE, {steps} steps on {len(images)} images of "
+          f"{config.data.spec}) in {folder}; pass --features {folder} to evaluate another generator with it",
+          file=sys.stderr)
+    train_vae(vae, folder, images, progress=progress)
+
+
+def _copies(train: np.ndarray, generated: np.ndarray) -> duplicates.Pairs:
+    """Pairs (training index, generated index) of exact or near copies (`jaxmed.data.duplicates`' rules)."""
+    pairs = duplicates.near_duplicate_pairs(np.concatenate([train, generated]))
+    across = (pairs.first < len(train)) & (pairs.second >= len(train))
+    return duplicates.Pairs(pairs.first[across], pairs.second[across] - len(train), pairs.distance[across],
+                            pairs.correlation[across])
+
+
+def _nearest_by_correlation(queries: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each query image, the training image whose thumbnail correlates most with it, and that correlation."""
+    correlation = duplicates.unit_thumbnails(queries) @ duplicates.unit_thumbnails(train).T
+    index = np.argmax(correlation, axis=1)
+    return index, correlation[np.arange(len(index)), index]
+
+
+def _summary(values: np.ndarray) -> dict[str, float]:
+    return {"median": float(np.median(values)), "p95": float(np.percentile(values, 95)), "max": float(np.max(values))}
+
+
+def evaluate_generator(workdir: Path | str, out: Path | str, *, data: str | None = None,
+                       features: Path | str | None = None, feature_steps: int = FEATURE_EXTRACTOR_STEPS,
+                       n: int | None = None, seed: int = 0, progress: bool = True) -> dict:
+    """Evaluates the generator of a GAN or VAE workdir (see the module docstring); writes `out/eval.json` and plots.
+
+    Args:
+      workdir: a GAN or VAE run directory.
+      out: output folder (created).
+      data: reference data spec; None uses the generator's own source.
+      features: a VAE or finished classifier workdir to embed images with
+        (`jaxmed.train.feature_extractor`); None trains a VAE for `feature_steps` steps in
+        `out/feature_extractor`, or reuses the one a previous run left there.
+      n: number of generated images; None: as many as reference images.
+      seed: noise seed of the generated images.
+      progress: show progress bars.
+
+    Returns:
+      The report written to eval.json.
+
+    Raises:
+      CheckpointError: the workdir or the feature extractor cannot be restored.
+      DataError: the data cannot be read, or the feature extractor takes another image size.
+      TrainingDiverged: the generator makes non-finite images.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config, model, state = restore_from_workdir(workdir)
+    dataset = config.data.load(config.image_size, config.channels, config.seed)  # what the generator trained on
+    train = data_lib.select_class(dataset, config.class_name)
+    reference, provenance = reference_images(config, data)
+    # Held out: the reference images that are not (near) copies of training images.
+    held_out_index = np.setdiff1d(np.arange(len(reference)), _copies(train, reference).second)
+    held_out = reference[held_out_index]
+    n = n or len(reference)
+    smallest = generative.NEAREST_K + 1  # precision and recall need k neighbours besides each image
+    if min(n, len(reference)) < smallest:
+        raise DataError(f"{provenance.get('spec')}: need at least {smallest} reference and {smallest} generated "
+                        f"images, got {len(reference)} and {n}")
+    z = jax.random.normal(jax.random.key(seed), (n, model.latent_dim))
+    generated = sample_images(model.generate, state, z, batch_size=64)
+    if not np.all(np.isfinite(generated)):
+        raise TrainingDiverged(f"{workdir}: the generator of checkpoint step {int(state.step)} makes non-finite images")
+
+    if features is None:
+        features = out / "feature_extractor"
+        train_feature_extractor(config, dataset.images, features, steps=feature_steps, progress=progress)
+    extractor = load_feature_extractor(features)
+    if (extractor.image_size, extractor.channels) != (config.image_size, config.channels):
+        raise DataError(f"{extractor.workdir}: the feature extractor takes {extractor.image_size} px, "
+                        f"{extractor.channels} channel(s); the generator makes {config.image_size} px, "
+                        f"{config.channels} channel(s)")
+    f_train, f_reference, f_generated = extractor(train), extractor(reference), extractor(generated)
+    f_held_out = f_reference[held_out_index]
+
+    kid_mean, kid_std = generative.kernel_distance(f_reference, f_generated, seed=seed)
+    report = {
+        "workdir": str(Path(workdir)), "model": config.model, "step": int(state.step), "seed": seed,
+        "class_name": config.class_name,
+        "counts": {"generated": n, "training": len(train), "reference": len(reference), "held_out": len(held_out)},
+        "reference_data": {key: value for key, value in provenance.items() if key not in ("splits", "files")},
+        "feature_extractor": {"workdir": str(extractor.workdir), "model": extractor.model,
+                              "features": int(f_reference.shape[1]), **extractor.about},
+        "fid": generative.frechet_distance(f_reference, f_generated),
+        "kid": {"mean": kid_mean, "std": kid_std},
+        **generative.precision_recall(f_reference, f_generated),
+        "diversity": {"generated": generative.diversity(f_generated), "reference": generative.diversity(f_reference)},
+        "pixel_wasserstein": viz.pixel_histogram_distance(reference, generated),
+    }
+    report["diversity"]["ratio"] = report["diversity"]["generated"] / max(report["diversity"]["reference"], 1e-12)
+    report["real_floor"] = _real_floor(f_train, f_held_out, seed)
+    report["memorization"], closest = memorization(train, held_out, generated, f_train, f_held_out, f_generated)
+
+    (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    plots = out / "plots"
+    viz.save_image_grid(generated[:64], plots / "samples.png")
+    order = np.argsort(-closest[1])[:CLOSEST_PAIRS]
+    viz.plot_nearest_training(generated[order], train[closest[0][order]], closest[1][order],
+                              plots / "nearest_training.png",
+                              title="Generated images most like a training image (thumbnail correlation)")
+    viz.plot_pixel_distribution(reference, generated, plots / "pixel_distribution.png")
+    viz.plot_feature_embedding({"training": f_train, "held-out real": f_held_out, "generated": f_generated},
+                               plots / "features.png")
+    return report
+
+
+def _real_floor(f_train: np.ndarray, f_held_out: np.ndarray, seed: int) -> dict | None:
+    """FID and KID between held-out and training images: what real data scores against real data."""
+    if len(f_held_out) < MIN_HELD_OUT:
+        return None
+    kid_mean, kid_std = generative.kernel_distance(f_held_out, f_train, seed=seed)
+    return {"fid": generative.frechet_distance(f_held_out, f_train), "kid": {"mean": kid_mean, "std": kid_std}}
+
+
+def memorization(train: np.ndarray, held_out: np.ndarray, generated: np.ndarray, f_train: np.ndarray,
+                 f_held_out: np.ndarray, f_generated: np.ndarray) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    """Does the generator copy its training images? Images (N, H, W, C) and their features.
+
+    Returns:
+      The report's memorisation section (copies, nearest-training correlations, the
+      data-copying test when there are enough held-out images), and for each generated
+      image (the index of the training image with the highest thumbnail correlation, that correlation).
+    """
+    copies = _copies(train, generated)
+    nearest = _nearest_by_correlation(generated, train)
+    section = {
+        "copies": int(len(np.unique(copies.second))),
+        "copy_pairs": [{"generated": int(g), "training": int(t), "hash_bits": int(bits), "correlation": float(c)}
+                       for t, g, bits, c in list(zip(*copies))[:LISTED_COPIES]],
+        "nearest_training_correlation": {"generated": _summary(nearest[1])},
+        "data_copying": None,
+    }
+    if len(held_out) >= MIN_HELD_OUT:
+        section["nearest_training_correlation"]["held_out"] = _summary(_nearest_by_correlation(held_out, train)[1])
+        section["data_copying"] = generative.data_copying_test(f_train, f_held_out, f_generated)
+    else:
+        section["data_copying_unavailable"] = (f"{len(held_out)} held-out images (fewer than {MIN_HELD_OUT}): "
+                                               f"pass --data with real images the generator did not train on")
+    return section, nearest
