@@ -259,6 +259,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"FID {report['fid']:.2f}, KID {report['kid']['mean']:.4f}, precision {report['precision']:.3f}, "
           f"recall {report['recall']:.3f}, copies of training images {report['memorization']['copies']}"
           + (f", data-copying Z {copying['z']:.2f}" if copying else "")
+          + (f" (C_T over {copying['cells_used']} cells {copying['c_t']:.2f})" if copying and copying["c_t"] is not None
+             else "")
           + f"; wrote {Path(args.out) / 'eval.json'}", file=sys.stderr)
 
 

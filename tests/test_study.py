@@ -29,13 +29,27 @@ def test_tiny_study_writes_every_arm_and_seed(tmp_path):
         assert differences["f1"]["n"] == 2 and differences["f1"]["low"] is not None
     assert (tmp_path / "plots" / "study.png").is_file()
     assert summary["summary"] and all(arm in summary["summary"] for arm in saved["differences"])
+    # The synthetic images themselves, measured per seed against the test split's tumours.
+    quality = saved["synthetic_quality"]
+    assert set(quality["per_seed"]) == {"0", "1"}
+    assert set(quality["mean"]) == {"fid", "kid", "precision", "recall", "copies", "data_copying_z"}
+    assert quality["mean"]["fid"] == pytest.approx(np.mean([seed["fid"] for seed in quality["per_seed"].values()]))
+    assert f"Synthetic images (mean over seeds): FID {quality['mean']['fid']:.1f}" in summary["summary"]
+    report = json.loads((tmp_path / "seed_0" / "synthetic" / "eval.json").read_text())
+    assert report["counts"]["training"] == config.minority_train_count
+    assert (tmp_path / "seed_0" / "synthetic" / "plots" / "nearest_training.png").is_file()
 
 
 def test_gan_and_classifiers_never_see_test_images(tmp_path, monkeypatch):
     """The GAN trains on training-split minority images only; every arm shares one untouched test split."""
     from jaxmed.studies import augmentation
 
-    seen = {"gan": [], "arms": []}
+    seen = {"gan": [], "arms": [], "features": []}
+    train_feature_extractor = augmentation.train_feature_extractor
+
+    def recording_train_feature_extractor(config, images, folder, **options):
+        seen["features"].append(images)
+        return train_feature_extractor(config, images, folder, **options)
 
     def fake_train_gan(config, workdir, images, progress=True):
         seen["gan"].append(images)
@@ -53,6 +67,7 @@ def test_gan_and_classifiers_never_see_test_images(tmp_path, monkeypatch):
     monkeypatch.setattr(augmentation, "train_gan", fake_train_gan)
     monkeypatch.setattr(augmentation, "sample_images", fake_sample_images)
     monkeypatch.setattr(augmentation, "train_classifier", fake_train_classifier)
+    monkeypatch.setattr(augmentation, "train_feature_extractor", recording_train_feature_extractor)
     config = StudyConfig.tiny(seeds=1, synthetic_ratio_large=2.0)
     run_study(config, tmp_path, progress=False)
 
@@ -61,6 +76,8 @@ def test_gan_and_classifiers_never_see_test_images(tmp_path, monkeypatch):
     _, first = seen["arms"][0]
     test_hashes = {image.tobytes() for image in first.test[0]}
     assert not any(image.tobytes() in test_hashes for image in gan_images)
+    (feature_images,) = seen["features"]
+    assert not any(image.tobytes() in test_hashes for image in feature_images)
     for arm_config, data in seen["arms"]:
         assert np.array_equal(data.test[0], first.test[0]) and np.array_equal(data.test[1], first.test[1])
         assert not any(image.tobytes() in test_hashes for image in data.train[0])

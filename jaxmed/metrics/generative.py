@@ -16,13 +16,15 @@ work with any embedding.
   recall and coverage how much of the real set is reproduced (diversity).
 * :func:`diversity` -- the mean pairwise distance within a set; a generated set far below
   the real one has collapsed to few modes.
-* :func:`data_copying_test` -- Meehan et al.'s data-copying statistic (AISTATS 2020) in its
-  global form: do generated images lie closer to the training images than held-out real
-  images do? A strongly negative Z means copying (memorisation), a strongly positive one
-  a generator that misses the data.
+* :func:`data_copying_test` -- Meehan et al.'s data-copying test (AISTATS 2020), globally and
+  over k-means cells (:func:`k_means`; their C_T): do generated images lie closer to the
+  training images than held-out real images do? A strongly negative Z means copying
+  (memorisation), a strongly positive one a generator that misses the data.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import scipy.stats
@@ -34,6 +36,11 @@ KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
 # Precision/recall/density/coverage: the k of the k-NN balls (the prdc package's default).
 NEAREST_K = 5
+# Data-copying cells: one per this many training samples, and a cell counts with at least this
+# many generated samples (Meehan et al.'s tau: 20) and held-out ones.
+TRAIN_PER_CELL = 50
+MIN_CELL_GENERATED = 20
+MIN_CELL_HELD_OUT = 5
 
 
 def _features(x: object, name: str) -> np.ndarray:
@@ -182,19 +189,66 @@ def diversity(features: object) -> float:
     return float(distances.sum(dtype=np.float64) / (n * (n - 1)))
 
 
-def data_copying_test(train: object, held_out: object, generated: object) -> dict[str, float]:
-    """Meehan et al.'s data-copying test over the whole space: generated vs held-out distances to the training set.
+def _mann_whitney_z(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(Z, two-sided p) of the Mann-Whitney U statistic of x against y: normal approximation, ties corrected."""
+    test = scipy.stats.mannwhitneyu(x, y, alternative="two-sided", method="asymptotic", use_continuity=False)
+    m, n = len(x), len(y)
+    _, tie_counts = np.unique(scipy.stats.rankdata(np.concatenate([x, y])), return_counts=True)
+    tie_term = np.sum(tie_counts ** 3 - tie_counts) / ((m + n) * (m + n - 1))
+    sigma = np.sqrt(m * n / 12.0 * ((m + n + 1) - tie_term))
+    return (float((test.statistic - m * n / 2.0) / sigma) if sigma > 0 else 0.0), float(test.pvalue)
 
-    For every generated and every held-out real sample, the distance to its nearest training
-    sample; the Mann-Whitney U statistic of the two sets of distances, as a Z score (normal
-    approximation, ties corrected). Z < 0: generated samples are closer to the training
-    data than unseen real samples are (copying; Meehan et al. flag Z below about -3);
-    Z > 0: they are farther (the generator misses the data). The paper's C_T statistic
-    averages Z over cells of a partition of the space, which finds copying confined to one
-    region; this global form does not.
+
+def k_means(x: object, k: int, *, seed: int = 0, iterations: int = 50) -> np.ndarray:
+    """(k, D) centroids of `x` (N, D) by Lloyd's algorithm from a k-means++ start.
+
+    A cluster that empties keeps its previous centroid.
+    """
+    x = _features(x, "x")
+    if not 1 <= k <= len(x):
+        raise ValueError(f"k must be in [1, {len(x)}], got {k}")
+    rng = np.random.default_rng(seed)
+    centroids = x[rng.integers(len(x))][None]
+    while len(centroids) < k:  # k-means++: far points are likelier next centroids
+        squared = np.min(pairwise_distances(x, centroids), axis=1).astype(np.float64) ** 2
+        total = squared.sum()
+        choice = rng.choice(len(x), p=squared / total) if total > 0 else rng.integers(len(x))
+        centroids = np.concatenate([centroids, x[choice][None]])
+    for _ in range(iterations):
+        assignment = nearest_neighbours(x, centroids)[0]
+        updated = np.array([x[assignment == cell].mean(0) if np.any(assignment == cell) else centroids[cell]
+                            for cell in range(k)])
+        if np.allclose(updated, centroids):
+            break
+        centroids = updated
+    return centroids
+
+
+def data_copying_test(train: object, held_out: object, generated: object, *, cells: int | None = None,
+                      seed: int = 0) -> dict[str, Any]:
+    """Meehan et al.'s data-copying test: do generated samples lie closer to the training set than unseen real ones?
+
+    Global form: for every generated and every held-out real sample, the distance to its
+    nearest training sample; the Mann-Whitney U statistic of the two sets of distances, as
+    a Z score. Z < 0: generated samples are closer to the training data than unseen real
+    samples are (copying; the paper flags values below about -3); Z > 0: farther (the
+    generator misses the data).
+
+    Cell form (the paper's C_T): the space is cut into `cells` k-means cells of the training
+    set; in each cell with at least `MIN_CELL_GENERATED` generated and `MIN_CELL_HELD_OUT`
+    held-out samples, Z of the distances to that cell's training samples; C_T is their mean
+    weighted by each cell's share of held-out samples. Copying confined to one region shows
+    as a strongly negative cell even where the global Z is unremarkable.
+
+    Args:
+      train, held_out, generated: (N, D) features.
+      cells: number of cells; None: one per `TRAIN_PER_CELL` training samples. Below 2 the
+        cell form is left out.
+      seed: seeds k-means.
 
     Returns:
-      {"z", "p_value" (two-sided), "median_distance_generated", "median_distance_held_out"}.
+      {"z", "p_value" (two-sided), "median_distance_generated", "median_distance_held_out",
+       "c_t", "cells", "cells_used", "cell_z" (per used cell)}; "c_t" is None without usable cells.
     """
     train = _features(train, "train")
     held_out, generated = _features(held_out, "held_out"), _features(generated, "generated")
@@ -202,14 +256,26 @@ def data_copying_test(train: object, held_out: object, generated: object) -> dic
     _check_same_width(train, generated)
     _, generated_distance = nearest_neighbours(generated, train)
     _, held_out_distance = nearest_neighbours(held_out, train)
-    test = scipy.stats.mannwhitneyu(generated_distance, held_out_distance, alternative="two-sided",
-                                    method="asymptotic", use_continuity=False)
-    m, n = len(generated_distance), len(held_out_distance)
-    ranks = scipy.stats.rankdata(np.concatenate([generated_distance, held_out_distance]))
-    _, tie_counts = np.unique(ranks, return_counts=True)
-    tie_term = np.sum(tie_counts ** 3 - tie_counts) / ((m + n) * (m + n - 1))
-    sigma = np.sqrt(m * n / 12.0 * ((m + n + 1) - tie_term))
-    z = (test.statistic - m * n / 2.0) / sigma if sigma > 0 else 0.0
-    return {"z": float(z), "p_value": float(test.pvalue),
-            "median_distance_generated": float(np.median(generated_distance)),
-            "median_distance_held_out": float(np.median(held_out_distance))}
+    z, p_value = _mann_whitney_z(generated_distance, held_out_distance)
+    report = {"z": z, "p_value": p_value, "median_distance_generated": float(np.median(generated_distance)),
+              "median_distance_held_out": float(np.median(held_out_distance)), "c_t": None, "cells": 0,
+              "cells_used": 0, "cell_z": []}
+    cells = len(train) // TRAIN_PER_CELL if cells is None else cells
+    if cells < 2:
+        return report
+    centroids = k_means(train, cells, seed=seed)
+    cell_of = {name: nearest_neighbours(points, centroids)[0]
+               for name, points in (("train", train), ("held_out", held_out), ("generated", generated))}
+    weights, cell_z = [], []
+    for cell in range(cells):
+        in_cell = {name: assignment == cell for name, assignment in cell_of.items()}
+        if in_cell["generated"].sum() < MIN_CELL_GENERATED or in_cell["held_out"].sum() < MIN_CELL_HELD_OUT:
+            continue
+        cell_train = train[in_cell["train"]]
+        cell_z.append(_mann_whitney_z(nearest_neighbours(generated[in_cell["generated"]], cell_train)[1],
+                                      nearest_neighbours(held_out[in_cell["held_out"]], cell_train)[1])[0])
+        weights.append(in_cell["held_out"].mean())
+    report.update(cells=cells, cells_used=len(cell_z), cell_z=cell_z)
+    if cell_z:
+        report["c_t"] = float(np.dot(weights, cell_z) / np.sum(weights))
+    return report

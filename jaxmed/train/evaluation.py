@@ -39,7 +39,7 @@ from jaxmed.errors import DataError, TrainingDiverged
 from jaxmed.metrics import generative
 from jaxmed.train.checkpoint import Checkpoints
 from jaxmed.train.config import GanConfig, VaeConfig
-from jaxmed.train.feature_extractor import load_feature_extractor
+from jaxmed.train.feature_extractor import FeatureExtractor, load_feature_extractor
 from jaxmed.train.generative_loop import sample_images
 from jaxmed.train.sampling import restore_from_workdir
 from jaxmed.train.vae_loop import train_vae
@@ -71,9 +71,11 @@ def reference_images(config: GanConfig | VaeConfig, spec: str | None = None) -> 
 
 def train_feature_extractor(config: GanConfig | VaeConfig, images: np.ndarray, folder: Path, *,
                             steps: int = FEATURE_EXTRACTOR_STEPS, progress: bool = True) -> None:
-    """Trains a VAE on the generator's data source (`images`, every class) in `folder`, unless it is there already.
+    """Trains a VAE feature extractor on `images` in `folder`, unless one of `steps` steps is there already.
 
-    The generator's image size, channels, batch size and seed; the VAE's own defaults otherwise.
+    `images` are real images of the domain, every class (the generator's data source, or a
+    study's training split). The VAE takes `config`'s (the generator's) image size, channels,
+    batch size, seed and data description; its own defaults otherwise.
     """
     paths = Workdir(folder)
     if paths.has_checkpoints():
@@ -88,9 +90,9 @@ def train_feature_extractor(config: GanConfig | VaeConfig, images: np.ndarray, f
     train_vae(vae, folder, images, progress=progress)
 
 
-def _copies(train: np.ndarray, generated: np.ndarray) -> duplicates.Pairs:
-    """Pairs (training index, generated index) of exact or near copies (`jaxmed.data.duplicates`' rules)."""
-    pairs = duplicates.near_duplicate_pairs(np.concatenate([train, generated]))
+def _copies(train: np.ndarray, others: np.ndarray) -> duplicates.Pairs:
+    """Pairs (training index, index in `others`) of exact or near copies (`jaxmed.data.duplicates`' rules)."""
+    pairs = duplicates.near_duplicate_pairs(np.concatenate([train, others]))
     across = (pairs.first < len(train)) & (pairs.second >= len(train))
     return duplicates.Pairs(pairs.first[across], pairs.second[across] - len(train), pairs.distance[across],
                             pairs.correlation[across])
@@ -105,6 +107,92 @@ def _nearest_by_correlation(queries: np.ndarray, train: np.ndarray) -> tuple[np.
 
 def _summary(values: np.ndarray) -> dict[str, float]:
     return {"median": float(np.median(values)), "p95": float(np.percentile(values, 95)), "max": float(np.max(values))}
+
+
+def _check_counts(generated: int, reference: int) -> None:
+    smallest = generative.NEAREST_K + 1  # precision and recall need k neighbours besides each image
+    if min(generated, reference) < smallest:
+        raise DataError(f"need at least {smallest} reference and {smallest} generated images, got {reference} and "
+                        f"{generated}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """Generated images measured against real ones (`compare_with_real`).
+
+    Attributes:
+      report: the metrics of eval.json (counts, FID, KID, precision/recall/density/coverage,
+        diversity, pixel distance, real floor, memorisation).
+      train, reference, generated: the images compared.
+      features: "training", "held-out real", "generated" -> their features.
+      nearest: for each generated image, the index of the training image whose thumbnail
+        correlates most with it, and that correlation.
+    """
+
+    report: dict
+    train: np.ndarray
+    reference: np.ndarray
+    generated: np.ndarray
+    features: dict[str, np.ndarray]
+    nearest: tuple[np.ndarray, np.ndarray]
+
+    def write_plots(self, folder: Path) -> None:
+        """samples.png, nearest_training.png, pixel_distribution.png and features.png in `folder`."""
+        viz.save_image_grid(self.generated[:64], folder / "samples.png")
+        index, correlation = self.nearest
+        order = np.argsort(-correlation)[:CLOSEST_PAIRS]
+        viz.plot_nearest_training(self.generated[order], self.train[index[order]], correlation[order],
+                                  folder / "nearest_training.png",
+                                  title="Generated images most like a training image (thumbnail correlation)")
+        viz.plot_pixel_distribution(self.reference, self.generated, folder / "pixel_distribution.png")
+        viz.plot_feature_embedding(self.features, folder / "features.png")
+
+
+def compare_with_real(generated: np.ndarray, train: np.ndarray, reference: np.ndarray,
+                      extractor: FeatureExtractor, *, seed: int = 0) -> Comparison:
+    """FID, KID, precision/recall, diversity and memorisation of `generated` against real images.
+
+    Args:
+      generated: (N, H, W, C) generated images in [-1, 1].
+      train: the images the generator trained on.
+      reference: real images to measure fidelity and diversity against (those that are not
+        copies of training images also serve as the held-out set of the memorisation tests).
+      extractor: the embedding (its image size and channels must match).
+      seed: seeds KID's subsets.
+
+    Raises:
+      DataError: fewer than `NEAREST_K + 1` generated or reference images, or the extractor
+        takes other images.
+      TrainingDiverged: a generated image is not finite.
+    """
+    _check_counts(len(generated), len(reference))
+    if not np.all(np.isfinite(generated)):
+        raise TrainingDiverged("the generator makes non-finite images")
+    if generated.shape[1:] != (extractor.image_size, extractor.image_size, extractor.channels):
+        raise DataError(f"{extractor.workdir}: the feature extractor takes {extractor.image_size} px, "
+                        f"{extractor.channels} channel(s); the generator makes {generated.shape[1]} px, "
+                        f"{generated.shape[3]} channel(s)")
+    held_out_index = np.setdiff1d(np.arange(len(reference)), _copies(train, reference).second)
+    held_out = reference[held_out_index]
+    f_train, f_reference, f_generated = extractor(train), extractor(reference), extractor(generated)
+    f_held_out = f_reference[held_out_index]
+    kid_mean, kid_std = generative.kernel_distance(f_reference, f_generated, seed=seed)
+    diversity = {"generated": generative.diversity(f_generated), "reference": generative.diversity(f_reference)}
+    report = {
+        "counts": {"generated": len(generated), "training": len(train), "reference": len(reference),
+                   "held_out": len(held_out)},
+        "feature_extractor": {"workdir": str(extractor.workdir), "model": extractor.model,
+                              "features": int(f_reference.shape[1]), **extractor.about},
+        "fid": generative.frechet_distance(f_reference, f_generated),
+        "kid": {"mean": kid_mean, "std": kid_std},
+        **generative.precision_recall(f_reference, f_generated),
+        "diversity": {**diversity, "ratio": diversity["generated"] / max(diversity["reference"], 1e-12)},
+        "pixel_wasserstein": viz.pixel_histogram_distance(reference, generated),
+        "real_floor": _real_floor(f_train, f_held_out, seed),
+    }
+    report["memorization"], nearest = memorization(train, held_out, generated, f_train, f_held_out, f_generated)
+    features = {"training": f_train, "held-out real": f_held_out, "generated": f_generated}
+    return Comparison(report, train, reference, generated, {k: v for k, v in features.items() if len(v)}, nearest)
 
 
 def evaluate_generator(workdir: Path | str, out: Path | str, *, data: str | None = None,
@@ -128,67 +216,34 @@ def evaluate_generator(workdir: Path | str, out: Path | str, *, data: str | None
 
     Raises:
       CheckpointError: the workdir or the feature extractor cannot be restored.
-      DataError: the data cannot be read, or the feature extractor takes another image size.
+      DataError: the data cannot be read, there are too few images, or the feature extractor
+        takes another image size.
       TrainingDiverged: the generator makes non-finite images.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config, model, state = restore_from_workdir(workdir)
     dataset = config.data.load(config.image_size, config.channels, config.seed)  # what the generator trained on
-    train = data_lib.select_class(dataset, config.class_name)
     reference, provenance = reference_images(config, data)
-    # Held out: the reference images that are not (near) copies of training images.
-    held_out_index = np.setdiff1d(np.arange(len(reference)), _copies(train, reference).second)
-    held_out = reference[held_out_index]
+    context = f"{workdir} (checkpoint step {int(state.step)}) against {provenance.get('spec')}"
     n = n or len(reference)
-    smallest = generative.NEAREST_K + 1  # precision and recall need k neighbours besides each image
-    if min(n, len(reference)) < smallest:
-        raise DataError(f"{provenance.get('spec')}: need at least {smallest} reference and {smallest} generated "
-                        f"images, got {len(reference)} and {n}")
-    z = jax.random.normal(jax.random.key(seed), (n, model.latent_dim))
-    generated = sample_images(model.generate, state, z, batch_size=64)
-    if not np.all(np.isfinite(generated)):
-        raise TrainingDiverged(f"{workdir}: the generator of checkpoint step {int(state.step)} makes non-finite images")
-
-    if features is None:
-        features = out / "feature_extractor"
-        train_feature_extractor(config, dataset.images, features, steps=feature_steps, progress=progress)
-    extractor = load_feature_extractor(features)
-    if (extractor.image_size, extractor.channels) != (config.image_size, config.channels):
-        raise DataError(f"{extractor.workdir}: the feature extractor takes {extractor.image_size} px, "
-                        f"{extractor.channels} channel(s); the generator makes {config.image_size} px, "
-                        f"{config.channels} channel(s)")
-    f_train, f_reference, f_generated = extractor(train), extractor(reference), extractor(generated)
-    f_held_out = f_reference[held_out_index]
-
-    kid_mean, kid_std = generative.kernel_distance(f_reference, f_generated, seed=seed)
-    report = {
-        "workdir": str(Path(workdir)), "model": config.model, "step": int(state.step), "seed": seed,
-        "class_name": config.class_name,
-        "counts": {"generated": n, "training": len(train), "reference": len(reference), "held_out": len(held_out)},
-        "reference_data": {key: value for key, value in provenance.items() if key not in ("splits", "files")},
-        "feature_extractor": {"workdir": str(extractor.workdir), "model": extractor.model,
-                              "features": int(f_reference.shape[1]), **extractor.about},
-        "fid": generative.frechet_distance(f_reference, f_generated),
-        "kid": {"mean": kid_mean, "std": kid_std},
-        **generative.precision_recall(f_reference, f_generated),
-        "diversity": {"generated": generative.diversity(f_generated), "reference": generative.diversity(f_reference)},
-        "pixel_wasserstein": viz.pixel_histogram_distance(reference, generated),
-    }
-    report["diversity"]["ratio"] = report["diversity"]["generated"] / max(report["diversity"]["reference"], 1e-12)
-    report["real_floor"] = _real_floor(f_train, f_held_out, seed)
-    report["memorization"], closest = memorization(train, held_out, generated, f_train, f_held_out, f_generated)
-
+    try:
+        _check_counts(n, len(reference))  # before minutes of training a feature extractor
+        z = jax.random.normal(jax.random.key(seed), (n, model.latent_dim))
+        generated = sample_images(model.generate, state, z, batch_size=64)
+        if features is None:
+            features = out / "feature_extractor"
+            train_feature_extractor(config, dataset.images, features, steps=feature_steps, progress=progress)
+        comparison = compare_with_real(generated, data_lib.select_class(dataset, config.class_name), reference,
+                                       load_feature_extractor(features), seed=seed)
+    except (DataError, TrainingDiverged) as error:
+        raise type(error)(f"{context}: {error}") from None
+    report = {"workdir": str(Path(workdir)), "model": config.model, "step": int(state.step), "seed": seed,
+              "class_name": config.class_name,
+              "reference_data": {key: value for key, value in provenance.items() if key not in ("splits", "files")},
+              **comparison.report}
     (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
-    plots = out / "plots"
-    viz.save_image_grid(generated[:64], plots / "samples.png")
-    order = np.argsort(-closest[1])[:CLOSEST_PAIRS]
-    viz.plot_nearest_training(generated[order], train[closest[0][order]], closest[1][order],
-                              plots / "nearest_training.png",
-                              title="Generated images most like a training image (thumbnail correlation)")
-    viz.plot_pixel_distribution(reference, generated, plots / "pixel_distribution.png")
-    viz.plot_feature_embedding({"training": f_train, "held-out real": f_held_out, "generated": f_generated},
-                               plots / "features.png")
+    comparison.write_plots(out / "plots")
     return report
 
 

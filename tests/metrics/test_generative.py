@@ -114,3 +114,32 @@ def test_kernel_distance_subsets_default_to_half_the_smaller_set_so_they_vary():
     assert spread > 0
     with pytest.raises(ValueError, match="subset_size <= 30"):
         generative.kernel_distance(a, b, subset_size=31)
+
+
+def test_k_means_finds_separated_clusters():
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    points = np.concatenate([centre + 0.1 * RNG.standard_normal((50, 2)) for centre in centres])
+    found = generative.k_means(points, 3, seed=1)
+    np.testing.assert_allclose(sorted(map(tuple, np.round(found))), sorted(map(tuple, centres)), atol=0.5)
+
+
+def test_data_copying_cells_find_copying_confined_to_one_region():
+    # Two regions. In A the generator copies training samples; in B it spreads too wide (a
+    # generator that misses the data). Globally the two pull Z in opposite directions; the
+    # cells see each.
+    def region(centre, n, spread=1.0):
+        return centre + spread * RNG.standard_normal((n, 4))
+
+    a, b = np.zeros(4), np.full(4, 20.0)
+    train = np.concatenate([region(a, 100), region(b, 100)])
+    held_out = np.concatenate([region(a, 60), region(b, 60)])
+    generated = np.concatenate([train[:60] + 1e-3 * RNG.standard_normal((60, 4)), region(b, 60, spread=2.5)])
+    result = generative.data_copying_test(train, held_out, generated, cells=2)
+    assert result["cells"] == 2 and result["cells_used"] == 2
+    assert min(result["cell_z"]) < -5 and max(result["cell_z"]) > 3
+    assert abs(result["c_t"]) < abs(min(result["cell_z"]))
+
+    honest = generative.data_copying_test(train, held_out, np.concatenate([region(a, 60), region(b, 60)]), cells=2)
+    assert all(abs(z) < 3 for z in honest["cell_z"]) and abs(honest["c_t"]) < 3
+    # Too few training samples for two cells by default: the cell form is left out.
+    assert generative.data_copying_test(train[:60], held_out, generated)["c_t"] is None
