@@ -11,6 +11,9 @@
 // core at the dcgan128 shape (16 images of 64x64x32 -> 65x65x4): forward 0.75-0.85
 // against oneDNN's 1.6-2.1 ms, weight gradient 0.65-0.75 against 1.3-1.8 ms.
 //
+// ForwardSubpixel is the forward pass with each pixel's four outputs stored straight into
+// the two rows and columns of the up-sampled image they are phases of.
+//
 // Layouts are those of conv2d.cc: activations NHWC, kernels HWIO, dense. Input
 // rows are first copied with their padding filled in, so every pixel runs the same
 // loop.
@@ -112,9 +115,10 @@ __attribute__((target("avx512f"))) inline __m128 FourSums(__m512 a, __m512 b, __
 // kPixels adjacent output pixels from j on: independent sums keep both FMA units busy
 // (one pixel alone is four chains of dependent FMAs) and share each weight load.
 // kBlocks = in_c / 16 and kKernel = k_h = k_w when known at compile time, else 0 (read from s).
-template <int kPixels, int kBlocks, int kKernel>
+// Each pixel's four sums (outputs 0-3) go to sink(column, sums).
+template <int kPixels, int kBlocks, int kKernel, typename Sink>
 __attribute__((target("avx512f"))) inline void ForwardPixels(const Shape& s, const float* const* rows,
-                                                             const float* weights, int64_t j, float* out) {
+                                                             const float* weights, int64_t j, const Sink& sink) {
   const int64_t in_c = kBlocks ? kBlocks * kLanes : s.in_c, blocks = in_c / kLanes;
   const int64_t k_h = kKernel ? kKernel : s.k_h, k_w = kKernel ? kKernel : s.k_w;
   __m512 acc[kPixels][kMaxOutChannels];
@@ -140,29 +144,23 @@ __attribute__((target("avx512f"))) inline void ForwardPixels(const Shape& s, con
     }
   }
 #pragma GCC unroll 16
-  for (int p = 0; p < kPixels; ++p) {
-    const __m128 sums = FourSums(acc[p][0], acc[p][1], acc[p][2], acc[p][3]);
-    if (s.out_c == kMaxOutChannels) {
-      _mm_storeu_ps(out + p * s.out_c, sums);
-    } else {
-      alignas(16) float four[kMaxOutChannels];
-      _mm_store_ps(four, sums);
-      std::copy(four, four + s.out_c, out + p * s.out_c);
-    }
-  }
+  for (int p = 0; p < kPixels; ++p) sink(j + p, FourSums(acc[p][0], acc[p][1], acc[p][2], acc[p][3]));
 }
 
 // One output row, four pixels at a time.
-template <int kBlocks, int kKernel>
+template <int kBlocks, int kKernel, typename Sink>
 __attribute__((target("avx512f"))) void ForwardRow(const Shape& s, const float* const* rows, const float* weights,
-                                                   float* out) {
+                                                   const Sink& sink) {
   int64_t j = 0;
-  for (; j + 4 <= s.out_w; j += 4) ForwardPixels<4, kBlocks, kKernel>(s, rows, weights, j, out + j * s.out_c);
-  for (; j < s.out_w; ++j) ForwardPixels<1, kBlocks, kKernel>(s, rows, weights, j, out + j * s.out_c);
+  for (; j + 4 <= s.out_w; j += 4) ForwardPixels<4, kBlocks, kKernel>(s, rows, weights, j, sink);
+  for (; j < s.out_w; ++j) ForwardPixels<1, kBlocks, kKernel>(s, rows, weights, j, sink);
 }
 
-// y = conv(x, w). w is HWIO with out_c <= 4 outputs.
-__attribute__((target("avx512f"))) inline void Forward(const Shape& s, const float* x, const float* w, float* y) {
+// conv(x, w) row by row: row_sink(n, i) gives the sink of output row i of image n. w is
+// HWIO with out_c <= 4 outputs.
+template <typename RowSink>
+__attribute__((target("avx512f"))) void ForwardRows(const Shape& s, const float* x, const float* w,
+                                                    const RowSink& row_sink) {
   const int64_t taps = s.k_h * s.k_w;
   // Weights as [tap][output (padded to 4 with zeros)][input channel]: each vector load is 16 inputs.
   AlignedFloats aligned_weights(taps * kMaxOutChannels * s.in_c);
@@ -173,11 +171,62 @@ __attribute__((target("avx512f"))) inline void Forward(const Shape& s, const flo
         weights[(t * kMaxOutChannels + o) * s.in_c + c] = w[(t * s.in_c + c) * s.out_c + o];
   // The sub-pixel layers (2x2 kernels, 32 inputs) with their sizes as constants (15-20 % faster).
   const bool subpixel = s.k_h == 2 && s.k_w == 2 && s.in_c == 2 * kLanes;
-  const auto row = subpixel ? ForwardRow<2, 2> : ForwardRow<0, 0>;
   PaddedRows padded(s);
-  for (int64_t n = 0; n < s.batch; ++n)
-    for (int64_t i = 0; i < s.out_h; ++i)
-      row(s, padded.Load(x, n, i), weights, y + (n * s.out_h + i) * s.out_w * s.out_c);
+  for (int64_t n = 0; n < s.batch; ++n) {
+    for (int64_t i = 0; i < s.out_h; ++i) {
+      const auto sink = row_sink(n, i);
+      if (subpixel) {
+        ForwardRow<2, 2>(s, padded.Load(x, n, i), weights, sink);
+      } else {
+        ForwardRow<0, 0>(s, padded.Load(x, n, i), weights, sink);
+      }
+    }
+  }
+}
+
+// y = conv(x, w), NHWC.
+__attribute__((target("avx512f"))) inline void Forward(const Shape& s, const float* x, const float* w, float* y) {
+  ForwardRows(s, x, w, [&s, y](int64_t n, int64_t i) {
+    float* row = y + (n * s.out_h + i) * s.out_w * s.out_c;
+    return [&s, row](int64_t j, __m128 sums) {
+      if (s.out_c == kMaxOutChannels) {
+        _mm_storeu_ps(row + j * s.out_c, sums);
+      } else {
+        alignas(16) float four[kMaxOutChannels];
+        _mm_store_ps(four, sums);
+        std::copy(four, four + s.out_c, row + j * s.out_c);
+      }
+    };
+  });
+}
+
+// The sub-pixel form of a 4x4 stride-2 transposed convolution to one channel, stored
+// straight into its (height, width) result: output (i, j) of the stride-1 convolution holds
+// the four phases (a, b) at outputs 2a + b, which are pixels (2i - 1 + a, 2j - 1 + b) of
+// the result (those inside it). conv2d.cc's RunSubpixel otherwise writes the phases to a
+// buffer and interleaves them from there.
+__attribute__((target("avx512f"))) inline void ForwardSubpixel(const Shape& s, const float* x, const float* w,
+                                                                float* result, int64_t height, int64_t width) {
+  ForwardRows(s, x, w, [=](int64_t n, int64_t i) {
+    float* image = result + n * height * width;
+    float* top = 2 * i - 1 >= 0 && 2 * i - 1 < height ? image + (2 * i - 1) * width : nullptr;
+    float* bottom = 2 * i < height ? image + 2 * i * width : nullptr;
+    return [=](int64_t j, __m128 sums) {
+      const int64_t column = 2 * j - 1;
+      if (column >= 0 && column + 1 < width) {
+        if (top) _mm_storel_pi(reinterpret_cast<__m64*>(top + column), sums);
+        if (bottom) _mm_storeh_pi(reinterpret_cast<__m64*>(bottom + column), sums);
+        return;
+      }
+      alignas(16) float four[kMaxOutChannels];
+      _mm_store_ps(four, sums);
+      for (int64_t b = 0; b < 2; ++b) {
+        if (column + b < 0 || column + b >= width) continue;
+        if (top) top[column + b] = four[b];
+        if (bottom) bottom[column + b] = four[2 + b];
+      }
+    };
+  });
 }
 
 // dw = d conv / dw summed over the batch, written (not added) to dw, HWIO float32.
