@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 __all__ = [
     "image_grid",
@@ -146,7 +146,8 @@ def image_grid(images: np.ndarray, *, columns: int | None = None, padding: int =
 
 
 def save_image_grid(
-    images: np.ndarray, path: PathLike, *, columns: int | None = None, padding: int = 2
+    images: np.ndarray, path: PathLike, *, columns: int | None = None, padding: int = 2,
+    description: str | None = None,
 ) -> pathlib.Path:
     """Writes :func:`image_grid` of ``images`` as a PNG at native resolution.
 
@@ -159,6 +160,8 @@ def save_image_grid(
         path: Destination file; written as PNG regardless of its suffix.
         columns: Tiles per row, see :func:`image_grid`.
         padding: Black border width in pixels, see :func:`image_grid`.
+        description: Stored as the PNG's "Description" text, e.g.
+            ``jaxmed.export.SYNTHETIC_NOTE`` for grids of generated images.
 
     Returns:
         The path written.
@@ -166,7 +169,10 @@ def save_image_grid(
     grid = image_grid(images, columns=columns, padding=padding)
     out = pathlib.Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(out, format="PNG")
+    info = PngImagePlugin.PngInfo()
+    if description:
+        info.add_text("Description", description)
+    Image.fromarray(grid).save(out, format="PNG", pnginfo=info)
     return out
 
 

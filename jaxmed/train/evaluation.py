@@ -36,6 +36,7 @@ from jaxmed import data as data_lib
 from jaxmed import viz
 from jaxmed.data import duplicates
 from jaxmed.errors import DataError, TrainingDiverged
+from jaxmed.export import SYNTHETIC_NOTE
 from jaxmed.metrics import generative
 from jaxmed.train.checkpoint import Checkpoints
 from jaxmed.train.config import GanConfig, VaeConfig
@@ -138,7 +139,7 @@ class Comparison:
 
     def write_plots(self, folder: Path) -> None:
         """samples.png, nearest_training.png, pixel_distribution.png and features.png in `folder`."""
-        viz.save_image_grid(self.generated[:64], folder / "samples.png")
+        viz.save_image_grid(self.generated[:64], folder / "samples.png", description=SYNTHETIC_NOTE)
         index, correlation = self.nearest
         order = np.argsort(-correlation)[:CLOSEST_PAIRS]
         viz.plot_nearest_training(self.generated[order], self.train[index[order]], correlation[order],

@@ -42,6 +42,7 @@ from jaxmed import data as data_lib
 from jaxmed import viz
 from jaxmed.data.pipeline import BatchStream, prefetch_to_device
 from jaxmed.errors import TrainingDiverged
+from jaxmed.export import SYNTHETIC_NOTE
 from jaxmed.train import config as config_lib
 from jaxmed.train import distributed, sharding
 from jaxmed.train.checkpoint import Checkpoints, restore_or_init
@@ -183,7 +184,8 @@ def train_generative(config: GanConfig | VaeConfig, model: GenerativeModel, work
                     samples = sample_images(model.generate, state, sample_z, config.batch_size,
                                             sharding.replicated(mesh))
                     if writer:
-                        viz.save_image_grid(samples, paths.plots / f"samples_step_{step:06d}.png")
+                        viz.save_image_grid(samples, paths.plots / f"samples_step_{step:06d}.png",
+                                            description=SYNTHETIC_NOTE)
                         writer.write_image("samples", viz.image_grid(samples), step)
                 if step % config.eval.every == 0 or step == config.steps:
                     write_plots(config, model, state, images, paths, sharding.replicated(mesh), write=is_writer)

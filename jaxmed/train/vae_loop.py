@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from jaxmed import viz
+from jaxmed.export import SYNTHETIC_NOTE
 from jaxmed.train import generative_loop, sharding
 from jaxmed.train.config import VaeConfig
 from jaxmed.train.vae_state import VaeDefinition, VaeState, init_vae_state, vae_definition
@@ -35,7 +36,7 @@ def _write_reconstructions(definition: VaeDefinition, state: VaeState, real: np.
     reconstructions = np.asarray(reconstruct(definition.model, state.params, state.stats, placed))
     if write:
         viz.save_image_grid(np.concatenate([originals, reconstructions]), plots / "reconstructions.png",
-                            columns=len(originals))
+                            columns=len(originals), description=f"top row: real images; bottom row: {SYNTHETIC_NOTE}")
 
 
 def vae_model(config: VaeConfig, definition: VaeDefinition | None = None) -> generative_loop.GenerativeModel:

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from jaxmed import data as data_lib
 from jaxmed.errors import CheckpointError, DataError
@@ -45,6 +46,7 @@ def test_report_of_an_untrained_gan(runs, tmp_path):
     assert np.isfinite(report["memorization"]["data_copying"]["z"])
     for plot in ("samples.png", "nearest_training.png", "pixel_distribution.png", "features.png"):
         assert (tmp_path / "plots" / plot).stat().st_size > 1000
+    assert "SYNTHETIC" in Image.open(tmp_path / "plots" / "samples.png").text["Description"]
 
 
 def test_a_classifier_embeds_with_its_hidden_layer(runs, tmp_path):

@@ -5,6 +5,7 @@ import json
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
 from jaxmed.errors import TrainingDiverged
 from jaxmed.train.checkpoint import Checkpoints
@@ -27,6 +28,8 @@ def test_outputs_of_a_run(tmp_path):
     assert {"d_loss", "g_loss", "d_real", "d_fake", "images_per_s"} <= set(rows[0])
     plots = {path.name for path in (tmp_path / "plots").iterdir()}
     assert {"samples_step_000002.png", "samples_step_000004.png", "losses.png", "pixel_distribution.png"} <= plots
+    # Grids of generated images say so, like exported samples.
+    assert "SYNTHETIC" in Image.open(tmp_path / "plots" / "samples_step_000004.png").text["Description"]
     assert any((tmp_path / "events").iterdir())
     assert Checkpoints(tmp_path / "checkpoints").all_steps() == [2, 4]
 

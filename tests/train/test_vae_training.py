@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from jaxmed.errors import CheckpointError, TrainingDiverged
 from jaxmed.train.checkpoint import Checkpoints
@@ -77,6 +78,8 @@ def test_outputs_of_a_run(tmp_path):
     plots = {path.name for path in (tmp_path / "plots").iterdir()}
     assert {"samples_step_000002.png", "samples_step_000004.png", "losses.png", "pixel_distribution.png",
             "reconstructions.png"} <= plots
+    description = Image.open(tmp_path / "plots" / "reconstructions.png").text["Description"]
+    assert description.startswith("top row: real images; bottom row: SYNTHETIC")
     assert Checkpoints(tmp_path / "checkpoints").all_steps() == [2, 4]
 
 
