@@ -9,6 +9,7 @@
     (all three also take --coordinator HOST:PORT --num-processes N --process-id I for multi-host runs)
     jaxmed sample --workdir DIR --n N --out DIR [--seed N] [--format png|npz|dcm]
     jaxmed evaluate --workdir DIR --out DIR [--data SPEC] [--features DIR] [--feature-steps N] [--n N] [--seed N]
+                    [--max-reference N]
     jaxmed study augmentation --data SPEC --workdir DIR [--seeds N] [--set key=value ...]
     jaxmed data inspect SPEC [--json [FILE]] [--montage FILE] [--image-size N] [--skip-bad]
                      [--set data.KEY=VALUE ...]
@@ -121,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="train steps of that default VAE (default 600)")
     evaluate.add_argument("--n", type=_positive_int, help="generated images (default: as many as reference images)")
     evaluate.add_argument("--seed", type=_non_negative_int, default=0, help="noise seed (default 0)")
+    evaluate.add_argument("--max-reference", type=_positive_int,
+                          help="reference images used at most, a random subset beyond (default 5000)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     study = commands.add_parser("study", help="run a study")
@@ -252,9 +255,10 @@ def _sample(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from jaxmed.train.evaluation import evaluate_generator
 
-    steps = {} if args.feature_steps is None else {"feature_steps": args.feature_steps}
+    options = {key: value for key, value in (("feature_steps", args.feature_steps),
+                                              ("max_reference", args.max_reference)) if value is not None}
     report = evaluate_generator(args.workdir, args.out, data=args.data, features=args.features, n=args.n,
-                                seed=args.seed, progress=not args.no_progress, **steps)
+                                seed=args.seed, progress=not args.no_progress, **options)
     copying = report["memorization"]["data_copying"]
     print(f"FID {report['fid']:.2f}, KID {report['kid']['mean']:.4f}, precision {report['precision']:.3f}, "
           f"recall {report['recall']:.3f}, copies of training images {report['memorization']['copies']}"

@@ -57,6 +57,9 @@ CLOSEST_PAIRS = 8
 MIN_HELD_OUT = 10
 # Copy pairs listed in eval.json (all are counted).
 LISTED_COPIES = 20
+# Reference images used at most (a random subset beyond): the pairwise distances of
+# precision/recall and diversity grow with the square (5,000: about 100 MB a matrix).
+MAX_REFERENCE = 5000
 
 
 def reference_images(config: GanConfig | VaeConfig, spec: str | None = None) -> tuple[np.ndarray, dict]:
@@ -198,7 +201,8 @@ def compare_with_real(generated: np.ndarray, train: np.ndarray, reference: np.nd
 
 def evaluate_generator(workdir: Path | str, out: Path | str, *, data: str | None = None,
                        features: Path | str | None = None, feature_steps: int = FEATURE_EXTRACTOR_STEPS,
-                       n: int | None = None, seed: int = 0, progress: bool = True) -> dict:
+                       n: int | None = None, seed: int = 0, max_reference: int = MAX_REFERENCE,
+                       progress: bool = True) -> dict:
     """Evaluates the generator of a GAN or VAE workdir (see the module docstring); writes `out/eval.json` and plots.
 
     Args:
@@ -209,7 +213,9 @@ def evaluate_generator(workdir: Path | str, out: Path | str, *, data: str | None
         (`jaxmed.train.feature_extractor`); None trains a VAE for `feature_steps` steps in
         `out/feature_extractor`, or reuses the one a previous run left there.
       n: number of generated images; None: as many as reference images.
-      seed: noise seed of the generated images.
+      seed: noise seed of the generated images (and of the reference subset).
+      max_reference: reference images used at most; a larger reference set is subsampled
+        at random (eval.json's `counts.reference_available` says from how many).
       progress: show progress bars.
 
     Returns:
@@ -226,6 +232,9 @@ def evaluate_generator(workdir: Path | str, out: Path | str, *, data: str | None
     config, model, state = restore_from_workdir(workdir)
     dataset = config.data.load(config.image_size, config.channels, config.seed)  # what the generator trained on
     reference, provenance = reference_images(config, data)
+    available = len(reference)
+    if available > max_reference:
+        reference = reference[np.sort(np.random.default_rng(seed).choice(available, max_reference, replace=False))]
     context = f"{workdir} (checkpoint step {int(state.step)}) against {provenance.get('spec')}"
     n = n or len(reference)
     try:
@@ -243,6 +252,7 @@ def evaluate_generator(workdir: Path | str, out: Path | str, *, data: str | None
               "class_name": config.class_name,
               "reference_data": {key: value for key, value in provenance.items() if key not in ("splits", "files")},
               **comparison.report}
+    report["counts"]["reference_available"] = available
     (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     comparison.write_plots(out / "plots")
     return report

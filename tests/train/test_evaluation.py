@@ -31,7 +31,8 @@ def test_report_of_an_untrained_gan(runs, tmp_path):
     report = evaluate_generator(runs / "gan", tmp_path, feature_steps=20, n=40, progress=False)
     assert json.loads((tmp_path / "eval.json").read_text()) == report
     # Reference phantoms are drawn with another seed: all 64 are unseen patients.
-    assert report["counts"] == {"generated": 40, "training": 64, "reference": 64, "held_out": 64}
+    assert report["counts"] == {"generated": 40, "training": 64, "reference": 64, "held_out": 64,
+                                "reference_available": 64}
     assert report["step"] == 4
     assert report["feature_extractor"] == {"workdir": str(tmp_path / "feature_extractor"), "model": "vae",
                                            "features": 128, "step": 20}
@@ -57,8 +58,11 @@ def test_a_classifier_embeds_with_its_hidden_layer(runs, tmp_path):
     np.testing.assert_allclose(extractor(images[:3], batch_size=4), features[:3], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"takes images of shape \(N, 32, 32, 1\)"):
         extractor(np.zeros((2, 64, 64, 1), np.float32))
-    report = evaluate_generator(runs / "gan", tmp_path, features=runs / "classifier", n=8, progress=False)
+    report = evaluate_generator(runs / "gan", tmp_path, features=runs / "classifier", n=8, max_reference=20,
+                                progress=False)
     assert report["feature_extractor"]["model"] == "seed_cnn"
+    # A large reference set is subsampled.
+    assert report["counts"]["reference"] == 20 and report["counts"]["reference_available"] == 64
     assert 0 <= report["feature_extractor"]["test_accuracy"] <= 1
     assert not (tmp_path / "feature_extractor").exists()
     with pytest.raises(CheckpointError, match="a 'dcgan' run; a feature extractor is a jaxmed VAE or classifier"):
