@@ -22,6 +22,7 @@ process 0 writes metrics, plots, config.json and eval.json.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 from pathlib import Path
@@ -124,15 +125,8 @@ def predict(definition: ClassifierDefinition, params, model_state, images: np.nd
       placement: where each batch of images goes, e.g. `sharding.batch_sharding(mesh)`
         (required when the mesh spans several processes); None lets jit decide.
     """
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
-        padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-        if placement is not None:
-            padded = sharding.place_global(padded, placement)
-        probabilities = predict_probabilities(definition.model, params, model_state, padded)
-        outputs.append(sharding.to_host(probabilities)[:len(chunk)])
-    return np.concatenate(outputs)
+    return sharding.map_in_fixed_batches(
+        functools.partial(predict_probabilities, definition.model, params, model_state), images, batch_size, placement)
 
 
 def loss_and_accuracy(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

@@ -29,6 +29,7 @@ from jax.sharding import SingleDeviceSharding
 
 from jaxmed.errors import CheckpointError
 from jaxmed.train import config as config_lib
+from jaxmed.train import sharding
 from jaxmed.train.checkpoint import Checkpoints, abstract_like
 from jaxmed.train.classifier_steps import classifier_definition, init_classifier_state
 from jaxmed.train.config import ClassifierConfig, VaeConfig
@@ -77,12 +78,7 @@ class FeatureExtractor:
         if images.ndim != 4 or images.shape[1:] != expected:
             raise ValueError(f"the feature extractor in {self.workdir} takes images of shape (N, {expected[0]}, "
                              f"{expected[1]}, {expected[2]}), got {images.shape}")
-        outputs = []
-        for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
-            padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-            outputs.append(np.asarray(self.embed(padded))[:len(chunk)])
-        return np.concatenate(outputs)
+        return sharding.map_in_fixed_batches(self.embed, images, batch_size)
 
 
 def load_feature_extractor(workdir: Path | str) -> FeatureExtractor:

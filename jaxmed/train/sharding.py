@@ -130,3 +130,24 @@ def to_host(array: jax.Array) -> np.ndarray:
     if array.is_fully_addressable:
         return np.asarray(array)
     return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+
+
+def map_in_fixed_batches(fn: Callable[[jax.Array], jax.Array], images: np.ndarray, batch_size: int,
+                         placement: jax.sharding.Sharding | None = None) -> np.ndarray:
+    """`fn` over `images` in batches of `batch_size` (the last padded with zeros, so one compilation), on the host.
+
+    Args:
+      fn: a jitted function of one batch; its output's leading axis is the batch.
+      images: host array (N, ...).
+      batch_size: rows per call.
+      placement: where each batch goes, e.g. `batch_sharding(mesh)` (required when the mesh
+        spans several processes); None lets jit decide.
+    """
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+        if placement is not None:
+            padded = place_global(padded, placement)
+        outputs.append(to_host(fn(padded))[:len(chunk)])
+    return np.concatenate(outputs)
