@@ -11,6 +11,10 @@ the backend choice and the build's failure messages.
 from __future__ import annotations
 
 import functools
+import os
+import re
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -94,6 +98,19 @@ def test_subpixel_gradient_covers_the_image_layers():
     few_channel_cases = [case for case in CASES
                          if case[1][:2] == (4, 4) and case[2] == (2, 2) and case[1][2] <= SUBPIXEL_MAX_CHANNELS]
     assert {case[1][2] for case in few_channel_cases} >= {1, 3, 4}
+
+
+def test_avx2_code_paths_in_a_capped_process():
+    # The cases here run the widest kernels this CPU has. Capped at AVX2 (oneDNN's
+    # ONEDNN_MAX_CPU_ISA, which narrow_conv.h honours too), an AVX-512 machine runs the AVX2
+    # build of narrow_conv.h, oneDNN's AVX2 kernels and, having no bfloat16 convolution there,
+    # conv2d.cc's float32 fallback for bfloat16 operands: the paths an AVX2-only CPU takes.
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                             "-k", "matches_lax or bfloat16 or equal_lax"], env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert re.search(r"\b\d{2,} passed", result.stdout), result.stdout[-500:]
 
 
 def test_conv2d_bfloat16_close_to_float32():

@@ -22,9 +22,9 @@
 // generation costs milliseconds. The input gradients of the 4x4 stride-2 image
 // layers (at most 4 input channels) run in sub-pixel form (RunSubpixel), and
 // float32 stride-1 calls with at most 4 output channels, forward and backward
-// weights, run narrow_conv.h's kernels: where oneDNN is slow.
+// weights, run narrow_conv.h's kernels: where oneDNN is slow. Where oneDNN has no
+// bfloat16 kernels (AVX2 CPUs), bfloat16 calls run in float32 (RunInFloat32).
 
-#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -141,13 +141,30 @@ Cached Build(const Geometry& g, Direction direction) {
   return {dnnl::primitive(pd), pd.query_md(kernel), pd.scratchpad_desc()};
 }
 
-const Cached& Lookup(const Geometry& g, Direction direction) {
+bool HasBfloat16(const Geometry& g) {
+  const auto bf16 = memory::data_type::bf16;
+  return g.src_type == bf16 || g.weights_type == bf16 || g.dst_type == bf16;
+}
+
+// The cached primitive of a geometry, or null where oneDNN has no implementation of its
+// bfloat16 operands on this CPU (oneDNN 3.2 has them for AVX-512, not for an AVX2 EPYC):
+// RunRows then computes it in float32. Any other failure to build one is an error.
+const Cached* Lookup(const Geometry& g, Direction direction) {
   static std::mutex mutex;
   static std::map<std::pair<Geometry, Direction>, std::unique_ptr<Cached>> cache;
   std::lock_guard<std::mutex> lock(mutex);
-  auto& slot = cache[{g, direction}];
-  if (!slot) slot = std::make_unique<Cached>(Build(g, direction));
-  return *slot;
+  const auto [slot, inserted] = cache.try_emplace({g, direction});
+  if (inserted) {
+    try {
+      slot->second = std::make_unique<Cached>(Build(g, direction));
+    } catch (const dnnl::error&) {
+      if (!HasBfloat16(g)) {
+        cache.erase(slot);
+        throw;
+      }
+    }
+  }
+  return slot->second.get();
 }
 
 memory::data_type DataType(ffi::DataType type) {
@@ -297,6 +314,61 @@ bool RunSubpixel(const Geometry& g, char* dx, const char* kernel, const char* dy
   return true;
 }
 
+int64_t Elements(const memory::dims& dims) {
+  int64_t n = 1;
+  for (const auto d : dims) n *= d;
+  return n;
+}
+
+// `elements` values of type `from` at `source` as type `to` at `target` (bfloat16 <-> float32;
+// to bfloat16 rounds to nearest even).
+void Convert(int64_t elements, memory::data_type from, const void* source, memory::data_type to, void* target) {
+  dnnl::stream stream(Engine());
+  memory in = Wrap(memory::desc({elements}, from, tag::a), const_cast<void*>(source));
+  memory out = Wrap(memory::desc({elements}, to, tag::a), target);
+  dnnl::reorder(in, out).execute(stream, in, out);
+  stream.wait();
+}
+
+// A geometry with bfloat16 operands that oneDNN cannot run on this CPU (Lookup), run in
+// float32: the operands it reads are widened (exactly), the one it writes is rounded back
+// to its type. oneDNN's bfloat16 kernels multiply exactly and accumulate in float32 too, so
+// only the order of the sums differs.
+void RunInFloat32(Direction direction, const Geometry& g, void* src, void* kernel, void* dst) {
+  const auto f32 = memory::data_type::f32;
+  Geometry wide = g;
+  wide.src_type = wide.weights_type = wide.dst_type = f32;
+  // (type, elements, pointer, whether this direction writes it) of src, kernel, dst; the
+  // backward-weights kernel is float32 already (RunWeights' partial sums).
+  struct Operand {
+    memory::data_type type;
+    int64_t elements;
+    void* data;
+    bool written;
+    std::vector<float> wide{};
+  } operands[] = {
+      {g.src_type, Elements(g.src), src, direction == Direction::kBackwardData},
+      {direction == Direction::kBackwardWeights ? f32 : g.weights_type, Elements(g.weights), kernel,
+       direction == Direction::kBackwardWeights},
+      {g.dst_type, Elements(g.dst), dst, direction == Direction::kForward},
+  };
+  void* wide_data[3];
+  for (int i = 0; i < 3; ++i) {
+    Operand& operand = operands[i];
+    wide_data[i] = operand.data;
+    if (operand.type == f32) continue;
+    operand.wide.resize(operand.elements);
+    wide_data[i] = operand.wide.data();
+    if (!operand.written) Convert(operand.elements, operand.type, operand.data, f32, wide_data[i]);
+  }
+  RunRows(direction, wide, wide_data[0], wide_data[1], wide_data[2]);
+  for (Operand& operand : operands) {
+    if (operand.written && operand.type != f32) {
+      Convert(operand.elements, f32, operand.wide.data(), operand.type, operand.data);
+    }
+  }
+}
+
 // Runs `direction` on the g.src[0] rows the pointers start at. `kernel` is HWIO: the
 // user's kernel (read) for forward and backward data, this part's float32 gradient
 // (written) for backward weights.
@@ -306,7 +378,9 @@ void RunRows(Direction direction, const Geometry& g, void* src, void* kernel, vo
     return;
   }
   if (RunNarrow(direction, g, src, kernel, dst)) return;
-  const Cached& cached = Lookup(g, direction);
+  const Cached* found = Lookup(g, direction);
+  if (found == nullptr) return RunInFloat32(direction, g, src, kernel, dst);
+  const Cached& cached = *found;
   const auto kernel_type = direction == Direction::kBackwardWeights ? memory::data_type::f32 : g.weights_type;
   dnnl::stream stream(Engine());
   memory src_mem = Wrap(Activations(g.src, g.src_type), src);
@@ -493,22 +567,11 @@ ffi::Future Guarded(const char* what, F&& f) {
 // inside the dcgan128 step. Sums run in float32 over blocks of 256 rows, then in double.
 constexpr int64_t kSumBlockRows = 256;
 
-__attribute__((target("avx512f"))) void SumRowsAvx512(const float* a, const float* b, int64_t rows,
-                                                      int64_t channels, float* s0, float* s1) {
-  for (int64_t r = 0; r < rows; ++r, a += channels, b += channels) {
-    int64_t c = 0;
-    for (; c + 16 <= channels; c += 16) {
-      const __m512 va = _mm512_loadu_ps(a + c), vb = _mm512_loadu_ps(b + c);
-      _mm512_storeu_ps(s0 + c, _mm512_add_ps(_mm512_loadu_ps(s0 + c), va));
-      _mm512_storeu_ps(s1 + c, _mm512_fmadd_ps(va, vb, _mm512_loadu_ps(s1 + c)));
-    }
-    for (; c < channels; ++c) s0[c] += a[c], s1[c] += a[c] * b[c];
-  }
-}
-
-void SumRows(const float* a, const float* b, int64_t rows, int64_t channels, float* s0, float* s1) {
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
-  if (avx512) return SumRowsAvx512(a, b, rows, channels, s0, s1);
+// Compiled for AVX-512, AVX2 and baseline x86-64, chosen at load time (GCC function multi-versioning).
+__attribute__((target_clones("avx512f", "avx2,fma", "default"))) void SumRows(const float* __restrict a,
+                                                                           const float* __restrict b, int64_t rows,
+                                                                           int64_t channels, float* __restrict s0,
+                                                                           float* __restrict s1) {
   for (int64_t r = 0; r < rows; ++r, a += channels, b += channels) {
     for (int64_t c = 0; c < channels; ++c) s0[c] += a[c], s1[c] += a[c] * b[c];
   }
