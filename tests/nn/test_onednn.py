@@ -75,6 +75,12 @@ CASES = [
     ((2, 8, 7, 32), (5, 5, 32, 2), (1, 1), "VALID"),
     ((2, 12, 10, 1), (4, 4, 1, 32), (2, 2), "SAME"),
     ((2, 11, 9, 1), (4, 4, 1, 16), (2, 2), "SAME"),
+    # weight_gradient.h's kernel gradient (AVX2 CPUs; inputs in 4s, outputs in 8s): tiles of 24,
+    # 16 and 8 outputs, several row blocks (a wide image), odd sizes, strides 1 and (1, 2), 3x3.
+    ((2, 9, 11, 8), (4, 4, 8, 40), (2, 2), "SAME"),
+    ((1, 12, 130, 4), (4, 4, 4, 8), (2, 2), ((1, 1), (1, 1))),
+    ((2, 7, 9, 12), (3, 3, 12, 16), (1, 1), ((0, 2), (1, 0))),
+    ((2, 8, 9, 4), (3, 3, 4, 24), (1, 2), "VALID"),
 ]
 
 #: conv2d.cc computes input gradients of 4x4 stride-2 layers with up to this many input channels in sub-pixel form.
