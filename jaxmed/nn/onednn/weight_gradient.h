@@ -16,7 +16,7 @@
 // packed by tile (x as [4-channel tile][pixel][4], dy as [24-channel tile][pixel][24]), so
 // a tile's loads are contiguous rather than one cache line per pixel, and its pixels go by
 // blocks of output rows (the dy tile's block within 16 KB, half of L1), which every input
-// tile and tap passes over while it is in L1. Sums live in dw between blocks. Pixels whose
+// tile passes over while it is in L1. Sums live in dw between blocks. Pixels whose
 // tap falls in the padding are skipped, not multiplied by zeros (12 % of the 8x8 layer's).
 // Not for 1-channel inputs: tiles of 4 taps of the one channel ran at a third of this rate,
 // no faster than oneDNN.
@@ -133,9 +133,9 @@ inline void BackwardWeights(const Shape& s, const float* x, const float* dy, flo
             for (int64_t c = 0; c < s.in_c; c += kChannelsPerTile) {
               const float* x_tile = x_packed.data() + c * x_pixels;
               float* sums = dw + ((kh * s.k_w + kw) * s.in_c + c) * s.out_c + o;
-              if (width == 24) {
+              if (width == 3 * kLanes) {
                 AddTile<3>(s, x_tile, dy_tile, first_row, end_row, j_first, j_end, kh, kw, sums);
-              } else if (width == 16) {
+              } else if (width == 2 * kLanes) {
                 AddTile<2>(s, x_tile, dy_tile, first_row, end_row, j_first, j_end, kh, kw, sums);
               } else {
                 AddTile<1>(s, x_tile, dy_tile, first_row, end_row, j_first, j_end, kh, kw, sums);
