@@ -210,18 +210,23 @@ int64_t RowBytes(const memory::dims& dims, memory::data_type type) {
   return dims[1] * dims[2] * dims[3] * ElementBytes(type);
 }
 
+// The call as jaxmed's own kernels take it.
+jaxmed::ConvShape ShapeOf(const Geometry& g) {
+  // From oneDNN's logical order: activations N, C, H, W; kernels O, I, KH, KW.
+  return {g.src[0],     g.src[2],     g.src[3],     g.src[1],     g.dst[2],       g.dst[3],      g.dst[1],
+          g.weights[2], g.weights[3], g.strides[0], g.strides[1], g.padding_l[0], g.padding_l[1]};
+}
+
 // Runs the call with narrow_conv.h instead of oneDNN where that applies (float32, stride 1,
 // forward or backward weights, at most 4 output channels: the 1-channel layers' sub-pixel
 // form) and returns whether it did.
 bool RunNarrow(Direction direction, const Geometry& g, void* src, void* kernel, void* dst) {
   const auto f32 = memory::data_type::f32;
   if (direction == Direction::kBackwardData || g.src_type != f32 || g.dst_type != f32 ||
-      (direction == Direction::kForward && g.weights_type != f32) || g.strides != memory::dims{1, 1}) {
+      (direction == Direction::kForward && g.weights_type != f32)) {
     return false;
   }
-  // From oneDNN's logical order: activations N, C, H, W; kernels O, I, KH, KW.
-  const narrow_conv::Shape shape{g.src[0],     g.src[2],     g.src[3],       g.src[1],      g.dst[2], g.dst[3], g.dst[1],
-                                 g.weights[2], g.weights[3], g.padding_l[0], g.padding_l[1]};
+  const jaxmed::ConvShape shape = ShapeOf(g);
   if (!narrow_conv::Supported(shape)) return false;
   if (direction == Direction::kForward) {
     narrow_conv::Forward(shape, static_cast<const float*>(src), static_cast<const float*>(kernel),
@@ -242,9 +247,7 @@ bool RunWeightGradient(Direction direction, const Geometry& g, void* src, void* 
       narrow_conv::BestIsa() != narrow_conv::Isa::kAvx2) {
     return false;
   }
-  const weight_gradient::Shape shape{g.src[0],     g.src[2],     g.src[3],       g.src[1],      g.dst[2],
-                                     g.dst[3],     g.dst[1],     g.weights[2],   g.weights[3],  g.strides[0],
-                                     g.strides[1], g.padding_l[0], g.padding_l[1]};
+  const jaxmed::ConvShape shape = ShapeOf(g);
   if (!weight_gradient::Supported(shape)) return false;
   weight_gradient::BackwardWeights(shape, static_cast<const float*>(src), static_cast<const float*>(dst),
                                    static_cast<float*>(kernel));
@@ -310,7 +313,7 @@ bool RunSubpixel(const Geometry& g, char* dx, const char* kernel, const char* dy
             }
   const int64_t height = g.src[2], width = g.src[3];
   const auto f32 = memory::data_type::f32;
-  const narrow_conv::Shape shape{images, g.dst[2], g.dst[3], dy_channels, starts_h, starts_w, 4, 2, 2, 1, 1};
+  const jaxmed::ConvShape shape{images, g.dst[2], g.dst[3], dy_channels, starts_h, starts_w, 4, 2, 2, 1, 1, 1, 1};
   if (channels == 1 && g.src_type == f32 && g.dst_type == f32 && g.weights_type == f32 &&
       narrow_conv::Supported(shape)) {
     narrow_conv::ForwardSubpixel(shape, reinterpret_cast<const float*>(dy),

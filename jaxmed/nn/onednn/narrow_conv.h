@@ -36,15 +36,14 @@
 #include <utility>
 #include <vector>
 
+#include "conv_shape.h"
+
 namespace narrow_conv {
 
 constexpr int kMaxOutChannels = 4;
 constexpr int kCacheLineFloats = 16;
 
-// Shape of one call: batch, input H/W/C, output H/W/C, kernel H/W, low padding (stride 1).
-struct Shape {
-  int64_t batch, in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, pad_top, pad_left;
-};
+using Shape = jaxmed::ConvShape;  // stride 1 only
 
 // A float buffer whose data starts on a cache line: vector loads that straddle two lines cost two.
 class AlignedFloats {
@@ -186,7 +185,8 @@ inline Isa BestIsa() {
 
 inline bool Supported(const Shape& s) {
   const int lanes = BestIsa() == Isa::kAvx512 ? avx512::kLanes : avx2::kLanes;
-  return BestIsa() != Isa::kNone && s.out_c >= 1 && s.out_c <= kMaxOutChannels && s.in_c % lanes == 0;
+  return BestIsa() != Isa::kNone && s.stride_h == 1 && s.stride_w == 1 && s.out_c >= 1 &&
+         s.out_c <= kMaxOutChannels && s.in_c % lanes == 0;
 }
 
 // The kernels of narrow_conv_simd.h in the widest instruction set (call only if Supported).

@@ -32,15 +32,15 @@
 #include <utility>
 #include <vector>
 
+#include "conv_shape.h"
+
 namespace weight_gradient {
 
 constexpr int kChannelsPerTile = 4;  // input channels (broadcast)
 constexpr int kLanes = 8;
 constexpr int64_t kBlockBytes = 16 * 1024;  // 8, 16 and 32 KB measured alike; 4 KB 5-15 % slower
 
-struct Shape {
-  int64_t batch, in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, stride_h, stride_w, pad_top, pad_left;
-};
+using Shape = jaxmed::ConvShape;
 
 inline bool Supported(const Shape& s) {
   static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
