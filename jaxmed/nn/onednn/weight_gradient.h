@@ -42,10 +42,9 @@ constexpr int64_t kBlockBytes = 16 * 1024;  // 8, 16 and 32 KB measured alike; 4
 
 using Shape = jaxmed::ConvShape;
 
-inline bool Supported(const Shape& s) {
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return avx2 && s.in_c % kChannelsPerTile == 0 && s.out_c % kLanes == 0;
-}
+// Whether the kernel takes these channel counts; the CPU must have AVX2 and FMA (conv2d.cc
+// calls it only where narrow_conv::BestIsa() is AVX2).
+inline bool Supported(const Shape& s) { return s.in_c % kChannelsPerTile == 0 && s.out_c % kLanes == 0; }
 
 // The output positions q in [0, out) whose input position q * stride + tap - pad lies in [0, in).
 inline std::pair<int64_t, int64_t> ValidRange(int64_t out, int64_t in, int64_t stride, int64_t tap, int64_t pad) {
@@ -55,7 +54,7 @@ inline std::pair<int64_t, int64_t> ValidRange(int64_t out, int64_t in, int64_t s
   return {first, std::max(first, std::min(out, end))};
 }
 
-// The kernels, compiled for AVX2 (callers check Supported first).
+// The kernels, compiled for AVX2 (callers check Supported and the CPU first).
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 
