@@ -81,6 +81,11 @@ CASES = [
     ((1, 12, 130, 4), (4, 4, 4, 8), (2, 2), ((1, 1), (1, 1))),
     ((2, 7, 9, 12), (3, 3, 12, 16), (1, 1), ((0, 2), (1, 0))),
     ((2, 8, 9, 4), (3, 3, 4, 24), (1, 2), "VALID"),
+    # Its one-channel kernel (the two 1 -> 32/16 cases above are the image layers): tiles of 1-4
+    # taps (kernel widths 3, 5, 6) and 16 or 8 outputs, strides 1, (1, 2) and (2, 1), cropping pads.
+    ((2, 9, 11, 1), (3, 3, 1, 8), (1, 1), ((0, 2), (1, 0))),
+    ((2, 10, 13, 1), (5, 5, 1, 24), (1, 2), "VALID"),
+    ((1, 7, 12, 1), (2, 6, 1, 40), (2, 1), ((1, 0), (2, 1))),
 ]
 
 #: conv2d.cc computes input gradients of 4x4 stride-2 layers with up to this many input channels in sub-pixel form.

@@ -238,9 +238,9 @@ bool RunNarrow(Direction direction, const Geometry& g, void* src, void* kernel, 
   return true;
 }
 
-// Runs a float32 weight gradient with weight_gradient.h's kernel where that applies: on
-// CPUs whose widest kernels are AVX2 (on AVX-512 oneDNN's kernel is fast), input channels
-// in 4s, output channels in 8s. Returns whether it did.
+// Runs a float32 weight gradient with weight_gradient.h's kernels where they apply: on
+// CPUs whose widest kernels are AVX2 (on AVX-512 oneDNN's kernel is fast), output channels
+// in 8s, input channels in 4s or just one. Returns whether it did.
 bool RunWeightGradient(Direction direction, const Geometry& g, void* src, void* kernel, void* dst) {
   const auto f32 = memory::data_type::f32;
   if (direction != Direction::kBackwardWeights || g.src_type != f32 || g.dst_type != f32 ||
@@ -248,9 +248,15 @@ bool RunWeightGradient(Direction direction, const Geometry& g, void* src, void* 
     return false;
   }
   const jaxmed::ConvShape shape = ShapeOf(g);
-  if (!weight_gradient::Supported(shape)) return false;
-  weight_gradient::BackwardWeights(shape, static_cast<const float*>(src), static_cast<const float*>(dst),
-                                   static_cast<float*>(kernel));
+  const auto x = static_cast<const float*>(src), dy = static_cast<const float*>(dst);
+  const auto dw = static_cast<float*>(kernel);
+  if (weight_gradient::SupportedOneChannel(shape)) {
+    weight_gradient::BackwardWeightsOneChannel(shape, x, dy, dw);
+  } else if (weight_gradient::Supported(shape)) {
+    weight_gradient::BackwardWeights(shape, x, dy, dw);
+  } else {
+    return false;
+  }
   return true;
 }
 

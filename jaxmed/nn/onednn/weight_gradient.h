@@ -3,23 +3,32 @@
 //
 // Why: on an AVX2-only CPU (a Zen 3 EPYC) oneDNN 3.2 runs the dcgan128 weight gradients
 // with its older "jit:avx2" kernel at 0.59-0.74 of a float32 matmul, against 0.9-1.1 for
-// the same layers' forward and input-gradient kernels; its GEMM-based kernel is slower
-// still, and PyTorch's oneDNN 3.12 is no faster (19.0 against 18.9 ms for 16 images of the
-// 64x64x32 -> 64 layer on one core). Here, one core, 16 images of the three wide
-// discriminator layers: 13.7, 13.2 and 12.2 ms against oneDNN's 18.9, 16.3 and 17.0 ms.
+// the same layers' forward and input-gradient kernels (0.24-0.27 for the 1-channel image
+// layer); its GEMM-based kernel is slower still, and PyTorch's oneDNN 3.12 is no faster
+// (19.0 against 18.9 ms for 16 images of the 64x64x32 -> 64 layer on one core). Here, one
+// core, 16 images of the three wide discriminator layers: 13.7, 13.2 and 12.2 ms against
+// oneDNN's 18.9, 16.3 and 17.0 ms.
 //
 // dw[kh, kw, c, o] = sum over images n and output pixels (i, j) of
 //   x[n, i * stride_h + kh - pad_top, j * stride_w + kw - pad_left, c] * dy[n, i, j, o],
-// for each tap (kh, kw) a (C x P) by (P x O) product over the P output pixels. Registers
-// hold a tile of 4 input channels by 24 (or 16, 8) output channels, 12 sums; each output
-// pixel adds one dy segment (3 vector loads) times 4 broadcast inputs. Each image is first
-// packed by tile (x as [4-channel tile][pixel][4], dy as [24-channel tile][pixel][24]), so
-// a tile's loads are contiguous rather than one cache line per pixel, and its pixels go by
-// blocks of output rows (the dy tile's block within 16 KB, half of L1), which every input
-// tile passes over while it is in L1. Sums live in dw between blocks. Pixels whose
-// tap falls in the padding are skipped, not multiplied by zeros (12 % of the 8x8 layer's).
-// Not for 1-channel inputs: tiles of 4 taps of the one channel ran at a third of this rate,
-// no faster than oneDNN.
+// for each tap (kh, kw) a (C x P) by (P x O) product over the P output pixels. Two kernels:
+//
+// - Inputs in 4s (BackwardWeights): registers hold a tile of 4 input channels by 24 (or 16,
+//   8) output channels, 12 sums; each output pixel adds one dy segment (3 vector loads)
+//   times 4 broadcast inputs. Each image is first packed by tile (x as [4-channel
+//   tile][pixel][4], dy as [24-channel tile][pixel][24]), so a tile's loads are contiguous
+//   rather than one cache line per pixel, and its pixels go by blocks of output rows (the dy
+//   tile's block within 16 KB, half of L1), which every input tile passes over while it is
+//   in L1. Sums live in dw between blocks. Pixels whose tap falls in the padding are
+//   skipped, not multiplied by zeros (12 % of the 8x8 layer's).
+// - One input channel (BackwardWeightsOneChannel: the image layers, x 128x128x1 under dy
+//   64x64x32): registers hold 4 taps of one kernel row by 16 output channels, 8 sums; each
+//   output pixel adds its dy segment (2 loads) times 4 broadcast image pixels. dy goes row
+//   by row (8 KB, kept in L1 for its 8 passes: 4 kernel rows by 2 channel halves) while the
+//   next row is prefetched in software, a part per pass: the hardware prefetcher alone left
+//   this machine's contended memory the bottleneck (one core, 16 images: 1.7-2.4 ms without,
+//   1.2-1.7 with; oneDNN about 4). Tiles of 4 channels (the other kernel's) by 3 vectors, or
+//   of 2 taps by 4 vectors, were slower.
 //
 // Layouts are those of conv2d.cc: x and dy NHWC, dw HWIO, dense, float32.
 
@@ -28,6 +37,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -42,9 +52,10 @@ constexpr int64_t kBlockBytes = 16 * 1024;  // 8, 16 and 32 KB measured alike; 4
 
 using Shape = jaxmed::ConvShape;
 
-// Whether the kernel takes these channel counts; the CPU must have AVX2 and FMA (conv2d.cc
-// calls it only where narrow_conv::BestIsa() is AVX2).
+// Whether a kernel takes these channel counts; the CPU must have AVX2 and FMA (conv2d.cc
+// calls them only where narrow_conv::BestIsa() is AVX2).
 inline bool Supported(const Shape& s) { return s.in_c % kChannelsPerTile == 0 && s.out_c % kLanes == 0; }
+inline bool SupportedOneChannel(const Shape& s) { return s.in_c == 1 && s.out_c % kLanes == 0; }
 
 // The output positions q in [0, out) whose input position q * stride + tap - pad lies in [0, in).
 inline std::pair<int64_t, int64_t> ValidRange(int64_t out, int64_t in, int64_t stride, int64_t tap, int64_t pad) {
@@ -139,6 +150,117 @@ inline void BackwardWeights(const Shape& s, const float* x, const float* dy, flo
               } else {
                 AddTile<1>(s, x_tile, dy_tile, first_row, end_row, j_first, j_end, kh, kw, sums);
               }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// One input channel: see the file comment. kTapsPerTile taps of one kernel row.
+constexpr int kTapsPerTile = 4;
+constexpr int kVectorsPerTile = 2;
+constexpr int64_t kLineBytes = 64;
+
+// One image with its padding filled in (zeros), so every tap of every output pixel lies inside.
+class PaddedImage {
+ public:
+  explicit PaddedImage(const Shape& s)
+      : s_(s), height_((s.out_h - 1) * s.stride_h + s.k_h), width_((s.out_w - 1) * s.stride_w + s.k_w),
+        data_(height_ * width_) {}
+  int64_t width() const { return width_; }
+
+  const float* Fill(const float* image) {
+    for (int64_t r = 0; r < height_; ++r) {
+      float* row = data_.data() + r * width_;
+      const int64_t source = r - s_.pad_top;
+      for (int64_t c = 0; c < width_; ++c) {
+        const int64_t q = c - s_.pad_left;
+        row[c] = source >= 0 && source < s_.in_h && q >= 0 && q < s_.in_w ? image[source * s_.in_w + q] : 0.0f;
+      }
+    }
+    return data_.data();
+  }
+
+ private:
+  const Shape& s_;
+  const int64_t height_, width_;
+  std::vector<float> data_;
+};
+
+// Adds taps (kh, kw .. kw + kTaps) by kVectors * 8 output channels of output row i to sums
+// (dw at the first tap and channel), prefetching [prefetch, prefetch_end) on the way.
+template <int kTaps, int kVectors>
+inline void AddRowTaps(const Shape& s, const float* image, int64_t width, const float* dy_row, int64_t i, int64_t kh,
+                       int64_t kw, float* sums, const char* prefetch, const char* prefetch_end) {
+  __m256 acc[kTaps][kVectors];
+#pragma GCC unroll 4
+  for (int t = 0; t < kTaps; ++t)
+#pragma GCC unroll 2
+    for (int v = 0; v < kVectors; ++v) acc[t][v] = _mm256_loadu_ps(sums + t * s.out_c + v * kLanes);
+  const float* x = image + (i * s.stride_h + kh) * width + kw;
+  const float* g = dy_row;
+  for (int64_t j = 0; j < s.out_w; ++j, x += s.stride_w, g += s.out_c) {
+    if (prefetch < prefetch_end) {
+      _mm_prefetch(prefetch, _MM_HINT_T0);
+      prefetch += kLineBytes;
+    }
+    __m256 d[kVectors];
+#pragma GCC unroll 2
+    for (int v = 0; v < kVectors; ++v) d[v] = _mm256_loadu_ps(g + v * kLanes);
+#pragma GCC unroll 4
+    for (int t = 0; t < kTaps; ++t) {
+      const __m256 b = _mm256_broadcast_ss(x + t);
+#pragma GCC unroll 2
+      for (int v = 0; v < kVectors; ++v) acc[t][v] = _mm256_fmadd_ps(b, d[v], acc[t][v]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < kTaps; ++t)
+#pragma GCC unroll 2
+    for (int v = 0; v < kVectors; ++v) _mm256_storeu_ps(sums + t * s.out_c + v * kLanes, acc[t][v]);
+}
+
+template <int kVectors>
+inline void AddRowTaps(int taps, const Shape& s, const float* image, int64_t width, const float* dy_row, int64_t i,
+                       int64_t kh, int64_t kw, float* sums, const char* prefetch, const char* prefetch_end) {
+  constexpr auto kernels = std::array{AddRowTaps<1, kVectors>, AddRowTaps<2, kVectors>, AddRowTaps<3, kVectors>,
+                                      AddRowTaps<4, kVectors>};
+  kernels[taps - 1](s, image, width, dy_row, i, kh, kw, sums, prefetch, prefetch_end);
+}
+
+// dw for one input channel, written (not added), HWIO float32 (call only if SupportedOneChannel).
+inline void BackwardWeightsOneChannel(const Shape& s, const float* x, const float* dy, float* dw) {
+  std::fill(dw, dw + s.k_h * s.k_w * s.out_c, 0.0f);
+  constexpr int64_t kTileChannels = kVectorsPerTile * kLanes;
+  const int64_t row_bytes = s.out_w * s.out_c * sizeof(float);
+  const int64_t passes = s.k_h * ((s.k_w + kTapsPerTile - 1) / kTapsPerTile) * ((s.out_c + kTileChannels - 1) / kTileChannels);
+  const int64_t prefetch_part = (row_bytes / passes + kLineBytes - 1) / kLineBytes * kLineBytes;
+  const float* dy_end = dy + s.batch * s.out_h * s.out_w * s.out_c;
+  PaddedImage padded(s);
+  for (int64_t n = 0; n < s.batch; ++n) {
+    const float* image = padded.Fill(x + n * s.in_h * s.in_w);
+    for (int64_t i = 0; i < s.out_h; ++i) {
+      const float* dy_row = dy + (n * s.out_h + i) * s.out_w * s.out_c;
+      // The next dy row, a part per pass (none past the end).
+      const char* next = reinterpret_cast<const char*>(dy_row + s.out_w * s.out_c);
+      const int64_t next_bytes = dy_row + s.out_w * s.out_c < dy_end ? row_bytes : 0;
+      int64_t pass = 0;
+      for (int64_t kh = 0; kh < s.k_h; ++kh) {
+        for (int64_t kw = 0; kw < s.k_w; kw += kTapsPerTile) {
+          const int taps = static_cast<int>(std::min<int64_t>(kTapsPerTile, s.k_w - kw));
+          for (int64_t o = 0; o < s.out_c; ++pass) {
+            const char* prefetch = next + std::min(next_bytes, pass * prefetch_part);
+            const char* prefetch_end = next + std::min(next_bytes, (pass + 1) * prefetch_part);
+            float* sums = dw + (kh * s.k_w + kw) * s.out_c + o;
+            if (s.out_c - o >= kTileChannels) {
+              AddRowTaps<kVectorsPerTile>(taps, s, image, padded.width(), dy_row + o, i, kh, kw, sums, prefetch,
+                                          prefetch_end);
+              o += kTileChannels;
+            } else {
+              AddRowTaps<1>(taps, s, image, padded.width(), dy_row + o, i, kh, kw, sums, prefetch, prefetch_end);
+              o += kLanes;
             }
           }
         }
