@@ -4,7 +4,8 @@
 // no include guard.
 //
 // The including namespace provides: Vec, kLanes (floats per Vec), kPixels (output pixels
-// summed at once), kTapsPerPass (kernel taps per pass of the weight gradient), Zero(),
+// summed at once), kUnrollBlocks (how far GCC unrolls the forward's loop over kLanes-channel
+// blocks), kTapsPerPass (kernel taps per pass of the weight gradient), Zero(),
 // Load(p), Broadcast(x), Fma(a, b, c) = a * b + c, and FourSums(a, b, c, d) (the four sums
 // of their lanes, in that order, as one __m128).
 

@@ -26,9 +26,9 @@
 //   output pixel adds its dy segment (2 loads) times 4 broadcast image pixels. dy goes row
 //   by row (8 KB, kept in L1 for its 8 passes: 4 kernel rows by 2 channel halves) while the
 //   next row is prefetched in software, a part per pass: the hardware prefetcher alone left
-//   this machine's contended memory the bottleneck (one core, 16 images: 1.7-2.4 ms without,
-//   1.2-1.7 with; oneDNN about 4). Tiles of 4 channels (the other kernel's) by 3 vectors, or
-//   of 2 taps by 4 vectors, were slower.
+//   this machine's contended memory the bottleneck (one core, 16 images, in the same runs:
+//   2.0-2.5 ms without, 1.4-1.9 with; oneDNN's 3.2-3.4 against 1.55-1.65 in others). Tiles of
+//   4 taps by 3 vectors (24 outputs, then 8), or of 2 taps by 4 vectors, were slower.
 //
 // Layouts are those of conv2d.cc: x and dy NHWC, dw HWIO, dense, float32.
 
@@ -235,7 +235,8 @@ inline void BackwardWeightsOneChannel(const Shape& s, const float* x, const floa
   std::fill(dw, dw + s.k_h * s.k_w * s.out_c, 0.0f);
   constexpr int64_t kTileChannels = kVectorsPerTile * kLanes;
   const int64_t row_bytes = s.out_w * s.out_c * sizeof(float);
-  const int64_t passes = s.k_h * ((s.k_w + kTapsPerTile - 1) / kTapsPerTile) * ((s.out_c + kTileChannels - 1) / kTileChannels);
+  const int64_t passes =
+      s.k_h * ((s.k_w + kTapsPerTile - 1) / kTapsPerTile) * ((s.out_c + kTileChannels - 1) / kTileChannels);
   const int64_t prefetch_part = (row_bytes / passes + kLineBytes - 1) / kLineBytes * kLineBytes;
   const float* dy_end = dy + s.batch * s.out_h * s.out_w * s.out_c;
   PaddedImage padded(s);
