@@ -48,6 +48,7 @@ namespace weight_gradient {
 
 constexpr int kChannelsPerTile = 4;  // input channels (broadcast)
 constexpr int kLanes = 8;
+constexpr int64_t kLineBytes = 64;
 constexpr int64_t kBlockBytes = 16 * 1024;  // 8, 16 and 32 KB measured alike; 4 KB 5-15 % slower
 
 using Shape = jaxmed::ConvShape;
@@ -69,6 +70,49 @@ inline std::pair<int64_t, int64_t> ValidRange(int64_t out, int64_t in, int64_t s
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 
+// A register tile of sums: kRows rows of dw, `stride` floats apart (input channels, or taps of
+// the one channel), by kVectors * 8 output channels. Each output pixel adds its kRows inputs,
+// broadcast, times its kVectors dy vectors.
+template <int kRows, int kVectors>
+struct Tile {
+  __m256 acc[kRows][kVectors];
+
+  Tile(const float* sums, int64_t stride) {
+#pragma GCC unroll 4
+    for (int r = 0; r < kRows; ++r)
+#pragma GCC unroll 3
+      for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm256_loadu_ps(sums + r * stride + v * kLanes);
+  }
+
+  void Store(float* sums, int64_t stride) const {
+#pragma GCC unroll 4
+    for (int r = 0; r < kRows; ++r)
+#pragma GCC unroll 3
+      for (int v = 0; v < kVectors; ++v) _mm256_storeu_ps(sums + r * stride + v * kLanes, acc[r][v]);
+  }
+
+  // Adds `pixels` pixels, the n-th with inputs at x + n * x_step and dy at dy + n * dy_step,
+  // prefetching one cache line of [prefetch, prefetch_end) per pixel.
+  void Add(const float* x, int64_t x_step, const float* dy, int64_t dy_step, int64_t pixels,
+           const char* prefetch = nullptr, const char* prefetch_end = nullptr) {
+    for (int64_t n = 0; n < pixels; ++n, x += x_step, dy += dy_step) {
+      if (prefetch < prefetch_end) {
+        _mm_prefetch(prefetch, _MM_HINT_T0);
+        prefetch += kLineBytes;
+      }
+      __m256 d[kVectors];
+#pragma GCC unroll 3
+      for (int v = 0; v < kVectors; ++v) d[v] = _mm256_loadu_ps(dy + v * kLanes);
+#pragma GCC unroll 4
+      for (int r = 0; r < kRows; ++r) {
+        const __m256 b = _mm256_broadcast_ss(x + r);
+#pragma GCC unroll 3
+        for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm256_fmadd_ps(b, d[v], acc[r][v]);
+      }
+    }
+  }
+};
+
 // Adds one tile of tap (kh, kw): 4 input channels (packed x: [row][column][4]) by
 // kVectors * 8 output channels (packed dy: [row][column][kVectors * 8]), over output rows
 // [row_begin, row_end) and columns [j_first, j_end), to sums (a row stride of out_c).
@@ -76,32 +120,13 @@ template <int kVectors>
 inline void AddTile(const Shape& s, const float* x_tile, const float* dy_tile, int64_t row_begin, int64_t row_end,
                     int64_t j_first, int64_t j_end, int64_t kh, int64_t kw, float* sums) {
   constexpr int kWidth = kVectors * kLanes;
-  __m256 acc[kChannelsPerTile][kVectors];
-#pragma GCC unroll 4
-  for (int q = 0; q < kChannelsPerTile; ++q)
-#pragma GCC unroll 3
-    for (int v = 0; v < kVectors; ++v) acc[q][v] = _mm256_loadu_ps(sums + q * s.out_c + v * kLanes);
-  const int64_t x_step = s.stride_w * kChannelsPerTile;
+  Tile<kChannelsPerTile, kVectors> tile(sums, s.out_c);
   for (int64_t i = row_begin; i < row_end; ++i) {
     const int64_t r = i * s.stride_h + kh - s.pad_top;
-    const float* x_pixel = x_tile + (r * s.in_w + j_first * s.stride_w + kw - s.pad_left) * kChannelsPerTile;
-    const float* dy_pixel = dy_tile + (i * s.out_w + j_first) * kWidth;
-    for (int64_t j = j_first; j < j_end; ++j, x_pixel += x_step, dy_pixel += kWidth) {
-      __m256 d[kVectors];
-#pragma GCC unroll 3
-      for (int v = 0; v < kVectors; ++v) d[v] = _mm256_loadu_ps(dy_pixel + v * kLanes);
-#pragma GCC unroll 4
-      for (int q = 0; q < kChannelsPerTile; ++q) {
-        const __m256 b = _mm256_broadcast_ss(x_pixel + q);
-#pragma GCC unroll 3
-        for (int v = 0; v < kVectors; ++v) acc[q][v] = _mm256_fmadd_ps(b, d[v], acc[q][v]);
-      }
-    }
+    tile.Add(x_tile + (r * s.in_w + j_first * s.stride_w + kw - s.pad_left) * kChannelsPerTile,
+             s.stride_w * kChannelsPerTile, dy_tile + (i * s.out_w + j_first) * kWidth, kWidth, j_end - j_first);
   }
-#pragma GCC unroll 4
-  for (int q = 0; q < kChannelsPerTile; ++q)
-#pragma GCC unroll 3
-    for (int v = 0; v < kVectors; ++v) _mm256_storeu_ps(sums + q * s.out_c + v * kLanes, acc[q][v]);
+  tile.Store(sums, s.out_c);
 }
 
 // dw = d conv / dw summed over the batch, written (not added), HWIO float32 (call only if Supported).
@@ -161,7 +186,6 @@ inline void BackwardWeights(const Shape& s, const float* x, const float* dy, flo
 // One input channel: see the file comment. kTapsPerTile taps of one kernel row.
 constexpr int kTapsPerTile = 4;
 constexpr int kVectorsPerTile = 2;
-constexpr int64_t kLineBytes = 64;
 
 // One image with its padding filled in (zeros), so every tap of every output pixel lies inside.
 class PaddedImage {
@@ -194,32 +218,9 @@ class PaddedImage {
 template <int kTaps, int kVectors>
 inline void AddRowTaps(const Shape& s, const float* image, int64_t width, const float* dy_row, int64_t i, int64_t kh,
                        int64_t kw, float* sums, const char* prefetch, const char* prefetch_end) {
-  __m256 acc[kTaps][kVectors];
-#pragma GCC unroll 4
-  for (int t = 0; t < kTaps; ++t)
-#pragma GCC unroll 2
-    for (int v = 0; v < kVectors; ++v) acc[t][v] = _mm256_loadu_ps(sums + t * s.out_c + v * kLanes);
-  const float* x = image + (i * s.stride_h + kh) * width + kw;
-  const float* g = dy_row;
-  for (int64_t j = 0; j < s.out_w; ++j, x += s.stride_w, g += s.out_c) {
-    if (prefetch < prefetch_end) {
-      _mm_prefetch(prefetch, _MM_HINT_T0);
-      prefetch += kLineBytes;
-    }
-    __m256 d[kVectors];
-#pragma GCC unroll 2
-    for (int v = 0; v < kVectors; ++v) d[v] = _mm256_loadu_ps(g + v * kLanes);
-#pragma GCC unroll 4
-    for (int t = 0; t < kTaps; ++t) {
-      const __m256 b = _mm256_broadcast_ss(x + t);
-#pragma GCC unroll 2
-      for (int v = 0; v < kVectors; ++v) acc[t][v] = _mm256_fmadd_ps(b, d[v], acc[t][v]);
-    }
-  }
-#pragma GCC unroll 4
-  for (int t = 0; t < kTaps; ++t)
-#pragma GCC unroll 2
-    for (int v = 0; v < kVectors; ++v) _mm256_storeu_ps(sums + t * s.out_c + v * kLanes, acc[t][v]);
+  Tile<kTaps, kVectors> tile(sums, s.out_c);
+  tile.Add(image + (i * s.stride_h + kh) * width + kw, s.stride_w, dy_row, s.out_c, s.out_w, prefetch, prefetch_end);
+  tile.Store(sums, s.out_c);
 }
 
 template <int kVectors>
