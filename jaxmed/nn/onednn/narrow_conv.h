@@ -86,7 +86,7 @@ class PaddedRows {
       const int64_t slot = r % s_.k_h;
       float* row = buffer_.data() + (slot + 1) * width_ * s_.in_c;
       if (held_[slot] != std::make_pair(n, r)) {
-        Copy(x + (n * s_.in_h + r) * s_.in_w * s_.in_c, row);
+        jaxmed::CopyPaddedRow(s_, x + (n * s_.in_h + r) * s_.in_w * s_.in_c, width_, row);
         held_[slot] = {n, r};
       }
       rows_[di] = row;
@@ -95,17 +95,6 @@ class PaddedRows {
   }
 
  private:
-  // Columns [pad_left, pad_left + in_w) of the padded row are the image row; the rest
-  // (left and right padding, or the part of the image a negative padding crops) zeros.
-  void Copy(const float* source, float* row) const {
-    const int64_t first = std::min(width_, std::max<int64_t>(0, s_.pad_left));
-    const int64_t end = std::max(first, std::min(width_, s_.pad_left + s_.in_w));
-    std::fill(row, row + first * s_.in_c, 0.0f);
-    std::copy(source + (first - s_.pad_left) * s_.in_c, source + (end - s_.pad_left) * s_.in_c,
-              row + first * s_.in_c);
-    std::fill(row + end * s_.in_c, row + width_ * s_.in_c, 0.0f);
-  }
-
   const Shape& s_;
   const int64_t width_;
   AlignedFloats buffer_;

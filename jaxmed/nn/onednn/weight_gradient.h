@@ -202,9 +202,10 @@ class PaddedImage {
     for (int64_t r = 0; r < height_; ++r) {
       float* row = data_.data() + r * width_;
       const int64_t source = r - s_.pad_top;
-      for (int64_t c = 0; c < width_; ++c) {
-        const int64_t q = c - s_.pad_left;
-        row[c] = source >= 0 && source < s_.in_h && q >= 0 && q < s_.in_w ? image[source * s_.in_w + q] : 0.0f;
+      if (source >= 0 && source < s_.in_h) {
+        jaxmed::CopyPaddedRow(s_, image + source * s_.in_w, width_, row);
+      } else {
+        std::fill(row, row + width_, 0.0f);
       }
     }
     return data_.data();
@@ -242,7 +243,6 @@ inline void BackwardWeightsOneChannel(const Shape& s, const float* x, const floa
   const int64_t passes =
       s.k_h * ((s.k_w + kTapsPerTile - 1) / kTapsPerTile) * ((s.out_c + kTileChannels - 1) / kTileChannels);
   const int64_t prefetch_part = (row_bytes / passes + kLineBytes - 1) / kLineBytes * kLineBytes;
-  const float* dy_end = dy + s.batch * s.out_h * s.out_w * s.out_c;
   PaddedImage padded(s);
   for (int64_t n = 0; n < s.batch; ++n) {
     const float* image = padded.Fill(x + n * s.in_h * s.in_w);
@@ -250,7 +250,7 @@ inline void BackwardWeightsOneChannel(const Shape& s, const float* x, const floa
       const float* dy_row = dy + (n * s.out_h + i) * s.out_w * s.out_c;
       // The next dy row, a part per pass (none past the end).
       const char* next = reinterpret_cast<const char*>(dy_row + s.out_w * s.out_c);
-      const int64_t next_bytes = dy_row + s.out_w * s.out_c < dy_end ? row_bytes : 0;
+      const int64_t next_bytes = n + 1 < s.batch || i + 1 < s.out_h ? row_bytes : 0;
       int64_t pass = 0;
       for (int64_t kh = 0; kh < s.k_h; ++kh) {
         for (int64_t kw = 0; kw < s.k_w; kw += kTapsPerTile) {
