@@ -13,9 +13,9 @@
 // EPYC, batch 32 on 2 threads): the generator's 64 -> 128 layer forward 1.6 against oneDNN's
 // 3.6 ms, the discriminator's first-layer input gradient 1.5 against 2.9 ms.
 //
-// The kernels are written once (narrow_conv_simd.h) and compiled twice, for AVX-512 and for
-// AVX2 with FMA, each in its own namespace; the functions at the end of this file run the
-// widest one this CPU has (and ONEDNN_MAX_CPU_ISA allows).
+// The kernels are written once (narrow_conv_simd.h, in simd.h's vocabulary) and compiled
+// twice, for AVX-512 and for AVX2 with FMA, each in its own namespace; the functions at the end
+// of this file run the widest one this CPU has (and ONEDNN_MAX_CPU_ISA allows).
 //
 // ForwardSubpixel is the forward pass with each pixel's four outputs stored straight into
 // the two rows and columns of the up-sampled image they are phases of.
@@ -26,17 +26,13 @@
 
 #pragma once
 
-#include <immintrin.h>
-
 #include <algorithm>
-#include <cctype>
 #include <cstdint>
-#include <cstdlib>
-#include <string>
 #include <utility>
 #include <vector>
 
 #include "conv_shape.h"
+#include "simd.h"
 
 namespace narrow_conv {
 
@@ -108,26 +104,10 @@ class PaddedRows {
 #pragma GCC target("avx512f")
 namespace narrow_conv::avx512 {
 
-using Vec = __m512;
-constexpr int kLanes = 16;
+using namespace jaxmed::simd::avx512;
 constexpr int kPixels = 4;       // 16 sums + 4 inputs + 1 weight of the 32 registers
 constexpr int kTapsPerPass = 4;  // 16 sums + 4 gradients + 1 input
 constexpr int kUnrollBlocks = 2;  // the sub-pixel layer's 32 channels, as -O3 unrolled them by itself
-
-inline Vec Zero() { return _mm512_setzero_ps(); }
-inline Vec Load(const float* p) { return _mm512_loadu_ps(p); }
-inline void Store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
-inline Vec Broadcast(float x) { return _mm512_set1_ps(x); }
-inline Vec Fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
-
-inline __m128 FourSums(Vec a, Vec b, Vec c, Vec d) {
-  const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
-  const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
-  const __m512 quads = _mm512_add_ps(_mm512_shuffle_ps(ab, cd, 0x44), _mm512_shuffle_ps(ab, cd, 0xEE));
-  const __m256 halves = _mm256_add_ps(_mm512_castps512_ps256(quads),
-                                      _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(quads), 1)));
-  return _mm_add_ps(_mm256_castps256_ps128(halves), _mm256_extractf128_ps(halves, 1));
-}
 
 #include "narrow_conv_simd.h"
 
@@ -138,26 +118,12 @@ inline __m128 FourSums(Vec a, Vec b, Vec c, Vec d) {
 #pragma GCC target("avx2,fma")
 namespace narrow_conv::avx2 {
 
-using Vec = __m256;
-constexpr int kLanes = 8;
+using namespace jaxmed::simd::avx2;
 constexpr int kPixels = 3;       // 12 sums + 3 inputs + 1 weight of the 16 registers
 constexpr int kTapsPerPass = 2;  // 8 sums + 4 gradients + 1 input
 // The forward's channel blocks stay a loop: GCC -O3 unrolled them fully and spilled sums (16
 // images on one core: 2.4 against 2.0 ms).
 constexpr int kUnrollBlocks = 1;
-
-inline Vec Zero() { return _mm256_setzero_ps(); }
-inline Vec Load(const float* p) { return _mm256_loadu_ps(p); }
-inline void Store(float* p, Vec v) { _mm256_storeu_ps(p, v); }
-inline Vec Broadcast(float x) { return _mm256_set1_ps(x); }
-inline Vec Fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
-
-inline __m128 FourSums(Vec a, Vec b, Vec c, Vec d) {
-  const __m256 ab = _mm256_add_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
-  const __m256 cd = _mm256_add_ps(_mm256_unpacklo_ps(c, d), _mm256_unpackhi_ps(c, d));
-  const __m256 quads = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, 0x44), _mm256_shuffle_ps(ab, cd, 0xEE));
-  return _mm_add_ps(_mm256_castps256_ps128(quads), _mm256_extractf128_ps(quads, 1));
-}
 
 #include "narrow_conv_simd.h"
 
@@ -166,23 +132,8 @@ inline __m128 FourSums(Vec a, Vec b, Vec c, Vec d) {
 
 namespace narrow_conv {
 
-enum class Isa { kNone, kAvx2, kAvx512 };
-
-// The widest instruction set of this CPU, capped as oneDNN's own kernels are by
-// ONEDNN_MAX_CPU_ISA (AVX2 runs the AVX2 kernels and oneDNN's on an AVX-512 machine).
-inline Isa BestIsa() {
-  static const Isa isa = [] {
-    const char* variable = std::getenv("ONEDNN_MAX_CPU_ISA");
-    std::string cap = variable ? variable : "";
-    std::transform(cap.begin(), cap.end(), cap.begin(), [](unsigned char c) { return std::toupper(c); });
-    const bool below_avx2 = cap == "SSE41" || cap == "AVX";
-    const bool below_avx512 = below_avx2 || cap.rfind("AVX2", 0) == 0;
-    if (!below_avx512 && __builtin_cpu_supports("avx512f")) return Isa::kAvx512;
-    if (!below_avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
-    return Isa::kNone;
-  }();
-  return isa;
-}
+using jaxmed::simd::BestIsa;
+using jaxmed::simd::Isa;
 
 inline bool Supported(const Shape& s) {
   const int lanes = BestIsa() == Isa::kAvx512 ? avx512::kLanes : avx2::kLanes;

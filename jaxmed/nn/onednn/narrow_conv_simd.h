@@ -3,11 +3,10 @@
 // narrow_conv::avx2, each compiled for its instruction set (#pragma GCC target). Deliberately
 // no include guard.
 //
-// The including namespace provides: Vec, kLanes (floats per Vec), kPixels (output pixels
-// summed at once), kUnrollBlocks (how far GCC unrolls the forward's loop over kLanes-channel
-// blocks), kTapsPerPass (kernel taps per pass of the weight gradient), Zero(),
-// Load(p), Broadcast(x), Fma(a, b, c) = a * b + c, and FourSums(a, b, c, d) (the four sums
-// of their lanes, in that order, as one __m128).
+// The including namespace provides simd.h's vocabulary (Vec, kLanes, Zero, Load, Store,
+// Broadcast, Fma, FourSums) and kPixels (output pixels summed at once), kUnrollBlocks (how far
+// GCC unrolls the forward's loop over kLanes-channel blocks) and kTapsPerPass (kernel taps per
+// pass of the weight gradient).
 
 // kPixels adjacent output pixels from j on: independent sums keep both FMA units busy
 // (one pixel alone is four chains of dependent FMAs) and share each weight load.

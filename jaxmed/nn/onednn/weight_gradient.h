@@ -54,7 +54,7 @@ constexpr int64_t kBlockBytes = 16 * 1024;  // 8, 16 and 32 KB measured alike; 4
 using Shape = jaxmed::ConvShape;
 
 // Whether a kernel takes these channel counts; the CPU must have AVX2 and FMA (conv2d.cc
-// calls them only where narrow_conv::BestIsa() is AVX2).
+// calls them only where jaxmed::simd::BestIsa() is AVX2).
 inline bool Supported(const Shape& s) { return s.in_c % kChannelsPerTile == 0 && s.out_c % kLanes == 0; }
 inline bool SupportedOneChannel(const Shape& s) { return s.in_c == 1 && s.out_c % kLanes == 0; }
 
