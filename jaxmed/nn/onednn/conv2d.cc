@@ -261,21 +261,27 @@ bool RunWeightGradient(Direction direction, const Geometry& g, void* src, void* 
   return true;
 }
 
-// Runs a float32 forward pass or input gradient of a 4x4 stride-2 layer with winograd.h's
-// kernels (fewer multiplications than oneDNN's direct ones) where they apply. Returns whether it did.
+// Runs a float32 4x4 stride-2 layer with winograd.h's kernels (fewer multiplications than
+// oneDNN's direct ones) where they apply. Returns whether it did.
 bool RunWinograd(Direction direction, const Geometry& g, void* src, void* kernel, void* dst) {
   const auto f32 = memory::data_type::f32;
-  const bool backward_data = direction == Direction::kBackwardData;
-  if (direction == Direction::kBackwardWeights || g.src_type != f32 || g.weights_type != f32 || g.dst_type != f32) {
+  // (A weight gradient's kernel operand is its part's float32 sum whatever the user's dtype.)
+  if (g.src_type != f32 || g.dst_type != f32 || (direction != Direction::kBackwardWeights && g.weights_type != f32)) {
     return false;
   }
   const jaxmed::ConvShape shape = ShapeOf(g);
-  if (!winograd::Supported(shape, backward_data)) return false;
-  const auto w = static_cast<const float*>(kernel);
-  if (backward_data) {
-    winograd::BackwardData(shape, static_cast<const float*>(dst), w, static_cast<float*>(src));
-  } else {
-    winograd::Forward(shape, static_cast<const float*>(src), w, static_cast<float*>(dst));
+  if (!winograd::Supported(shape, direction == Direction::kBackwardData)) return false;
+  const auto x = static_cast<float*>(src), w = static_cast<float*>(kernel), y = static_cast<float*>(dst);
+  switch (direction) {
+    case Direction::kForward:
+      winograd::Forward(shape, x, w, y);
+      break;
+    case Direction::kBackwardData:
+      winograd::BackwardData(shape, y, w, x);
+      break;
+    case Direction::kBackwardWeights:
+      winograd::BackwardWeights(shape, x, y, w);
+      break;
   }
   return true;
 }

@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "conv_shape.h"
@@ -92,7 +93,8 @@ using jaxmed::simd::BestIsa;
 using jaxmed::simd::Isa;
 
 // Whether the kernels below compute this call: a 4x4 stride-2 convolution with low padding 1,
-// channels in whole vectors, the products' outputs (K forward, 4C backward) in whole tiles.
+// channels in whole vectors, the products' outputs (K forward and for the kernel gradient, 4C
+// for the input gradient) in whole tiles.
 inline bool Supported(const Shape& s, bool backward_data) {
   if (BestIsa() == Isa::kNone || s.k_h != 4 || s.k_w != 4 || s.stride_h != 2 || s.stride_w != 2 ||
       s.pad_top != 1 || s.pad_left != 1) {
@@ -118,6 +120,11 @@ inline void Forward(const Shape& s, const float* x, const float* w, float* y) {
 // dx = conv^T(dy, w), every element written (call only if Supported(s, true)).
 inline void BackwardData(const Shape& s, const float* dy, const float* w, float* dx) {
   BestIsa() == Isa::kAvx512 ? avx512::BackwardData(s, dy, w, dx) : avx2::BackwardData(s, dy, w, dx);
+}
+
+// dw = d conv / dw (x, dy), every element written (call only if Supported(s, false)).
+inline void BackwardWeights(const Shape& s, const float* x, const float* dy, float* dw) {
+  BestIsa() == Isa::kAvx512 ? avx512::BackwardWeights(s, x, dy, dw) : avx2::BackwardWeights(s, x, dy, dw);
 }
 
 }  // namespace winograd
