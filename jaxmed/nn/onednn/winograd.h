@@ -1,5 +1,6 @@
 // 4x4 stride-2 float32 convolutions (low padding 1: the DCGAN layers) with Winograd's minimal
-// filtering F(2x2, 2x2): the forward pass and the input gradient, in AVX-512 or AVX2.
+// filtering, F(2x2, 2x2) or F(3x3, 2x2): forward pass, input gradient and kernel gradient, in
+// AVX-512 or AVX2.
 //
 // Why: these layers are most of a dcgan128 step, and oneDNN already runs them at about the
 // CPU's float32 FMA peak; the only way left to be faster is fewer multiplications. A 4x4
@@ -34,30 +35,71 @@ namespace winograd {
 
 using Shape = jaxmed::ConvShape;
 
+// Winograd's minimal filtering F(m x m, 2x2) for tiles of m = 2 or 3 outputs a side: from the
+// (m + 1) x (m + 1) inputs d under a tile, the outputs are A^T [(G g G^T) . (B^T d B)] A, with
+// (m + 1)^2 products instead of 4 m^2. The kernel gradient runs the same algebra backwards:
+// dL/dg = G^T [sum over tiles of (B^T d B) . (A dY A^T)] G. Points 0, 1, -1 (and infinity):
+// the entries are 0, +-1 and +-1/2.
+template <int kTile>
+struct Matrices;
+
+template <>
+struct Matrices<2> {
+  static constexpr float kBT[3][3] = {{1, -1, 0}, {0, 1, 0}, {0, -1, 1}};
+  static constexpr float kG[3][2] = {{1, 0}, {1, 1}, {0, 1}};
+  static constexpr float kGT[2][3] = {{1, 1, 0}, {0, 1, 1}};
+  static constexpr float kAT[2][3] = {{1, 1, 0}, {0, 1, 1}};
+  static constexpr float kA[3][2] = {{1, 0}, {1, 1}, {0, 1}};
+};
+
+template <>
+struct Matrices<3> {
+  static constexpr float kBT[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, -1, 0, 1}};
+  static constexpr float kG[4][2] = {{1, 0}, {0.5f, 0.5f}, {0.5f, -0.5f}, {0, 1}};
+  static constexpr float kGT[2][4] = {{1, 0.5f, 0.5f, 0}, {0, 0.5f, -0.5f, 1}};
+  static constexpr float kAT[3][4] = {{1, 1, 1, 0}, {0, 1, -1, 0}, {0, 1, 1, 1}};
+  static constexpr float kA[4][3] = {{1, 0, 0}, {1, 1, 1}, {1, -1, 1}, {0, 0, 1}};
+};
+
 // The 2x2 correlation one call computes, in super-pixels: `rows` x `cols` outputs per image,
-// inputs and outputs in groups of contiguous floats (a super-pixel's 4 pixels, or one pixel).
+// inputs and outputs in groups of contiguous floats (a super-pixel's 4 pixels, or one pixel),
+// in tiles of `tile` x `tile` outputs.
 struct Plan {
   int64_t images, rows, cols;
   int in_groups;
   int64_t in_width;
   int out_groups;
   int64_t out_width;
+  int tile = 2;
 
   int64_t in_depth() const { return in_groups * in_width; }
   int64_t out_depth() const { return out_groups * out_width; }
+  int planes() const { return (tile + 1) * (tile + 1); }
 
-  // Tiles per block: the block's transformed inputs and products (9 each) in about 512 KB of L2,
-  // at least 8 and at most 16 register tiles of `rows` tiles.
+  // Products per image and channel pair with tiles of m x m: (m + 1)^2 per tile, tiles cropped at
+  // the edges included.
+  int64_t Products(int m) const { return (m + 1) * (m + 1) * ((rows + m - 1) / m) * ((cols + m - 1) / m); }
+
+  // The tile side with fewer products (3 at dcgan128's 32x32 outputs and at every input
+  // gradient's (h + 1) x (w + 1); a tie goes to 2, whose transforms are cheaper).
+  Plan WithBestTile() const {
+    Plan plan = *this;
+    plan.tile = Products(3) < Products(2) ? 3 : 2;
+    return plan;
+  }
+
+  // Tiles per block: the block's transformed inputs and products in about 512 KB of L2, at
+  // least 8 and at most 16 register tiles of `register_rows` tiles.
   int64_t TilesPerBlock(int register_rows) const {
-    const int64_t fitting = (512 << 10) / (9 * sizeof(float) * (in_depth() + out_depth()));
+    const int64_t fitting = (512 << 10) / (planes() * sizeof(float) * (in_depth() + out_depth()));
     return std::clamp<int64_t>(fitting / register_rows, 8, 16) * register_rows;
   }
 
   // x (super-pixels, 4 groups of C) -> y (pixels of K).
-  static Plan Forward(const Shape& s) { return {s.batch, s.out_h, s.out_w, 4, s.in_c, 1, s.out_c}; }
+  static Plan Forward(const Shape& s) { return Plan{s.batch, s.out_h, s.out_w, 4, s.in_c, 1, s.out_c}.WithBestTile(); }
   // dy (pixels of K, padded by one) -> dx (super-pixels at rows 0 .. in_h / 2, 4 groups of C).
   static Plan BackwardData(const Shape& s) {
-    return {s.batch, s.in_h / 2 + 1, s.in_w / 2 + 1, 1, s.out_c, 4, s.in_c};
+    return Plan{s.batch, s.in_h / 2 + 1, s.in_w / 2 + 1, 1, s.out_c, 4, s.in_c}.WithBestTile();
   }
 };
 
@@ -104,12 +146,12 @@ inline bool Supported(const Shape& s, bool backward_data) {
   const int64_t lanes = wide ? avx512::kLanes : avx2::kLanes, block = wide ? avx512::kBlock : avx2::kBlock;
   const int64_t products = backward_data ? 4 * s.in_c : s.out_c;
   if (s.in_c % lanes != 0 || s.out_c % lanes != 0 || products % block != 0) return false;
-  // The input gradient's (in_h / 2 + 1) x (in_w / 2 + 1) super-pixels, in 2x2 tiles, against the
-  // out_h x out_w the forward pass computes: 1.56 times the work at 8x8 (16 images on one core:
-  // 10.3 against oneDNN's 9.4 ms), 1.27 at 16x16 (8.6 against 10.3), 1.13 at 32x32 (7.8 against 11.4).
+  // Products against a direct convolution's 4 per output super-pixel (4 taps of the 2x2 super-
+  // kernel): F(2x2, 2x2) for the input gradient at 8x8, whose (h + 1)^2 super-pixels took 225
+  // against 256, ran slower than oneDNN (16 images on one core: 10.3 against 9.4 ms); at 729
+  // against 1024 (16x16) it was faster (8.6 against 10.3 ms).
   const Plan plan = backward_data ? Plan::BackwardData(s) : Plan::Forward(s);
-  const int64_t computed = 4 * ((plan.rows + 1) / 2) * ((plan.cols + 1) / 2);
-  return computed <= 1.3 * s.out_h * s.out_w;
+  return plan.Products(plan.tile) <= 0.75 * 4 * s.out_h * s.out_w;
 }
 
 // y = conv(x, w) (call only if Supported(s, false)).
