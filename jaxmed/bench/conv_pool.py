@@ -8,7 +8,10 @@ needed by a linear layer's gradient and XLA removes it; max pooling's gradient r
 the input, not the output). Speeds are reported as
 
 - GFLOP/s for convolutions (costs in `jaxmed.bench.layers`) and their fraction of a
-  float32 matmul measured in the same run (`jaxmed.bench.roofline`);
+  float32 matmul measured in the same run (`jaxmed.bench.roofline`). The cost is the direct
+  convolution's arithmetic, so a kernel that needs fewer multiplications (jaxmed's Winograd
+  kernels for the 4x4 stride-2 layers, `jaxmed/nn/onednn/winograd.h`) shows an effective
+  rate, above the matmul's where it saves more than it loses;
 - GB/s for pooling and its fraction of the memory-copy bandwidth measured in the same run.
 
 Convolutions are timed with XLA's kernels and, on the CPU, with oneDNN's
@@ -277,5 +280,6 @@ def format_table(report: dict) -> str:
                 cells.append(f"{'':8s} {'':7s} {'':5s}")
         lines.append(f"{row['model']:<9s} {row['layer']:<36s} {row['impl']:<22s} {row['batch']:>5d} "
                      f"{row['dtype']:<8s} " + " ".join(cells))
-    lines.append("speed: GFLOP/s (convolutions) or GB/s (pooling); dx = input gradient, dW = weight gradient")
+    lines.append("speed: GFLOP/s (convolutions: the direct algorithm's count, an effective rate for Winograd kernels) "
+                 "or GB/s (pooling); dx = input gradient, dW = weight gradient")
     return "\n".join(lines)

@@ -93,7 +93,7 @@ class LayerShape:
         return None if self.kind in POOL_KINDS else (*self.kernel, self.in_channels, self.out_channels)
 
     def flop(self, batch: int) -> int:
-        """Floating-point operations of the forward pass (and of each gradient); 0 for pooling."""
+        """Floating-point operations of the forward pass (and of each gradient) computed directly; 0 for pooling."""
         if self.kind == UPSAMPLE_CONV:
             return 2 * batch * self.height * self.width * self.kernel[0] * self.kernel[1] * self.in_channels \
                 * self.out_channels

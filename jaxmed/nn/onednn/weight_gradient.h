@@ -7,7 +7,8 @@
 // layer); its GEMM-based kernel is slower still, and PyTorch's oneDNN 3.12 is no faster
 // (19.0 against 18.9 ms for 16 images of the 64x64x32 -> 64 layer on one core). Here, one
 // core, 16 images of the three wide discriminator layers: 13.7, 13.2 and 12.2 ms against
-// oneDNN's 18.9, 16.3 and 17.0 ms.
+// oneDNN's 18.9, 16.3 and 17.0 ms. Those 4x4 stride-2 layers now go to winograd.h, faster
+// still; this kernel serves the other shapes (the classifiers' 3x3 layers, the image layers).
 //
 // dw[kh, kw, c, o] = sum over images n and output pixels (i, j) of
 //   x[n, i * stride_h + kh - pad_top, j * stride_w + kw - pad_left, c] * dy[n, i, j, o],

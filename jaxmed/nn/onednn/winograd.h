@@ -6,20 +6,23 @@
 // CPU's float32 FMA peak; the only way left to be faster is fewer multiplications. A 4x4
 // stride-2 convolution is a 2x2 stride-1 correlation of the input's space-to-depth "super-
 // pixels" (the 2x2 pixel blocks at rows 2p - 1, 2p and columns 2q - 1, 2q: 4C values) with a
-// 2x2 super-kernel (4C x K per tap), and its input gradient is the 2x2 correlation of dy with
-// that kernel flipped and transposed, giving dx's super-pixels. F(2x2, 2x2) computes each 2x2
-// block of a 2x2 correlation's outputs from the 3x3 inputs under it with 9 instead of 16
-// products (Lavin and Gray, 2016): inputs V = B^T d B, kernel U = G g G^T, outputs A^T (U . V) A,
-// where the 9 elementwise products are 9 matrix products over the channels (tiles x 4C times
-// 4C x K). B, G and A hold only 0 and +-1, so rounding stays that of a direct sum (tests compare
-// with lax at float32 tolerance). Measured on one Zen 4 core, 16 images of the dcgan128
-// discriminator shapes: 64x64x32 -> 64 7.3 against oneDNN's 10.4 ms, 32x32x64 -> 128 6.5
-// against 9.4, 16x16x128 -> 256 6.5 against 8.7 (the products run at about 0.9 of the FMA
-// peak; the transforms are the rest).
+// 2x2 super-kernel (4C x K per tap), and its input gradient is the 2x2 correlation of dy
+// (padded by one) with that kernel flipped and transposed, giving dx's super-pixels. Winograd's
+// algorithm (Lavin and Gray, 2016; Matrices below) computes an m x m block of a 2x2
+// correlation's outputs from the (m + 1)^2 inputs under it with (m + 1)^2 elementwise products
+// instead of 4 m^2: 9 for 4 outputs (m = 2), 16 for 9 (m = 3). Over the channels each elementwise
+// product is a matrix product (tiles x 4C times 4C x K), which is where the time goes. The
+// transforms' entries are 0, +-1 and +-1/2, so the rounding is that of a direct sum (tests
+// compare with lax at float32 tolerance).
 //
-// The kernel is transformed on every call (weights change every step): 0.1-0.3 ms for the
-// largest layer. Tiles are processed in blocks whose transformed inputs and products stay in
-// L2. Layouts are conv2d.cc's: activations NHWC, kernels HWIO, dense.
+// Measured on one Zen 4 core, 16 images of the dcgan128 discriminator shapes (forward / input
+// gradient / kernel gradient, against oneDNN's direct kernels): 64x64x32 -> 64 6.6 / 6.4 / 8.0
+// against 10.1 / 11.0 / 12.6 ms, 32x32x64 -> 128 6.4 / 6.7 / 7.3 against 9.5 / 9.8 / 10.4,
+// 16x16x128 -> 256 6.5 / 8.9 / 8.2 against 8.8 / 9.6 / 10.2. The last input gradient gains least:
+// its transformed kernel (16 planes of 256 x 512) takes 0.8 ms to build, every call, as the
+// weights change every step. Tiles go in blocks whose transformed inputs and products stay in
+// L2 (blocks of 24 to 192 tiles measured within a few per cent of each other; a part's 4096
+// tiles at once, 10-30 % slower). Layouts are conv2d.cc's: activations NHWC, kernels HWIO, dense.
 
 #pragma once
 
