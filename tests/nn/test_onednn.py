@@ -86,15 +86,16 @@ CASES = [
     ((2, 9, 11, 1), (3, 3, 1, 8), (1, 1), ((0, 2), (1, 0))),
     ((2, 10, 13, 1), (5, 5, 1, 24), (1, 2), "VALID"),
     ((1, 7, 12, 1), (2, 6, 1, 40), (2, 1), ((1, 0), (2, 1))),
-    # winograd.h (4x4 stride 2, low padding 1, channels in 16s, outputs in 64s): tiles of 2 (the
-    # forward pass at 16x16 and 8x7 outputs, the input gradient of the 18x18 input) and of 3 (the
-    # others), cropped at the edges; odd inputs; a last input row only the high padding reaches.
-    # The AVX2 build runs the 8-channel case above too.
-    ((2, 32, 32, 16), (4, 4, 16, 64), (2, 2), "SAME"),
-    ((2, 18, 18, 16), (4, 4, 16, 64), (2, 2), "SAME"),
-    ((2, 16, 13, 16), (4, 4, 16, 64), (2, 2), "SAME"),
-    ((1, 33, 34, 32), (4, 4, 32, 64), (2, 2), "SAME"),
-    ((1, 35, 32, 16), (4, 4, 16, 128), (2, 2), ((1, 1), (1, 1))),
+    # winograd.h (4x4 stride 2, low padding 1, channels in 16s, outputs in 64s, batches whose
+    # halves have the tiles it asks for): tiles of 2 (the forward pass at 16x16 and 8x7
+    # outputs, the input gradient of the 18x18 input) and of 3 (the others), cropped at the
+    # edges; odd inputs; a last input row only the high padding reaches. The AVX2 build runs the
+    # 8-channel case above too.
+    ((8, 32, 32, 16), (4, 4, 16, 64), (2, 2), "SAME"),
+    ((12, 18, 18, 16), (4, 4, 16, 64), (2, 2), "SAME"),
+    ((32, 16, 13, 16), (4, 4, 16, 64), (2, 2), "SAME"),
+    ((8, 33, 34, 32), (4, 4, 32, 64), (2, 2), "SAME"),
+    ((8, 35, 32, 16), (4, 4, 16, 128), (2, 2), ((1, 1), (1, 1))),
 ]
 
 #: conv2d.cc computes input gradients of 4x4 stride-2 layers with up to this many input channels in sub-pixel form.

@@ -148,9 +148,7 @@ void Correlate(const Plan& plan, const float* u, const Source& source, const Sin
   const int64_t in_depth = plan.in_depth(), out_depth = plan.out_depth();
   const Tiles<kTile> tiles(plan);
   const int64_t block = plan.TilesPerBlock(kRows);
-  thread_local std::vector<float> scratch;
-  scratch.resize(plan.planes() * block * (in_depth + out_depth));
-  float* const v = scratch.data();
+  float* const v = ThreadBuffer(kTiles, plan.planes() * block * (in_depth + out_depth));
   float* const m = v + plan.planes() * block * in_depth;
   for (int64_t t0 = 0; t0 < tiles.count; t0 += block) {
     const int64_t count = std::min(block, tiles.count - t0);
@@ -254,11 +252,10 @@ inline auto SuperPixels(const Shape& s, const float* x, const float* zeros) {
 
 template <int kTile>
 void Forward(const Plan& plan, const Shape& s, const float* x, const float* w, float* y) {
-  thread_local std::vector<float> u;
-  u.resize(plan.planes() * plan.in_depth() * plan.out_depth());
-  TransformKernelForward<kTile>(plan, w, u.data());
+  float* const u = ThreadBuffer(kKernel, plan.planes() * plan.in_depth() * plan.out_depth());
+  TransformKernelForward<kTile>(plan, w, u);
   const std::vector<float> zeros(s.in_c, 0.0f);
-  Correlate<kTile>(plan, u.data(), SuperPixels(s, x, zeros.data()),
+  Correlate<kTile>(plan, u, SuperPixels(s, x, zeros.data()),
                    [&](int64_t n, int64_t p, int64_t q, int) -> float* {
                      if (p >= s.out_h || q >= s.out_w) return nullptr;
                      return y + ((n * s.out_h + p) * s.out_w + q) * s.out_c;
@@ -267,12 +264,11 @@ void Forward(const Plan& plan, const Shape& s, const float* x, const float* w, f
 
 template <int kTile>
 void BackwardData(const Plan& plan, const Shape& s, const float* dy, const float* w, float* dx) {
-  thread_local std::vector<float> u;
-  u.resize(plan.planes() * plan.in_depth() * plan.out_depth());
-  TransformKernelBackward<kTile>(plan, w, u.data());
+  float* const u = ThreadBuffer(kKernel, plan.planes() * plan.in_depth() * plan.out_depth());
+  TransformKernelBackward<kTile>(plan, w, u);
   const std::vector<float> zeros(s.out_c, 0.0f);
   Correlate<kTile>(
-      plan, u.data(),
+      plan, u,
       [&](int64_t n, int64_t p, int64_t q, int) {  // dy padded by one
         const int64_t row = p - 1, col = q - 1;
         if (row < 0 || row >= s.out_h || col < 0 || col >= s.out_w) return zeros.data();
@@ -296,11 +292,10 @@ void BackwardWeights(const Plan& plan, const Shape& s, const float* x, const flo
   const Tiles<kTile> tiles(plan);
   const int64_t per_tile = n * n * sizeof(float) * (in_depth + out_depth);
   const int64_t block = std::clamp<int64_t>((8 << 20) / per_tile, 1, std::max<int64_t>(1, tiles.count));
-  thread_local std::vector<float> scratch;
-  scratch.assign(n * n * (block * (in_depth + out_depth) + in_depth * out_depth), 0.0f);
-  float* const v = scratch.data();
+  float* const v = ThreadBuffer(kTiles, n * n * (block * (in_depth + out_depth) + in_depth * out_depth));
   float* const yhat = v + n * n * block * in_depth;
   float* const du = yhat + n * n * block * out_depth;
+  std::fill(du, du + n * n * in_depth * out_depth, 0.0f);
   const std::vector<float> zeros(s.in_c, 0.0f);
   const auto source = SuperPixels(s, x, zeros.data());
   for (int64_t t0 = 0; t0 < tiles.count; t0 += block) {
