@@ -8,8 +8,8 @@
 
 constexpr int kBlock = kVectors * kLanes;  // output depth per product pass
 
-// sum over i of c[i] v(i), for constant c: once the loops are unrolled, GCC folds the tests
-// and a coefficient of +-1 costs one addition or subtraction, 0 nothing.
+// sum over i of c[i] v(i), for constant c: once the loops are unrolled, GCC folds the tests,
+// so a coefficient of 0 costs nothing, +-1 an addition or subtraction, others a multiplication.
 template <int kIn, typename Values>
 inline Vec Combine(const float (&c)[kIn], const Values& v) {
   Vec sum = Zero();
