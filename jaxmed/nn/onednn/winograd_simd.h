@@ -241,12 +241,25 @@ void TransformKernelBackward(const Plan& plan, const float* w, float* u) {
   }
 }
 
-// The forward pass's input super-pixels: group (a, b) of (p, q) is pixel (2p - 1 + a, 2q - 1 + b).
-inline auto SuperPixels(const Shape& s, const float* x, const float* zeros) {
+// The super-pixels of the larger activation (x, or dx): group (a, b) of (p, q) is pixel
+// (2p - 1 + a, 2q - 1 + b) of `pixels`, `outside` (zeros to read, null to skip) beyond the image.
+template <typename T>
+inline auto SuperPixels(const Shape& s, T* pixels, T* outside) {
   return [=](int64_t n, int64_t p, int64_t q, int g) {
     const int64_t row = 2 * p - 1 + g / 2, col = 2 * q - 1 + g % 2;
-    if (row < 0 || row >= s.in_h || col < 0 || col >= s.in_w) return zeros;
-    return x + ((n * s.in_h + row) * s.in_w + col) * s.in_c;
+    if (row < 0 || row >= s.in_h || col < 0 || col >= s.in_w) return outside;
+    return pixels + ((n * s.in_h + row) * s.in_w + col) * s.in_c;
+  };
+}
+
+// The pixels of the smaller activation (y, or dy), shifted by `offset` (dy is padded by one):
+// (p, q) is pixel (p - offset, q - offset), `outside` beyond the image.
+template <typename T>
+inline auto Pixels(const Shape& s, T* pixels, int64_t offset, T* outside) {
+  return [=](int64_t n, int64_t p, int64_t q, int) {
+    const int64_t row = p - offset, col = q - offset;
+    if (row < 0 || row >= s.out_h || col < 0 || col >= s.out_w) return outside;
+    return pixels + ((n * s.out_h + row) * s.out_w + col) * s.out_c;
   };
 }
 
@@ -255,11 +268,7 @@ void Forward(const Plan& plan, const Shape& s, const float* x, const float* w, f
   float* const u = ThreadBuffer(kKernel, plan.planes() * plan.in_depth() * plan.out_depth());
   TransformKernelForward<kTile>(plan, w, u);
   const std::vector<float> zeros(s.in_c, 0.0f);
-  Correlate<kTile>(plan, u, SuperPixels(s, x, zeros.data()),
-                   [&](int64_t n, int64_t p, int64_t q, int) -> float* {
-                     if (p >= s.out_h || q >= s.out_w) return nullptr;
-                     return y + ((n * s.out_h + p) * s.out_w + q) * s.out_c;
-                   });
+  Correlate<kTile>(plan, u, SuperPixels(s, x, zeros.data()), Pixels<float>(s, y, 0, nullptr));
 }
 
 template <int kTile>
@@ -267,18 +276,7 @@ void BackwardData(const Plan& plan, const Shape& s, const float* dy, const float
   float* const u = ThreadBuffer(kKernel, plan.planes() * plan.in_depth() * plan.out_depth());
   TransformKernelBackward<kTile>(plan, w, u);
   const std::vector<float> zeros(s.out_c, 0.0f);
-  Correlate<kTile>(
-      plan, u,
-      [&](int64_t n, int64_t p, int64_t q, int) {  // dy padded by one
-        const int64_t row = p - 1, col = q - 1;
-        if (row < 0 || row >= s.out_h || col < 0 || col >= s.out_w) return zeros.data();
-        return dy + ((n * s.out_h + row) * s.out_w + col) * s.out_c;
-      },
-      [&](int64_t n, int64_t p, int64_t q, int g) -> float* {
-        const int64_t row = 2 * p - 1 + g / 2, col = 2 * q - 1 + g % 2;
-        if (row < 0 || row >= s.in_h || col < 0 || col >= s.in_w) return nullptr;
-        return dx + ((n * s.in_h + row) * s.in_w + col) * s.in_c;
-      });
+  Correlate<kTile>(plan, u, Pixels(s, dy, 1, zeros.data()), SuperPixels<float>(s, dx, nullptr));
 }
 
 // The kernel gradient: the forward pass's tiles give dL/dU[xi] = sum over tiles of V[xi] (x)
@@ -298,6 +296,7 @@ void BackwardWeights(const Plan& plan, const Shape& s, const float* x, const flo
   std::fill(du, du + n * n * in_depth * out_depth, 0.0f);
   const std::vector<float> zeros(s.in_c, 0.0f);
   const auto source = SuperPixels(s, x, zeros.data());
+  const auto gradients_at = Pixels<const float>(s, dy, 0, nullptr);
   for (int64_t t0 = 0; t0 < tiles.count; t0 += block) {
     const int64_t count = std::min(block, tiles.count - t0);
     TransformInputs(plan, tiles, source, t0, count, block, v);
@@ -306,10 +305,7 @@ void BackwardWeights(const Plan& plan, const Shape& s, const float* x, const flo
       tiles.Locate(t0 + t, &image, &p0, &q0);
       const float* g[kTile][kTile];
       for (int r = 0; r < kTile; ++r)
-        for (int c = 0; c < kTile; ++c) {
-          const bool inside = p0 + r < s.out_h && q0 + c < s.out_w;
-          g[r][c] = inside ? dy + ((image * s.out_h + p0 + r) * s.out_w + q0 + c) * s.out_c : nullptr;
-        }
+        for (int c = 0; c < kTile; ++c) g[r][c] = gradients_at(image, p0 + r, q0 + c, 0);
       for (int64_t o = 0; o < out_depth; o += kLanes) {
         Vec gradients[kTile][kTile], expanded[n][n];
         for (int r = 0; r < kTile; ++r)
