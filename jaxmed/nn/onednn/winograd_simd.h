@@ -185,7 +185,11 @@ void Correlate(const Plan& plan, const float* u, const Source& source, const Sin
   }
 }
 
-// G g G^T of the 2x2 taps at g + offset[u][v] (a kernel row each), into planes `plane` apart.
+// The HWIO kernel tap (of the 16, row-major) of super-kernel tap (u, v) at input group ab = 2a + b:
+// w[2u + a][2v + b].
+constexpr int64_t SuperTap(int64_t ab, int64_t u, int64_t v) { return 4 * (2 * u + ab / 2) + 2 * v + ab % 2; }
+
+// G g G^T of the 2x2 taps at g + offset[u][v] (a kernel row each).
 template <int kTile>
 inline void ExpandTaps(const float* g, const int64_t (&offset)[2][2], Vec (&out)[kTile + 1][kTile + 1]) {
   const Vec taps[2][2] = {{Load(g + offset[0][0]), Load(g + offset[0][1])},
@@ -200,10 +204,11 @@ void TransformKernelForward(const Plan& plan, const float* w, float* u) {
   constexpr int n = kTile + 1;
   const int64_t c_count = plan.in_width, k_count = plan.out_width, tap = c_count * k_count;
   const int64_t plane = plan.in_depth() * k_count;
-  const int64_t offset[2][2] = {{0, 2 * tap}, {8 * tap, 10 * tap}};  // tap (u, v) at (8u + 2v) taps
   for (int64_t ab = 0; ab < 4; ++ab) {
+    const int64_t offset[2][2] = {{SuperTap(ab, 0, 0) * tap, SuperTap(ab, 0, 1) * tap},
+                                  {SuperTap(ab, 1, 0) * tap, SuperTap(ab, 1, 1) * tap}};
     for (int64_t c = 0; c < c_count; ++c) {
-      const float* g = w + (4 * (ab / 2) + ab % 2) * tap + c * k_count;
+      const float* g = w + c * k_count;
       float* row = u + (ab * c_count + c) * k_count;
       for (int64_t k = 0; k < k_count; k += kLanes) {
         Vec t[n][n];
@@ -221,15 +226,15 @@ void TransformKernelBackward(const Plan& plan, const float* w, float* u) {
   constexpr int n = kTile + 1;
   const int64_t c_count = plan.out_width, k_count = plan.in_width, tap = c_count * k_count;
   const int64_t out_depth = plan.out_depth();
-  const int64_t offset[2][2] = {{0, -2 * tap}, {-8 * tap, -10 * tap}};
   for (int64_t ab = 0; ab < 4; ++ab) {
-    const float* g = w + (10 + 4 * (ab / 2) + ab % 2) * tap;  // the flipped tap (0, 0)
+    const int64_t offset[2][2] = {{SuperTap(ab, 1, 1) * tap, SuperTap(ab, 1, 0) * tap},
+                                  {SuperTap(ab, 0, 1) * tap, SuperTap(ab, 0, 0) * tap}};  // flipped
     for (int64_t c0 = 0; c0 < c_count; c0 += kLanes) {
       for (int64_t k0 = 0; k0 < k_count; k0 += kLanes) {
         Vec t[n * n][kLanes];
         for (int r = 0; r < kLanes; ++r) {
           Vec expanded[n][n];
-          ExpandTaps<kTile>(g + (c0 + r) * k_count + k0, offset, expanded);
+          ExpandTaps<kTile>(w + (c0 + r) * k_count + k0, offset, expanded);
           for (int xi = 0; xi < n * n; ++xi) t[xi][r] = expanded[xi / n][xi % n];
         }
         for (int xi = 0; xi < n * n; ++xi) {
@@ -329,13 +334,13 @@ void BackwardWeights(const Plan& plan, const Shape& s, const float* x, const flo
   const int64_t tap = c_count * out_depth;
   for (int64_t i = 0; i < in_depth; ++i) {  // G^T dU G, into w[2u + a][2v + b][c]
     const int64_t ab = i / c_count, c = i % c_count;
-    float* g = dw + (4 * (ab / 2) + ab % 2) * tap + c * out_depth;
+    float* g = dw + c * out_depth;
     for (int64_t o = 0; o < out_depth; o += kLanes) {
       Vec x[n][n], taps[2][2];
       for (int xi = 0; xi < n * n; ++xi) x[xi / n][xi % n] = Load(du + (xi * in_depth + i) * out_depth + o);
       Sandwich(Matrices<kTile>::kGT, x, taps);
       for (int u = 0; u < 2; ++u)
-        for (int w = 0; w < 2; ++w) Store(g + (8 * u + 2 * w) * tap + o, taps[u][w]);
+        for (int v = 0; v < 2; ++v) Store(g + SuperTap(ab, u, v) * tap + o, taps[u][v]);
     }
   }
 }
