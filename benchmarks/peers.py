@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 from jaxmed.bench import compare, host
-from jaxmed.train.config import PRECISIONS
+from jaxmed.config import PRECISIONS
 
 HERE = Path(__file__).resolve().parent
 PEERS_PYTHON = HERE / "peers" / ".venv" / "bin" / "python"

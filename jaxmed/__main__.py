@@ -1,7 +1,5 @@
 """`python -m jaxmed` runs the command line."""
 
-import sys
+from jaxmed.cli import console
 
-from jaxmed.cli import main
-
-sys.exit(main())
+console()

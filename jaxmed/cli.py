@@ -32,7 +32,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from jaxmed import host_memory
+from jaxmed import __version__, families, host_memory
+from jaxmed.bench.output import STDOUT
+from jaxmed.data import SPECS
 from jaxmed.errors import JaxmedError, UsageError
 
 
@@ -41,6 +43,14 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Version(argparse.Action):
+    """`--version`, computed only when asked for (finding the convolution backend may build kernels)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version_text())
+        parser.exit()
 
 
 def _int_at_least(minimum: int, description: str):
@@ -71,30 +81,29 @@ def _key_value(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jaxmed", description="Generative modeling of medical images in JAX.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks instead of one-line errors (accepted anywhere on the command line)")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="print the version and which kernels compute the convolutions here, and why")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = commands.add_parser("train", help="train a model (resumes if the workdir has checkpoints)")
     train_kinds = train.add_subparsers(dest="kind", required=True, parser_class=_Parser)
-    gan = train_kinds.add_parser("gan", help="train a DCGAN",
-                                 description="Train a DCGAN; run again on the same workdir to resume. "
-                                             "--steps is the total number of steps.")
-    gan.add_argument("--steps", type=_positive_int, help="total train steps")
-    vae = train_kinds.add_parser("vae", help="train a convolutional VAE",
-                                 description="Train a VAE (the DCGAN's layers as encoder and decoder, negative ELBO "
-                                             "loss); run again on the same workdir to resume. --steps is the total "
-                                             "number of steps.")
-    vae.add_argument("--steps", type=_positive_int, help="total train steps")
-    classifier = train_kinds.add_parser(
-        "classifier", help="train a CNN classifier and evaluate it on a held-out test split",
-        description="Train seed_cnn or resnet18 (--set model=...); writes eval.json and plots; run again to resume.")
-    classifier.add_argument("--epochs", type=_positive_int, help="maximum number of epochs")
-    for run_parser in (gan, vae, classifier):
-        run_parser.add_argument("--data", help="data spec: phantom:brain, phantom:lung or a folder")
+    for family in families.all_families():
+        defaults = family.config_type()
+        run_parser = train_kinds.add_parser(
+            family.name, help=family.description,
+            description=f"{family.description[0].upper()}{family.description[1:]}; run again on the same workdir to "
+                        f"resume. --{family.length_key} is the total number of {family.length_key}.")
+        run_parser.add_argument(f"--{family.length_key}", type=_positive_int,
+                                help=f"total {family.length_key} (default {getattr(defaults, family.length_key)})")
+        run_parser.add_argument("--data", help=f"data spec: {', '.join(SPECS)} (default {defaults.data.spec})")
         run_parser.add_argument("--workdir", required=True, help="run directory (checkpoints, plots, metrics.jsonl)")
-        run_parser.add_argument("--batch-size", type=_positive_int, help="global batch size")
-        run_parser.add_argument("--image-size", type=_positive_int, help="side of the square images")
-        run_parser.add_argument("--seed", type=_non_negative_int, help="run seed")
+        run_parser.add_argument("--batch-size", type=_positive_int,
+                                help=f"global batch size (default {defaults.batch_size})")
+        run_parser.add_argument("--image-size", type=_positive_int,
+                                help=f"side of the square images (default {defaults.image_size})")
+        run_parser.add_argument("--seed", type=_non_negative_int, help=f"run seed (default {defaults.seed})")
         _add_common_run_flags(run_parser)
         _add_distributed_flags(run_parser)
 
@@ -132,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         "augmentation", help="does GAN-synthetic data help a classifier? (arms: real, augment, synthetic, both)",
         description="Per seed: split, keep a scarce minority class, train a GAN on it, train classifiers on each "
                     "arm, evaluate all on the same real test split. Writes study.json and plots/study.png.")
-    augmentation.add_argument("--data", help="data spec (default phantom:brain)")
+    augmentation.add_argument("--data", help=f"data spec: {', '.join(SPECS)} (default phantom:brain)")
     augmentation.add_argument("--workdir", required=True, help="study directory")
     augmentation.add_argument("--seeds", type=_positive_int, help="number of seeds (default 3)")
     _add_common_run_flags(augmentation)
@@ -164,11 +173,10 @@ def _add_data_parsers(commands) -> None:
                     "and intensities, every skipped file, and exact and near-duplicate images within a class, "
                     "across classes (conflicting labels) and across predefined splits (test leakage). Text on "
                     "stdout; exit 1 with one line if SPEC cannot be read.")
-    inspect.add_argument("spec", metavar="SPEC",
-                         help="phantom:brain, phantom:lung, a folder, a .dcm/.nii[.gz]/.npz file or tfds:NAME[:SPLIT]")
-    inspect.add_argument("--json", nargs="?", const="-", metavar="FILE",
+    inspect.add_argument("spec", metavar="SPEC", nargs="?", help=f"data spec: {', '.join(SPECS)}")
+    inspect.add_argument("--json", nargs="?", const=STDOUT, metavar="FILE",
                          help="write the report as JSON to FILE; without FILE, print only the JSON object on stdout "
-                              "(the text report goes to stderr); put it after SPEC")
+                              "(the text report goes to stderr)")
     inspect.add_argument("--montage", metavar="FILE", help="write a PNG of example images, one row per class")
     inspect.add_argument("--image-size", type=_positive_int, default=64,
                          help="preprocess to this size before looking for duplicates (default 64)")
@@ -203,38 +211,32 @@ RUN_FLAGS = {"data.spec": "data", "batch_size": "batch_size", "image_size": "ima
 
 
 def _train(args: argparse.Namespace) -> None:
-    from jaxmed.train import distributed
+    from jaxmed.training import distributed
 
     # Before anything touches JAX's devices (reading a workdir's checkpoints does).
     settings = distributed.settings_from(args.coordinator, args.num_processes, args.process_id, args.distributed)
     if settings is not None:
         distributed.initialize(settings)
 
-    from jaxmed.train.classifier_loop import train_classifier
-    from jaxmed.train.config import ClassifierConfig, GanConfig, VaeConfig
-    from jaxmed.train.gan_loop import train_gan
-    from jaxmed.train.vae_loop import train_vae
-    from jaxmed.train.workdir import Workdir, resolve_config
+    from jaxmed.training import runner
+    from jaxmed.training.workdir import Workdir, resolve_config
 
+    family = families.get(args.kind)
     workdir = Workdir(Path(args.workdir))
-    progress = not args.no_progress
-    if args.kind in ("gan", "vae"):
-        config_type, train = (GanConfig, train_gan) if args.kind == "gan" else (VaeConfig, train_vae)
-        config = resolve_config(config_type, workdir, _overrides(args, {**RUN_FLAGS, "steps": "steps"}))
-        state = train(config, workdir.root, progress=progress)
-        done = f"trained to step {int(state.step)}"
-    else:
-        config = resolve_config(ClassifierConfig, workdir, _overrides(args, {**RUN_FLAGS, "epochs": "epochs"}))
-        report = train_classifier(config, workdir.root, progress=progress)
-        done = (f"test accuracy {report['accuracy']:.3f}, macro F1 {report['macro']['f1']:.3f} "
-                f"(n={report['n']}); eval: {workdir.eval}")
+    flags = {**RUN_FLAGS, family.length_key: family.length_key}
+    config = resolve_config(family.config_type, workdir, _overrides(args, flags))
+    result = runner.run(family, config, workdir.root, progress=not args.no_progress)
+    done = f"trained to step {result.step}" + (f" (epoch {result.epoch})" if result.epoch is not None else "")
+    if result.eval is not None and "accuracy" in result.eval:
+        done += (f"; test accuracy {result.eval['accuracy']:.3f}, macro F1 {result.eval['macro']['f1']:.3f} "
+                 f"(n={result.eval['n']}); eval: {result.eval_path}")
     print(f"{done}; checkpoints: {workdir.checkpoints}; plots: {workdir.plots}; metrics: {workdir.metrics}",
           file=sys.stderr)
 
 
 def _study(args: argparse.Namespace) -> None:
+    from jaxmed import config as config_lib
     from jaxmed.studies.augmentation import StudyConfig, run_study
-    from jaxmed.train import config as config_lib
 
     config = config_lib.apply_overrides(StudyConfig(), _overrides(args, {"data.spec": "data", "seeds": "seeds",
                                                                              "data.skip_bad": "skip_bad"}))
@@ -244,7 +246,7 @@ def _study(args: argparse.Namespace) -> None:
 
 def _sample(args: argparse.Namespace) -> None:
     from jaxmed.export import write_images
-    from jaxmed.train.sampling import sample_from_workdir
+    from jaxmed.sampling import sample_from_workdir
 
     images, step = sample_from_workdir(args.workdir, args.n, seed=args.seed)
     paths = write_images(images, args.out, args.format, source=f"{args.workdir} step {step} seed {args.seed}")
@@ -253,7 +255,7 @@ def _sample(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from jaxmed.train.evaluation import evaluate_generator
+    from jaxmed.evaluation.generators import evaluate_generator
 
     options = {key: value for key, value in (("feature_steps", args.feature_steps),
                                               ("max_reference", args.max_reference)) if value is not None}
@@ -269,19 +271,24 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _data(args: argparse.Namespace) -> None:
-    from jaxmed.bench.output import STDOUT, emit
+    from jaxmed import config as config_lib
+    from jaxmed import data as data_lib
+    from jaxmed.bench.output import emit
     from jaxmed.data import inspection
-    from jaxmed.train import config as config_lib
-    from jaxmed.train.config import DataConfig
+    from jaxmed.data.options import DataOptions
 
-    known = {f"data.{key}" for key in config_lib.flat_items(DataConfig())} - {"data.spec"}
+    if args.spec is None:
+        if args.json in (None, STDOUT):
+            raise UsageError("data inspect needs a SPEC")
+        args.spec, args.json = args.json, STDOUT  # `--json SPEC`: the optional FILE took the spec
+    known = {f"data.{key}" for key in config_lib.flat_items(DataOptions())} - {"data.spec"}
     overrides = _overrides(args, {"data.skip_bad": "skip_bad"})
     for key in overrides:
         if key not in known:
             raise UsageError(f"unknown data key {key!r} (the data spec is SPEC); known keys: {', '.join(sorted(known))}")
-    config = config_lib.apply_overrides(DataConfig(spec=args.spec),
-                                        {key.removeprefix("data."): value for key, value in overrides.items()})
-    dataset = config.load(args.image_size, 1, seed=0)
+    options = config_lib.apply_overrides(DataOptions(spec=args.spec),
+                                         {key.removeprefix("data."): value for key, value in overrides.items()})
+    dataset = data_lib.load(options, args.image_size, 1, seed=0)
     summary = inspection.report(dataset)
     if args.montage:
         summary["montage"] = str(inspection.save_montage(dataset, args.montage))
@@ -387,10 +394,25 @@ def _enable_compilation_cache() -> None:
         jax.config.update("jax_compilation_cache_dir", directory)
 
 
+def _version_text() -> str:
+    """`jaxmed --version`: the version and which kernels compute the convolutions here, and why."""
+    from jaxmed.nn import conv_backend
+
+    return f"jaxmed {__version__}\n{conv_backend.describe_text()}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line; returns the exit status."""
-    host_memory.keep_freed_memory()  # before JAX starts its threads (see jaxmed.host_memory)
+    """Runs the command line; returns the exit status.
+
+    `--debug` may stand anywhere before a `--` (errors tell users to rerun with it).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    head = argv[:argv.index("--")] if "--" in argv else argv
+    debug = "--debug" in head
+    if debug:
+        argv = [arg for arg in head if arg != "--debug"] + argv[len(head):]
     args = build_parser().parse_args(argv)
+    args.debug = args.debug or debug
     if args.command != "bench":  # a benchmark's compile_s must be a compilation, not a cache read
         _enable_compilation_cache()
     run = {"train": _train, "sample": _sample, "evaluate": _evaluate, "study": _study, "bench": _bench,
@@ -414,5 +436,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def console() -> None:
+    """The `jaxmed` program: the process's memory settings for XLA:CPU, then `main`.
+
+    Only a process of its own changes them (see `jaxmed.host_memory`); `main` called from
+    Python leaves the caller's process as it is.
+    """
+    host_memory.keep_freed_memory()  # before JAX starts its threads
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    console()

@@ -27,7 +27,7 @@ LEAKY_SLOPE = 0.2
 BATCH_NORM_MOMENTUM = 0.9  # running = 0.9 running + 0.1 batch (PyTorch's momentum=0.1)
 BATCH_NORM_EPSILON = 1e-5
 LEARNING_RATE, BETA1, BETA2 = 2e-4, 0.5, 0.999
-PRECISIONS = ("fp32", "bf16")  # jaxmed.train.config.PRECISIONS (this environment has no jaxmed; a test checks)
+PRECISIONS = ("fp32", "bf16")  # jaxmed.config.PRECISIONS (this environment has no jaxmed; a test checks)
 
 
 def _load(name: str):

@@ -1,9 +1,7 @@
 """Throughput of a model's full jitted train step: images/s, step time, compile time, peak memory.
 
-The step is the library's own (`jaxmed.train.gan_steps.make_gan_train_step`,
-`jaxmed.train.vae_steps.make_vae_train_step`,
-`jaxmed.train.classifier_steps.make_classifier_train_step`), built from the public
-definitions and placed on a `data` mesh of `devices` devices (`jaxmed.train.sharding`)
+The step is the library's own (the family's `make_train_step`, `jaxmed.families`),
+built from the public definitions and placed on a `data` mesh of `devices` devices (`jaxmed.training.sharding`)
 exactly as training does: state replicated, batch split by rows. One batch of random
 images stays on the device for every step, so the numbers are the step's own, without
 the input pipeline.
@@ -22,105 +20,74 @@ state, the batch and the step's temporaries.
 
 from __future__ import annotations
 
-import inspect
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import jax
 import numpy as np
 
+from jaxmed import families
 from jaxmed.bench import forced_devices, host
 from jaxmed.bench.environment import environment_record
 from jaxmed.bench.stats import step_fields, summarize_ms, time_samples
+from jaxmed.config import RunConfig
 from jaxmed.errors import UsageError
-from jaxmed.train import sharding
-from jaxmed.train.classifier_steps import classifier_definition, init_classifier_state, make_classifier_train_step
-from jaxmed.train.config import ClassifierConfig, GanConfig, VaeConfig, model_conv_backend
-from jaxmed.train.gan_state import gan_definition, init_gan_state
-from jaxmed.train.gan_steps import make_gan_train_step
-from jaxmed.train.vae_state import init_vae_state, vae_definition
-from jaxmed.train.vae_steps import make_vae_train_step
+from jaxmed.families.base import Task, conv_backend
+from jaxmed.training import sharding
 
-# Model name -> (family, default image size). "dcgan128" is DESIGN.md's reference network;
-# "vae128" is the VAE built from its layers (`jaxmed.models.vae`).
-MODELS = {"dcgan128": ("gan", 128), "dcgan64": ("gan", 64), "vae128": ("vae", 128), "seed_cnn": ("classifier", 128),
-          "resnet18": ("classifier", 128)}
-GENERATIVE_CONFIGS = {"gan": GanConfig, "vae": VaeConfig}
+# Benchmark name -> config fields (the family is the one whose config takes the `model`).
+# "dcgan128" is the seed paper's reference network (docs/design.md); "vae128" is the VAE
+# built from its layers (`jaxmed.models.vae`); generators' sizes are part of their name.
+MODELS = {"dcgan128": {"model": "dcgan", "image_size": 128}, "dcgan64": {"model": "dcgan", "image_size": 64},
+          "vae128": {"model": "vae", "image_size": 128}, "seed_cnn": {"model": "seed_cnn"},
+          "resnet18": {"model": "resnet18"}}
 PRECISIONS = ("fp32", "bf16")
+# The classifiers' image side unless --image-size says otherwise.
+CLASSIFIER_IMAGE_SIZE = 128
 NUM_CLASSES = 2
 
 
 def benchmark_config(model: str, batch_size: int, precision: str = "fp32", image_size: int | None = None,
-                     conv_backend: str = "auto") -> GanConfig | VaeConfig | ClassifierConfig:
+                     conv_backend: str = "auto") -> RunConfig:
     """The run config a benchmark model name stands for.
 
     Args:
       model: one of `MODELS`.
       batch_size: global batch size.
       precision: "fp32" or "bf16".
-      image_size: classifiers only: input side (default 128); the DCGANs' size is in their name.
+      image_size: classifiers only: input side (default 128); the generators' size is in their name.
       conv_backend: "auto", "xla" or "onednn" (see `jaxmed.nn.conv_backend`).
 
     Raises:
-      UsageError: unknown model, a size for a DCGAN, or an invalid setting.
+      UsageError: unknown model, a size for a generator, or an invalid setting.
     """
     if model not in MODELS:
         raise UsageError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-    family, default_size = MODELS[model]
-    if family in GENERATIVE_CONFIGS:
-        if image_size not in (None, default_size):
-            raise UsageError(f"{model} is {default_size} px by definition; --image-size applies to classifiers")
-        return GENERATIVE_CONFIGS[family](image_size=default_size, batch_size=batch_size, precision=precision,
-                                          conv_backend=conv_backend)
-    return ClassifierConfig(model=model, image_size=image_size or default_size, batch_size=batch_size,
-                            precision=precision, conv_backend=conv_backend)
+    fields = MODELS[model]
+    if "image_size" in fields:
+        if image_size not in (None, fields["image_size"]):
+            raise UsageError(f"{model} is {fields['image_size']} px by definition; --image-size applies to classifiers")
+    else:
+        fields = {**fields, "image_size": image_size or CLASSIFIER_IMAGE_SIZE}
+    return families.for_model(fields["model"]).config_type(batch_size=batch_size, precision=precision,
+                                                  conv_backend=conv_backend, **fields)
 
 
-def _make_step(make_step: Callable, definition, mesh) -> Callable:
-    """The library's jitted step, given the mesh when the step builder takes one."""
-    positional = [p for p in inspect.signature(make_step).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return make_step(definition, mesh) if len(positional) >= 2 else make_step(definition)
-
-
-def _parameter_count(params) -> int:
-    return int(sum(leaf.size for leaf in jax.tree.leaves(params)))
-
-
-def _build(config: GanConfig | VaeConfig | ClassifierConfig, mesh, total_steps: int):
-    """(jitted step, initial state, the step's other arguments, parameter counts) on `mesh`."""
-    key = jax.random.key(config.seed)
-    replicated, rows = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-    # The batch is made on the host (numpy) and placed once: no device programs to compile for it.
-    host_rng = np.random.default_rng(config.seed)
-    images = host_rng.uniform(-1.0, 1.0, (config.batch_size, config.image_size, config.image_size, config.channels))
-    images = images.astype(np.float32)
+def _build(config: RunConfig, mesh, total_steps: int):
+    """(jitted step, initial state, the batch, parameter counts) on `mesh`."""
+    family = families.for_model(config.model)
+    definition = family.definition(config, Task(class_names=tuple(f"class_{i}" for i in range(NUM_CLASSES)),
+                                                total_steps=total_steps))
     # Initialised by one jitted program placed straight onto the mesh: run eagerly, the
     # initialisers compile dozens of small programs, which would dominate short benchmarks.
-    if isinstance(config, GanConfig):
-        definition = gan_definition(config)
-        state = jax.jit(lambda k: init_gan_state(config, definition, k), out_shardings=replicated)(key)
-        step = _make_step(make_gan_train_step, definition, mesh)
-        arguments = (jax.device_put(images, rows),)
-        parameters = {"generator": _parameter_count(state.generator_params),
-                      "discriminator": _parameter_count(state.discriminator_params)}
-    elif isinstance(config, VaeConfig):
-        definition = vae_definition(config)
-        state = jax.jit(lambda k: init_vae_state(config, definition, k), out_shardings=replicated)(key)
-        step = _make_step(make_vae_train_step, definition, mesh)
-        arguments = (jax.device_put(images, rows),)
-        parameters = {"encoder": _parameter_count(state.params["encoder"]),
-                      "decoder": _parameter_count(state.params["decoder"])}
-    else:
-        definition = classifier_definition(config, NUM_CLASSES, total_steps)
-        state = jax.jit(lambda k: init_classifier_state(config, definition, k), out_shardings=replicated)(key)
-        step = _make_step(make_classifier_train_step, definition, mesh)
-        labels = host_rng.integers(0, NUM_CLASSES, config.batch_size).astype(np.int32)
-        arguments = (jax.device_put(images, rows), jax.device_put(labels, rows),
-                     jax.device_put(np.ones((NUM_CLASSES,), np.float32), replicated))
-        parameters = {"classifier": _parameter_count(state.params)}
+    state = jax.jit(lambda key: family.init_state(config, definition, key),
+                    out_shardings=sharding.replicated(mesh))(jax.random.key(config.seed))
+    # The batch is made on the host (numpy) and placed once: no device programs to compile for it.
+    batch = jax.device_put(family.benchmark_batch(config, np.random.default_rng(config.seed)),
+                           sharding.batch_sharding(mesh))
+    parameters = family.parameter_counts(state)
     parameters["total"] = sum(parameters.values())
-    return step, state, arguments, parameters
+    return family.make_train_step(definition, mesh), state, batch, parameters
 
 
 def _device_peak_mb(devices) -> float | None:
@@ -131,7 +98,7 @@ def _device_peak_mb(devices) -> float | None:
 
 def benchmark_train_step(model: str, batch_size: int, *, steps: int = 20, warmup: int = 3, precision: str = "fp32",
                          devices: int = 1, image_size: int | None = None, conv_backend: str = "auto",
-                         config: GanConfig | VaeConfig | ClassifierConfig | None = None) -> dict:
+                         config: RunConfig | None = None) -> dict:
     """Times `steps` train steps of `model`; returns the JSON-able result.
 
     Args:
@@ -162,15 +129,15 @@ def benchmark_train_step(model: str, batch_size: int, *, steps: int = 20, warmup
     load_before = host.load_average()
     rss_before = host.current_rss_mb()
 
-    step, state, arguments, parameters = _build(config, mesh, total_steps=1 + warmup + steps)
+    step, state, batch, parameters = _build(config, mesh, total_steps=1 + warmup + steps)
     start = time.perf_counter()
-    compiled = step.lower(state, *arguments).compile() if hasattr(step, "lower") else step
+    compiled = step.lower(state, batch).compile()
     compile_s = time.perf_counter() - start
 
     current = {"state": state}
 
     def run_one_step():
-        current["state"], current["metrics"] = compiled(current["state"], *arguments)
+        current["state"], current["metrics"] = compiled(current["state"], batch)
         return current["state"], current["metrics"]
 
     samples, first_s = time_samples(run_one_step, jax.block_until_ready, warmup=warmup, repeats=steps)
@@ -190,7 +157,7 @@ def benchmark_train_step(model: str, batch_size: int, *, steps: int = 20, warmup
         "channels": config.channels,
         "batch_size": config.batch_size,
         "precision": config.precision,
-        "conv_backend": model_conv_backend(config),
+        "conv_backend": conv_backend(config),
         "devices": devices,
         "steps": steps,
         "warmup": warmup,

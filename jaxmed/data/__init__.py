@@ -28,8 +28,9 @@ import numpy as np
 from jaxmed.data import cache, phantoms
 from jaxmed.data.preprocess import preprocess
 from jaxmed.data.sources import detect
+from jaxmed.data.options import DataOptions
 from jaxmed.data.sources.common import ReadOptions, SourceImages
-from jaxmed.errors import DataError
+from jaxmed.errors import DataError, UsageError
 
 SPECS = ("phantom:brain", "phantom:lung", "a folder", "a .dcm, .nii[.gz] or .npz file", "tfds:NAME[:SPLIT]")
 
@@ -55,21 +56,17 @@ class Dataset(NamedTuple):
     provenance: dict[str, Any]
 
 
-def load(spec: str, image_size: int = 128, channels: int = 1, *, n: int = 2000, class_fraction: float = 0.5,
-         difficulty: float = 1.0, seed: int = 0, skip_bad: bool = False, window: str = "", slice_axis: int = 2,
-         slice_range: tuple[float, float] = (0.0, 1.0), skip_empty_slices: bool = True) -> Dataset:
+def load(spec: str | DataOptions, image_size: int = 128, channels: int = 1, *, seed: int = 0,
+         **options: Any) -> Dataset:
     """Reads the data source named by `spec`.
 
     Args:
-      spec: a data spec (see module docstring).
+      spec: a data spec (see module docstring), or a whole `DataOptions`.
       image_size: side of the square output images.
       channels: 1 (grayscale) or 3.
-      n, class_fraction, difficulty, seed: phantom options (number of images, share of
-        the positive class, lesion difficulty, generator seed).
-      skip_bad: skip unusable files and entries (each listed in provenance["skipped"])
-        instead of stopping at the first one.
-      window, slice_axis, slice_range, skip_empty_slices: DICOM and volume options, see
-        `jaxmed.data.sources.common.ReadOptions`.
+      seed: phantom sources' generator seed.
+      **options: `DataOptions` fields, e.g. n=500, window="brain", skip_bad=True (with a
+        `DataOptions` spec they replace its fields).
 
     Results are cached on disk (see `jaxmed.data.cache`; $JAXMED_DATA_CACHE="" disables
     it), except for TFDS sources, so a second read of the same source and options is fast.
@@ -81,20 +78,27 @@ def load(spec: str, image_size: int = 128, channels: int = 1, *, n: int = 2000, 
       volumes or series "subjects" (the volume or series of each image).
 
     Raises:
+      UsageError: an unknown or invalid option.
       DataError: if the spec names no known source, or the source cannot be read.
     """
+    base = spec if isinstance(spec, DataOptions) else DataOptions(spec=spec)
+    unknown = set(options) - {field.name for field in dataclasses.fields(DataOptions)}
+    if unknown:
+        raise UsageError(f"unknown data option(s) {', '.join(sorted(unknown))}; known: "
+                         f"{', '.join(field.name for field in dataclasses.fields(DataOptions))}")
+    read_options = ReadOptions(image_size=image_size, channels=channels, **{**dataclasses.asdict(base), **options})
+    spec = read_options.spec
     kind, _, name = spec.partition(":")
     if kind == "phantom":
-        key = {"phantom": name, "image_size": image_size, "channels": channels, "n": n,
-               "class_fraction": class_fraction, "difficulty": difficulty, "seed": seed}
-        return _named(spec, cache.cached(key, lambda: _load_phantom(spec, name, image_size, channels, n,
-                                                                    class_fraction, difficulty, seed)))
-    options = ReadOptions(image_size=image_size, channels=channels, skip_bad=skip_bad, window=window,
-                          slice_axis=slice_axis, slice_range=tuple(slice_range), skip_empty_slices=skip_empty_slices)
+        key = {"phantom": name, "image_size": image_size, "channels": channels, "n": read_options.n,
+               "class_fraction": read_options.class_fraction, "difficulty": read_options.difficulty, "seed": seed}
+        return _named(spec, cache.cached(key, lambda: _load_phantom(spec, name, image_size, channels, read_options.n,
+                                                                    read_options.class_fraction,
+                                                                    read_options.difficulty, seed)))
     if kind == "tfds":
         from jaxmed.data.sources import tfds  # noqa: PLC0415 -- optional dependency, imported on use
 
-        return _dataset(spec, "tfds", tfds.read(name, options))
+        return _dataset(spec, "tfds", tfds.read(name, read_options))
     path = os.path.expanduser(spec)
     if not os.path.lexists(path):
         raise DataError(f"{spec}: no such file or folder, and not a data spec; this version reads "
@@ -102,8 +106,8 @@ def load(spec: str, image_size: int = 128, channels: int = 1, *, n: int = 2000, 
     source = detect.folder_kind(path) if os.path.isdir(path) else detect.file_kind(path)
     if source is None:
         raise DataError(f"{spec}: not a data file jaxmed reads (DICOM, NIfTI or .npz; image files go in a folder)")
-    key = {"source": source, "options": dataclasses.asdict(options)}
-    return _named(spec, cache.cached(key, lambda: _dataset(spec, source, _reader(source)(path, options)),
+    key = {"source": source, "options": read_options.cache_key()}
+    return _named(spec, cache.cached(key, lambda: _dataset(spec, source, _reader(source)(path, read_options)),
                                      location=path))
 
 

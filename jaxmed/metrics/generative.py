@@ -2,7 +2,7 @@
 
 Every function here compares sets of feature vectors, (N, D) arrays of real and of
 generated images embedded by one feature extractor (in jaxmed, an in-domain classifier:
-`jaxmed.train.feature_extractor`). None of them knows about images or models, so they
+`jaxmed.training.feature_extractor`). None of them knows about images or models, so they
 work with any embedding.
 
 * :func:`frechet_distance` -- FID's distance (Heusel et al., NeurIPS 2017): the Fréchet

@@ -157,7 +157,7 @@ class SeedCNN(nnx.Module):
     def features(self, x_BxHxWxC: jax.Array) -> jax.Array:
         """The hidden layer's activations (B, hidden_features): what the last dense layer classifies.
 
-        `jaxmed.train.feature_extractor` embeds images with this for the generative metrics.
+        `jaxmed.training.feature_extractor` embeds images with this for the generative metrics.
         """
         x = x_BxHxWxC
         for conv, norm in zip(self.convs, self.norms):
@@ -264,7 +264,7 @@ class ResNet18(nnx.Module):
     def features(self, x_BxHxWxC: jax.Array) -> jax.Array:
         """The globally pooled last stage (B, 8 * width): what the head classifies.
 
-        `jaxmed.train.feature_extractor` embeds images with this for the generative metrics.
+        `jaxmed.training.feature_extractor` embeds images with this for the generative metrics.
         """
         x = nnx.relu(self.stem_norm(self.stem(x_BxHxWxC)))
         if not self.small_input:

@@ -13,7 +13,7 @@ For each seed, on one real data set:
        synthetic_xR              real + R synthetic minority images per real minority image
        augment+synthetic_xR      both
 5. evaluate every arm on the same real test split;
-6. measure the synthetic images themselves (`jaxmed.train.evaluation.compare_with_real`):
+6. measure the synthetic images themselves (`jaxmed.evaluation.generators.compare_with_real`):
    FID, KID, precision and recall against the test split's real minority images (which the
    generator never saw), and copies of its training images, in the features of a VAE
    trained on the seed's training split.
@@ -40,24 +40,27 @@ import jax
 import numpy as np
 from scipy import stats
 
+from jaxmed import config as config_lib
 from jaxmed import data as data_lib
-from jaxmed import viz
+from jaxmed import families, viz
+from jaxmed.config import CheckpointConfig, EvalConfig, GenerativeConfig, LogConfig, SampleConfig
+from jaxmed.data.options import DataOptions
 from jaxmed.errors import UsageError
-from jaxmed.train import config as config_lib
-from jaxmed.train.classifier_loop import SplitData, split_dataset, train_classifier
-from jaxmed.train.config import (CheckpointConfig, ClassifierConfig, DataConfig, EarlyStoppingConfig, EvalConfig,
-                                 GanConfig, LogConfig, SampleConfig, VaeConfig)
-from jaxmed.train.evaluation import compare_with_real, train_feature_extractor
-from jaxmed.train.feature_extractor import load_feature_extractor
-from jaxmed.train.gan_loop import gan_model, train_gan
-from jaxmed.train.generative_loop import sample_images
-from jaxmed.train.vae_loop import train_vae, vae_model
-from jaxmed.train.workdir import record_skipped
+from jaxmed.evaluation.features import load_feature_extractor
+from jaxmed.evaluation.generators import compare_with_real, train_feature_extractor
+from jaxmed.families.classifier import ClassifierConfig, EarlyStoppingConfig, SplitData, split_dataset
+from jaxmed.families.generative import GenerativeFamily, sample_images
+from jaxmed.training import runner
+from jaxmed.training.workdir import record_skipped
 
 BASELINE = "augment"
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
 SYNTHETIC_SEED_OFFSET = 7_000_003
-GENERATORS = ("gan", "vae")
+
+
+def generative_family_names() -> list[str]:
+    """The registered families that generate images: what `StudyConfig.generator` may name."""
+    return [family.name for family in families.all_families() if isinstance(family, GenerativeFamily)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,19 +72,19 @@ class StudyConfig:
       image_size: side of the images for both the generator and the classifier.
       seeds: number of repetitions (seed 0, 1, ...); each re-splits, re-trains and re-samples.
       minority_class: the class the generator synthesizes (e.g. "tumor").
-      generator: "gan" or "vae": which model synthesizes it.
+      generator: which registered generative family synthesizes it ("gan", "vae", ...).
       minority_train_count: real minority images kept for training (0 = all): the scarcity.
       synthetic_ratio_small, synthetic_ratio_large: synthetic minority images per real minority
         training image; each ratio gives a synthetic arm and an augment+synthetic arm.
-      gan, vae: the generator's config (image size and seed are set by the study; the
-        one `generator` does not name is unused).
+      generator_steps, generator_batch_size: the generator's training (its family's defaults otherwise;
+        image size and seed are set by the study).
       classifier: the classifier's config (image size, seed and augmentation are set by the study).
       feature_steps: train steps of the VAE that embeds images for step 6 (0 skips step 6).
     """
 
     # Difficulty 0.6: at 64 px the default phantom lesions (1.0) are mostly a few pixels wide and
     # seed_cnn stays near chance even with all 420 tumor images (measured: test accuracy 0.56).
-    data: DataConfig = DataConfig(spec="phantom:brain", n=1200, class_fraction=0.5, difficulty=0.6)
+    data: DataOptions = DataOptions(spec="phantom:brain", n=1200, class_fraction=0.5, difficulty=0.6)
     image_size: int = 64
     seeds: int = 3
     minority_class: str = "tumor"
@@ -89,33 +92,39 @@ class StudyConfig:
     minority_train_count: int = 40
     synthetic_ratio_small: float = 1.0
     synthetic_ratio_large: float = 4.0
-    gan: GanConfig = GanConfig(image_size=64, batch_size=16, steps=400, checkpoint=CheckpointConfig(every=400),
-                               log=LogConfig(every=20), sample=SampleConfig(every=200, n=16),
-                               eval=EvalConfig(every=400, n=256))
-    vae: VaeConfig = VaeConfig(image_size=64, batch_size=16, steps=400, checkpoint=CheckpointConfig(every=400),
-                               log=LogConfig(every=20), sample=SampleConfig(every=200, n=16),
-                               eval=EvalConfig(every=400, n=256))
+    generator_steps: int = 400
+    generator_batch_size: int = 16
     # Balanced class weights: with a scarce minority an unweighted loss predicts the majority
     # class only (measured: recall 0 in every arm), which would make every arm look alike.
     classifier: ClassifierConfig = ClassifierConfig(model="seed_cnn", epochs=15, class_weighting="balanced",
                                                     early_stopping=EarlyStoppingConfig(patience=5),
-                                                    log=LogConfig(every=50), eval=EvalConfig(every=1, n=500))
+                                                    log=LogConfig(every=50))
     feature_steps: int = 600
 
     RESUMABLE: typing.ClassVar[frozenset[str]] = frozenset({"seeds"})
+    # Before config format 2 the generator's settings were whole GAN and VAE configs.
+    MIGRATIONS: typing.ClassVar[dict[str, str | None]] = {
+        "gan.steps": "generator_steps", "gan.batch_size": "generator_batch_size", "gan": None, "vae": None,
+        **{f"classifier.{old}": new and f"classifier.{new}" for old, new in ClassifierConfig.MIGRATIONS.items()}}
 
     def __post_init__(self):
         if self.seeds < 1 or self.minority_train_count < 0 or self.feature_steps < 0:
             raise UsageError("seeds must be at least 1, minority_train_count and feature_steps non-negative")
         if self.synthetic_ratio_small <= 0 or self.synthetic_ratio_large <= 0:
             raise UsageError("synthetic ratios must be positive")
-        if self.generator not in GENERATORS:
-            raise UsageError(f"generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
+        if self.generator_steps < 1 or self.generator_batch_size < 1:
+            raise UsageError("generator_steps and generator_batch_size must be at least 1")
+        names = generative_family_names()
+        if self.generator not in names:
+            raise UsageError(f"generator must be one of {', '.join(names)}, got {self.generator!r}")
 
-    @property
-    def generator_config(self) -> GanConfig | VaeConfig:
-        """The config of the generator the study trains (`gan` or `vae`)."""
-        return self.gan if self.generator == "gan" else self.vae
+    def generator_config(self, seed: int) -> GenerativeConfig:
+        """The config of the generator the study trains for `seed`."""
+        steps = self.generator_steps
+        return families.get(self.generator).config_type(
+            image_size=self.image_size, batch_size=self.generator_batch_size, steps=steps, seed=seed,
+            data=self.data, checkpoint=CheckpointConfig(every=steps), log=LogConfig(every=20),
+            sample=SampleConfig(every=max(1, steps // 2), n=16), eval=EvalConfig(every=steps, n=256))
 
     @property
     def synthetic_ratios(self) -> tuple[float, ...]:
@@ -124,9 +133,8 @@ class StudyConfig:
     @classmethod
     def tiny(cls, **overrides: Any) -> StudyConfig:
         """Seconds-long: 32 px, 2 seeds, a few GAN steps and classifier epochs (for tests)."""
-        tiny = cls(data=DataConfig(spec="phantom:brain", n=160), image_size=32, seeds=2, minority_train_count=12,
-                   synthetic_ratio_small=1.0, synthetic_ratio_large=1.0,
-                   gan=GanConfig.tiny(batch_size=4, steps=3), vae=VaeConfig.tiny(batch_size=4, steps=3),
+        tiny = cls(data=DataOptions(spec="phantom:brain", n=160), image_size=32, seeds=2, minority_train_count=12,
+                   synthetic_ratio_small=1.0, synthetic_ratio_large=1.0, generator_steps=3, generator_batch_size=4,
                    classifier=ClassifierConfig.tiny(epochs=2, batch_size=8), feature_steps=3)
         return config_lib.apply_overrides(tiny, overrides)
 
@@ -161,7 +169,7 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
         saved = config_lib.load(StudyConfig, workdir / "config.json")
         config_lib.check_resumable(saved, {key: value for key, value in config_lib.flat_items(config).items()})
     config_lib.save(config, workdir / "config.json")
-    dataset = config.data.load(config.image_size, config.generator_config.channels, seed=0)
+    dataset = data_lib.load(config.data, config.image_size, config.classifier.channels, seed=0)
     record_skipped(dataset.provenance, workdir)
     minority = data_lib.class_index(dataset, config.minority_class)
     results: dict[str, dict[str, dict[str, Any]]] = {arm: {} for arm in arm_names(config)}
@@ -169,18 +177,17 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
     for seed in range(config.seeds):
         _log(f"seed {seed + 1}/{config.seeds}")
         seed_dir = workdir / f"seed_{seed}"
-        classifier_config = config_lib.apply_overrides(config.classifier, {
-            "image_size": config.image_size, "seed": seed, "channels": config.generator_config.channels})
+        classifier_config = config_lib.apply_overrides(config.classifier, {"image_size": config.image_size,
+                                                                           "seed": seed})
         data = make_scarce(split_dataset(dataset, classifier_config), minority, config.minority_train_count, seed)
         real_minority = data.train[0][data.train[1] == minority]
-        train, family = (train_gan, gan_model) if config.generator == "gan" else (train_vae, vae_model)
-        generator_config = config_lib.apply_overrides(config.generator_config, {"image_size": config.image_size,
-                                                                         "seed": seed})
+        family, generator_config = families.get(config.generator), config.generator_config(seed)
         _log(f"  {config.generator.upper()} on {len(real_minority)} real '{config.minority_class}' training images")
-        generator_state = train(generator_config, seed_dir / config.generator, real_minority, progress=progress)
+        trained = runner.run(family, generator_config, seed_dir / config.generator, real_minority, progress=progress)
+        generator = family.generator(generator_config, trained.definition)
         count = int(round(max(config.synthetic_ratios) * len(real_minority)))
-        z = jax.random.normal(jax.random.key(seed + SYNTHETIC_SEED_OFFSET), (count, generator_config.latent_dim))
-        synthetic = sample_images(family(generator_config).generate, generator_state, z, generator_config.batch_size)
+        z = jax.random.normal(jax.random.key(seed + SYNTHETIC_SEED_OFFSET), (count, generator.latent_dim))
+        synthetic = sample_images(generator.generate, trained.state, z, generator_config.batch_size)
         if config.feature_steps:
             test_minority = data.test[0][data.test[1] == minority]
             synthetic_quality[str(seed)] = measure_synthetic(config, generator_config, data.train[0], real_minority,
@@ -193,7 +200,8 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
                 np.concatenate([images, extra]), np.concatenate([labels, np.full(len(extra), minority, np.int32)])))
             arm_config = dataclasses.replace(classifier_config, augment=arm.startswith(BASELINE))
             _log(f"  classifier '{arm}' on {len(arm_data.train[1])} images ({len(extra)} synthetic)")
-            report = train_classifier(arm_config, seed_dir / arm.replace("+", "_plus_"), arm_data, progress=progress)
+            report = runner.run(families.get("classifier"), arm_config, seed_dir / arm.replace("+", "_plus_"),
+                                arm_data, progress=progress).eval
             results[arm][str(seed)] = {name: report.get(name) for name in METRICS}
             results[arm][str(seed)]["confidence_intervals"] = report["confidence_intervals"]
     summary = summarize(results, config, synthetic_quality)
@@ -202,7 +210,7 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
     return summary
 
 
-def measure_synthetic(config: StudyConfig, generator_config: GanConfig | VaeConfig, train_images: np.ndarray,
+def measure_synthetic(config: StudyConfig, generator_config: GenerativeConfig, train_images: np.ndarray,
                       real_minority: np.ndarray, test_minority: np.ndarray, synthetic: np.ndarray, seed_dir: Path,
                       progress: bool) -> dict[str, Any]:
     """Step 6 for one seed: the synthetic images against the test split's minority; writes seed_dir/synthetic/."""

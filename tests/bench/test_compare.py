@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from jaxmed.bench import compare
-from jaxmed.train.config import PRECISIONS, GanConfig
+from jaxmed.training.config import PRECISIONS, GanConfig
 
 PEERS = Path(__file__).resolve().parents[2] / "benchmarks" / "peers"
 

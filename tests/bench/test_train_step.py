@@ -8,7 +8,7 @@ import pytest
 from jaxmed.bench import train_step
 from jaxmed.bench.compare import dcgan_parameter_counts
 from jaxmed.errors import UsageError
-from jaxmed.train.config import GanConfig, VaeConfig
+from jaxmed.training.config import GanConfig, VaeConfig
 
 
 @pytest.fixture(scope="module")

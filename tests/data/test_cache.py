@@ -97,7 +97,7 @@ def test_every_option_is_part_of_the_key(tmp_path, cache_root, reads):
     jaxmed.data.load(spec, 16, skip_bad=True)
     jaxmed.data.load(spec, 16, window="brain")
     jaxmed.data.load(spec, 16, slice_axis=1)
-    jaxmed.data.load(spec, 16, slice_range=(0.1, 0.9))
+    jaxmed.data.load(spec, 16, slice_start=0.1, slice_stop=0.9)
     jaxmed.data.load(spec, 16, skip_empty_slices=False)
     assert len(reads) == 8 and len(entries(cache_root)) == 8
     assert jaxmed.data.load(spec, 24).images.shape == (6, 24, 24, 1)

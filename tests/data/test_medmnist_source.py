@@ -103,7 +103,7 @@ def test_volumes_are_read_as_slices_along_the_frame_axis(tmp_path):
     assert read.raw["sizes"] == {"14x12": 12}  # stored (H, W) planes
     np.testing.assert_allclose(read.images[0], preprocess(volumes[0, 2][None], image_size=SIZE)[0], atol=1e-6)
 
-    across = _read(path, slice_axis=0, skip_empty_slices=False, slice_range=(0.0, 0.5))
+    across = _read(path, slice_axis=0, skip_empty_slices=False, slice_start=0.0, slice_stop=0.5)
     assert across.files[:2] == ("train[0]#x0", "train[0]#x1") and len(across.files) == 14
     assert across.raw["sizes"] == {"12x10": 14}  # (D, H) planes
 

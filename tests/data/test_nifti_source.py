@@ -137,9 +137,9 @@ def test_slices_are_shown_as_radiologists_view_them(tmp_path):
                      "bottom-left": image[half:, :half], "bottom-right": image[half:, half:]}
         return max(quadrants, key=lambda name: quadrants[name].mean())
 
-    axial = _read(tmp_path / "block.nii", slice_axis=2, slice_range=(0.9, 1.0)).images[-1, ..., 0]
-    coronal = _read(tmp_path / "block.nii", slice_axis=1, slice_range=(0.9, 1.0)).images[-1, ..., 0]
-    sagittal = _read(tmp_path / "block.nii", slice_axis=0, slice_range=(0.9, 1.0)).images[-1, ..., 0]
+    axial = _read(tmp_path / "block.nii", slice_axis=2, slice_start=0.9, slice_stop=1.0).images[-1, ..., 0]
+    coronal = _read(tmp_path / "block.nii", slice_axis=1, slice_start=0.9, slice_stop=1.0).images[-1, ..., 0]
+    sagittal = _read(tmp_path / "block.nii", slice_axis=0, slice_start=0.9, slice_stop=1.0).images[-1, ..., 0]
     assert bright_quadrant(axial) == "top-left"     # anterior up, patient's right on the left
     assert bright_quadrant(coronal) == "top-left"   # superior up, patient's right on the left
     assert bright_quadrant(sagittal) == "top-left"  # superior up, anterior on the left
@@ -151,9 +151,9 @@ def test_slices_are_shown_as_radiologists_view_them(tmp_path):
 def test_slice_range_keeps_the_slices_overlapping_the_fraction(tmp_path):
     _save(tmp_path / "v.nii", _volume(shape=(10, 10, 20)))
 
-    assert _read(tmp_path / "v.nii", slice_range=(0.25, 0.5)).files == tuple(f"v.nii#z{k}" for k in range(5, 10))
-    assert _read(tmp_path / "v.nii", slice_range=(0.26, 0.3)).files == ("v.nii#z5",)
-    assert len(_read(tmp_path / "v.nii", slice_axis=0, slice_range=(0.0, 0.5)).files) == 5
+    assert _read(tmp_path / "v.nii", slice_start=0.25, slice_stop=0.5).files == tuple(f"v.nii#z{k}" for k in range(5, 10))
+    assert _read(tmp_path / "v.nii", slice_start=0.26, slice_stop=0.3).files == ("v.nii#z5",)
+    assert len(_read(tmp_path / "v.nii", slice_axis=0, slice_start=0.0, slice_stop=0.5).files) == 5
 
 
 def test_empty_slices_are_skipped_unless_asked_for(tmp_path):
@@ -165,7 +165,7 @@ def test_empty_slices_are_skipped_unless_asked_for(tmp_path):
     every = _read(tmp_path / "v.nii", skip_empty_slices=False)
     assert len(every.files) == 10
     assert np.all(every.images[0] == -1.0)  # an all-background slice is black
-    message = _error(tmp_path / "v.nii", slice_range=(0.0, 0.3))
+    message = _error(tmp_path / "v.nii", slice_start=0.0, slice_stop=0.3)
     assert "v.nii" in message and "no non-empty slice among slices 0..2 along z" in message
 
 

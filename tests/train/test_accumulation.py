@@ -8,13 +8,13 @@ import pytest
 from flax import nnx
 
 from jaxmed.errors import UsageError
-from jaxmed.train import config as config_lib
-from jaxmed.train.accumulation import split_microbatches, sum_over_microbatches
-from jaxmed.train.classifier_steps import (NON_PARAMS, ClassifierDefinition, ClassifierState, classifier_definition,
+from jaxmed.training import config as config_lib
+from jaxmed.training.accumulation import split_microbatches, sum_over_microbatches
+from jaxmed.training.classifier_steps import (NON_PARAMS, ClassifierDefinition, ClassifierState, classifier_definition,
                                            init_classifier_state, make_classifier_train_step)
-from jaxmed.train.config import ClassifierConfig, GanConfig
-from jaxmed.train.gan_state import GanDefinition, GanState
-from jaxmed.train.gan_steps import make_gan_train_step
+from jaxmed.training.config import ClassifierConfig, GanConfig
+from jaxmed.training.gan_state import GanDefinition, GanState
+from jaxmed.training.gan_steps import make_gan_train_step
 
 BATCH = 8
 # Labels whose class mix differs between the 4 microbatches (rows k, 4 + k): (0,0), (0,1), (1,1), (0,1).

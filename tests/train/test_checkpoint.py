@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from jaxmed.errors import CheckpointError
-from jaxmed.train import config as config_lib
-from jaxmed.train.checkpoint import Checkpoints, abstract_like, state_checksums
-from jaxmed.train.config import GanConfig
-from jaxmed.train.gan_steps import make_gan_train_step
-from jaxmed.train.gan_state import gan_definition, init_gan_state
+from jaxmed.training import config as config_lib
+from jaxmed.training.checkpoint import Checkpoints, abstract_like, state_checksums
+from jaxmed.training.config import GanConfig
+from jaxmed.training.gan_steps import make_gan_train_step
+from jaxmed.training.gan_state import gan_definition, init_gan_state
 
 CONFIG = GanConfig.tiny()
 

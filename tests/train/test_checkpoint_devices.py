@@ -15,10 +15,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxmed.train import config as config_lib
-from jaxmed.train.checkpoint import Checkpoints, abstract_like
-from jaxmed.train.config import GanConfig
-from jaxmed.train.gan_state import gan_definition, init_gan_state
+from jaxmed.training import config as config_lib
+from jaxmed.training.checkpoint import Checkpoints, abstract_like
+from jaxmed.training.config import GanConfig
+from jaxmed.training.gan_state import gan_definition, init_gan_state
 
 SETTINGS = ("data.n=64", "latent_dim=16", "checkpoint.every=2", "checkpoint.keep=3", "log.every=1",
             "sample.every=1000", "sample.n=4", "eval.every=1000", "eval.n=16")
@@ -35,10 +35,10 @@ RESTORE_THEN_TRAIN = textwrap.dedent("""
     import numpy as np
 
     from jaxmed.cli import main
-    from jaxmed.train import config as config_lib, sharding
-    from jaxmed.train.checkpoint import Checkpoints, abstract_like
-    from jaxmed.train.config import GanConfig
-    from jaxmed.train.gan_state import gan_definition, init_gan_state
+    from jaxmed.training import config as config_lib, sharding
+    from jaxmed.training.checkpoint import Checkpoints, abstract_like
+    from jaxmed.training.config import GanConfig
+    from jaxmed.training.gan_state import gan_definition, init_gan_state
 
     workdir, leaves_path, steps = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     devices = jax.device_count()

@@ -5,9 +5,9 @@ import json
 import numpy as np
 from PIL import Image
 
-from jaxmed.train.classifier_loop import class_weights, train_classifier
-from jaxmed.train.config import ClassifierConfig
-from jaxmed.train.metrics_writer import read_metrics
+from jaxmed.training.classifier_loop import class_weights, train_classifier
+from jaxmed.training.config import ClassifierConfig
+from jaxmed.training.metrics_writer import read_metrics
 
 
 def test_train_evaluate_and_resume(tmp_path):

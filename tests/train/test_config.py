@@ -3,8 +3,8 @@
 import pytest
 
 from jaxmed.errors import UsageError
-from jaxmed.train import config as config_lib
-from jaxmed.train.config import GanConfig
+from jaxmed.training import config as config_lib
+from jaxmed.training.config import GanConfig
 
 
 def test_dotted_overrides_are_typed():

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from jaxmed.cli import main
-from jaxmed.train.checkpoint import Checkpoints
-from jaxmed.train.config import GanConfig
-from jaxmed.train.gan_loop import train_gan
-from jaxmed.train.metrics_writer import read_metrics
+from jaxmed.training.checkpoint import Checkpoints
+from jaxmed.training.config import GanConfig
+from jaxmed.training.gan_loop import train_gan
+from jaxmed.training.metrics_writer import read_metrics
 
 IMAGES = np.random.default_rng(0).uniform(-1, 1, (40, 32, 32, 1)).astype(np.float32)
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxmed.train import config as config_lib
-from jaxmed.train.checkpoint import Checkpoints, abstract_like
-from jaxmed.train.config import GanConfig
-from jaxmed.train.gan_state import gan_definition, init_gan_state
-from jaxmed.train.metrics_writer import read_metrics
+from jaxmed.training import config as config_lib
+from jaxmed.training.checkpoint import Checkpoints, abstract_like
+from jaxmed.training.config import GanConfig
+from jaxmed.training.gan_state import gan_definition, init_gan_state
+from jaxmed.training.metrics_writer import read_metrics
 
 STEPS = 14
 EVERY = 2

@@ -8,11 +8,11 @@ from PIL import Image
 
 from jaxmed import data as data_lib
 from jaxmed.errors import CheckpointError, DataError
-from jaxmed.train.classifier_loop import train_classifier
-from jaxmed.train.config import ClassifierConfig, GanConfig
-from jaxmed.train.evaluation import evaluate_generator, memorization
-from jaxmed.train.feature_extractor import load_feature_extractor
-from jaxmed.train.gan_loop import train_gan
+from jaxmed.training.classifier_loop import train_classifier
+from jaxmed.training.config import ClassifierConfig, GanConfig
+from jaxmed.training.evaluation import evaluate_generator, memorization
+from jaxmed.training.feature_extractor import load_feature_extractor
+from jaxmed.training.gan_loop import train_gan
 
 BRAIN = {"data.spec": "phantom:brain", "data.n": 64}
 

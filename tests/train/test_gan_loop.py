@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 
 from jaxmed.errors import TrainingDiverged
-from jaxmed.train.checkpoint import Checkpoints
-from jaxmed.train.config import GanConfig
-from jaxmed.train.gan_loop import train_gan
-from jaxmed.train.metrics_writer import read_metrics
+from jaxmed.training.checkpoint import Checkpoints
+from jaxmed.training.config import GanConfig
+from jaxmed.training.gan_loop import train_gan
+from jaxmed.training.metrics_writer import read_metrics
 
 IMAGES = np.random.default_rng(0).uniform(-1, 1, (40, 32, 32, 1)).astype(np.float32)
 

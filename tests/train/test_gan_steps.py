@@ -6,9 +6,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxmed.train.config import GanConfig
-from jaxmed.train.gan_steps import generate, make_gan_train_step
-from jaxmed.train.gan_state import gan_definition, init_gan_state
+from jaxmed.training.config import GanConfig
+from jaxmed.training.gan_steps import generate, make_gan_train_step
+from jaxmed.training.gan_state import gan_definition, init_gan_state
 
 CONFIG = GanConfig.tiny()
 

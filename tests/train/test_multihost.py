@@ -17,9 +17,9 @@ import pytest
 
 from jaxmed import cli
 from jaxmed.errors import UsageError
-from jaxmed.train import distributed
-from jaxmed.train.sampling import restore_from_workdir
-from jaxmed.train.metrics_writer import read_metrics
+from jaxmed.training import distributed
+from jaxmed.training.sampling import restore_from_workdir
+from jaxmed.training.metrics_writer import read_metrics
 
 LOSS_RTOL = 1e-5
 PARAM_ATOL = 5e-5

@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jax_core
 
-from jaxmed.train.classifier_steps import classifier_definition, init_classifier_state, make_classifier_train_step
-from jaxmed.train.config import ClassifierConfig, GanConfig
-from jaxmed.train.gan_state import gan_definition, init_gan_state
-from jaxmed.train.gan_steps import gan_train_step, make_gan_train_step
+from jaxmed.training.classifier_steps import classifier_definition, init_classifier_state, make_classifier_train_step
+from jaxmed.training.config import ClassifierConfig, GanConfig
+from jaxmed.training.gan_state import gan_definition, init_gan_state
+from jaxmed.training.gan_steps import gan_train_step, make_gan_train_step
 
 FP32 = GanConfig.tiny()
 BF16 = GanConfig.tiny(precision="bf16")

@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 
 from jaxmed.errors import UsageError
-from jaxmed.train import sharding
-from jaxmed.train.sampling import restore_from_workdir
-from jaxmed.train.metrics_writer import read_metrics
-from jaxmed.train.gan_state import gan_definition, init_gan_state
+from jaxmed.training import sharding
+from jaxmed.training.sampling import restore_from_workdir
+from jaxmed.training.metrics_writer import read_metrics
+from jaxmed.training.gan_state import gan_definition, init_gan_state
 
 LOSS_RTOL = 1e-5
 PARAM_ATOL = 5e-5
@@ -49,9 +49,9 @@ SCRIPT = textwrap.dedent("""
     jax.config.update("jax_num_cpu_devices", {devices})
     import numpy as np
     from jaxmed.cli import main
-    from jaxmed.train import sharding
-    from jaxmed.train.classifier_steps import classifier_definition, init_classifier_state, make_classifier_train_step
-    from jaxmed.train.config import ClassifierConfig
+    from jaxmed.training import sharding
+    from jaxmed.training.classifier_steps import classifier_definition, init_classifier_state, make_classifier_train_step
+    from jaxmed.training.config import ClassifierConfig
 
     root, flags = sys.argv[1], json.loads(sys.argv[2])
     assert jax.device_count() == {devices}

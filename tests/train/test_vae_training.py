@@ -9,14 +9,14 @@ import pytest
 from PIL import Image
 
 from jaxmed.errors import CheckpointError, TrainingDiverged
-from jaxmed.train.checkpoint import Checkpoints
-from jaxmed.train.config import ClassifierConfig, VaeConfig
-from jaxmed.train.metrics_writer import read_metrics
-from jaxmed.train.sampling import restore_from_workdir, sample_from_workdir
-from jaxmed.train.vae_loop import train_vae
-from jaxmed.train.vae_state import init_vae_state, vae_definition
-from jaxmed.train.vae_steps import kl_weight_at, make_vae_train_step
-from jaxmed.train import config as config_lib
+from jaxmed.training.checkpoint import Checkpoints
+from jaxmed.training.config import ClassifierConfig, VaeConfig
+from jaxmed.training.metrics_writer import read_metrics
+from jaxmed.training.sampling import restore_from_workdir, sample_from_workdir
+from jaxmed.training.vae_loop import train_vae
+from jaxmed.training.vae_state import init_vae_state, vae_definition
+from jaxmed.training.vae_steps import kl_weight_at, make_vae_train_step
+from jaxmed.training import config as config_lib
 
 # Smooth blobs, so a few dozen steps visibly learn them.
 _grid = np.linspace(-1, 1, 32)

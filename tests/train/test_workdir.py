@@ -2,7 +2,7 @@
 
 import json
 
-from jaxmed.train.workdir import Workdir, record_skipped
+from jaxmed.training.workdir import Workdir, record_skipped
 
 
 def test_record_skipped_lists_every_entry_and_says_where(tmp_path, capsys):

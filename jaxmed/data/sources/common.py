@@ -20,8 +20,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from jaxmed.data.options import DataOptions
 from jaxmed.data.preprocess import preprocess
-from jaxmed.data.sources.window import parse_window
 from jaxmed.errors import DataError, UsageError
 
 MIN_IMAGE_SIDE = 8
@@ -30,49 +30,29 @@ AXIS_LETTERS = "xyz"
 
 
 @dataclasses.dataclass(frozen=True)
-class ReadOptions:
-    """How to read a source; the options a source does not use are ignored by it.
+class ReadOptions(DataOptions):
+    """The data options (`jaxmed.data.options.DataOptions`) with the output images' size, as readers take them.
 
     Attributes:
       image_size: side of the square output images.
       channels: 1 (grayscale) or 3 (RGB).
-      skip_bad: list unusable entries in `SourceImages.skipped` and go on, instead of
-        stopping at the first one.
-      window: DICOM/CT intensity window: "" (the file's own window, else its full
-        range), a preset name (see `jaxmed.data.sources.window.WINDOW_PRESETS`) or
-        "CENTER,WIDTH".
-      slice_axis: volumes: the axis of the canonical (RAS+) volume to cut 2-D slices
-        along (0 sagittal, 1 coronal, 2 axial).
-      slice_range: volumes: the part of the slices along `slice_axis` to keep, as
-        fractions (lo, hi) of the axis, e.g. (0.2, 0.8) drops the outer 20 % each side.
-      skip_empty_slices: volumes: leave out slices with no signal (constant value).
     """
 
     image_size: int = 128
     channels: int = 1
-    skip_bad: bool = False
-    window: str = ""
-    slice_axis: int = 2
-    slice_range: tuple[float, float] = (0.0, 1.0)
-    skip_empty_slices: bool = True
 
     def __post_init__(self):
+        super().__post_init__()
         if self.channels not in (1, 3):
             raise UsageError(f"channels must be 1 or 3, got {self.channels}")
         if isinstance(self.image_size, bool) or not isinstance(self.image_size, (int, np.integer)) \
                 or self.image_size < 1:
             raise UsageError(f"image_size must be a positive integer, got {self.image_size!r}")
-        if self.slice_axis not in (0, 1, 2):
-            raise UsageError(f"slice_axis must be 0, 1 or 2, got {self.slice_axis}")
-        parse_window(self.window)  # a bad window is an error for every source, not only those that use it
-        lo, hi = self.slice_range
-        if not 0.0 <= lo < hi <= 1.0:
-            raise UsageError(f"slice_range must be fractions 0 <= lo < hi <= 1, got {lo}:{hi}")
 
-    def kept_slices(self, count: int) -> range:
-        """Indices of a volume's `count` slices that overlap `slice_range` (never empty)."""
-        lo, hi = self.slice_range
-        return range(math.floor(lo * count), min(count, math.ceil(hi * count)))
+    def cache_key(self) -> dict:
+        """The options that change what a reader returns (not the spec's spelling, not the phantom options)."""
+        return {name: getattr(self, name) for name in ("image_size", "channels", "skip_bad", "window", "slice_axis",
+                                                        "slice_start", "slice_stop", "skip_empty_slices")}
 
 
 # eq=False: the generated __eq__ would compare numpy arrays with ==, which is ambiguous.

@@ -8,7 +8,7 @@
    generator's own data source; phantom sources are drawn afresh with another seed, so
    they are unseen patients), and the **held-out** part of the reference (every reference
    image that is not a copy of a training image);
-3. embeds all of them with an in-domain feature extractor (`jaxmed.train.feature_extractor`):
+3. embeds all of them with an in-domain feature extractor (`jaxmed.evaluation.features`):
    a VAE or classifier workdir (`features`), or a VAE trained here on the generator's data
    source (every class) into `out/feature_extractor`, resumed and reused on the next run;
 4. computes (`jaxmed.metrics.generative`) FID, KID, precision/recall/density/coverage and
@@ -38,13 +38,14 @@ from jaxmed.data import duplicates
 from jaxmed.errors import DataError, TrainingDiverged
 from jaxmed.export import SYNTHETIC_NOTE
 from jaxmed.metrics import generative
-from jaxmed.train.checkpoint import Checkpoints
-from jaxmed.train.config import GanConfig, VaeConfig
-from jaxmed.train.feature_extractor import FeatureExtractor, load_feature_extractor
-from jaxmed.train.generative_loop import sample_images
-from jaxmed.train.sampling import restore_from_workdir
-from jaxmed.train.vae_loop import train_vae
-from jaxmed.train.workdir import Workdir
+from jaxmed import families
+from jaxmed.config import GenerativeConfig
+from jaxmed.evaluation.features import FeatureExtractor, load_feature_extractor
+from jaxmed.families.generative import sample_images
+from jaxmed.sampling import restore_generator
+from jaxmed.training import runner
+from jaxmed.training.checkpoint import Checkpoints
+from jaxmed.training.workdir import Workdir
 
 # Phantom reference sets are drawn with the generator's seed plus this: new patients.
 REFERENCE_SEED_OFFSET = 3_000_017
@@ -62,18 +63,18 @@ LISTED_COPIES = 20
 MAX_REFERENCE = 5000
 
 
-def reference_images(config: GanConfig | VaeConfig, spec: str | None = None) -> tuple[np.ndarray, dict]:
+def reference_images(config: GenerativeConfig, spec: str | None = None) -> tuple[np.ndarray, dict]:
     """The real images to compare against: `spec` (default: the generator's source), the generator's class.
 
     Phantom sources are drawn with seed `config.seed + REFERENCE_SEED_OFFSET`, so they are new
     patients; other sources are what they are.
     """
     data_config = dataclasses.replace(config.data, spec=spec) if spec else config.data
-    dataset = data_config.load(config.image_size, config.channels, config.seed + REFERENCE_SEED_OFFSET)
+    dataset = data_lib.load(data_config, config.image_size, config.channels, seed=config.seed + REFERENCE_SEED_OFFSET)
     return data_lib.select_class(dataset, config.class_name), dataset.provenance
 
 
-def train_feature_extractor(config: GanConfig | VaeConfig, images: np.ndarray, folder: Path, *,
+def train_feature_extractor(config: GenerativeConfig, images: np.ndarray, folder: Path, *,
                             steps: int = FEATURE_EXTRACTOR_STEPS, progress: bool = True) -> None:
     """Trains a VAE feature extractor on `images` in `folder`, unless one of `steps` steps is there already.
 
@@ -86,12 +87,13 @@ def train_feature_extractor(config: GanConfig | VaeConfig, images: np.ndarray, f
         with Checkpoints(paths.checkpoints) as checkpoints:
             if checkpoints.latest_step() >= steps:
                 return
-    vae = VaeConfig(image_size=config.image_size, channels=config.channels, batch_size=config.batch_size,
-                    steps=steps, seed=config.seed, data=config.data)
+    vae_family = families.get("vae")
+    vae = vae_family.config_type(image_size=config.image_size, channels=config.channels,
+                                 batch_size=config.batch_size, steps=steps, seed=config.seed, data=config.data)
     print(f"training an in-domain feature extractor (a VAE, {steps} steps on {len(images)} images of "
           f"{config.data.spec}) in {folder}; pass --features {folder} to evaluate another generator with it",
           file=sys.stderr)
-    train_vae(vae, folder, images, progress=progress)
+    runner.run(vae_family, vae, folder, images, progress=progress)
 
 
 def _copies(train: np.ndarray, others: np.ndarray) -> duplicates.Pairs:
@@ -210,7 +212,7 @@ def evaluate_generator(workdir: Path | str, out: Path | str, *, data: str | None
       out: output folder (created).
       data: reference data spec; None uses the generator's own source.
       features: a VAE or finished classifier workdir to embed images with
-        (`jaxmed.train.feature_extractor`); None trains a VAE for `feature_steps` steps in
+        (`jaxmed.evaluation.features`); None trains a VAE for `feature_steps` steps in
         `out/feature_extractor`, or reuses the one a previous run left there.
       n: number of generated images; None: as many as reference images.
       seed: noise seed of the generated images (and of the reference subset).
@@ -229,8 +231,10 @@ def evaluate_generator(workdir: Path | str, out: Path | str, *, data: str | None
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config, model, state = restore_from_workdir(workdir)
-    dataset = config.data.load(config.image_size, config.channels, config.seed)  # what the generator trained on
+    run, generator = restore_generator(workdir)
+    config, state = run.config, run.state
+    # What the generator trained on.
+    dataset = data_lib.load(config.data, config.image_size, config.channels, seed=config.seed)
     reference, provenance = reference_images(config, data)
     available = len(reference)
     if available > max_reference:
@@ -239,8 +243,8 @@ def evaluate_generator(workdir: Path | str, out: Path | str, *, data: str | None
     n = n or len(reference)
     try:
         _check_counts(n, len(reference))  # before minutes of training a feature extractor
-        z = jax.random.normal(jax.random.key(seed), (n, model.latent_dim))
-        generated = sample_images(model.generate, state, z, batch_size=64)
+        z = jax.random.normal(jax.random.key(seed), (n, generator.latent_dim))
+        generated = sample_images(generator.generate, state, z, batch_size=64)
         if features is None:
             features = out / "feature_extractor"
             train_feature_extractor(config, dataset.images, features, steps=feature_steps, progress=progress)

@@ -27,8 +27,8 @@ import jax
 
 from jaxmed import files
 from jaxmed.errors import CheckpointError, UsageError
-from jaxmed.train import config as config_lib
-from jaxmed.train.checkpoint import Checkpoints
+from jaxmed import config as config_lib
+from jaxmed.training.checkpoint import Checkpoints
 
 
 @dataclasses.dataclass(frozen=True)

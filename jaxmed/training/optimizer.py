@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import optax
 
-from jaxmed.train.config import OptimizerConfig
+from jaxmed.config import OptimizerConfig
 
 
 def build_optimizer(config: OptimizerConfig, total_steps: int) -> optax.GradientTransformation:

@@ -10,7 +10,7 @@ reductions that make BatchNorm normalise with the statistics of the *global* bat
 devices.
 
 The mesh spans the devices of every process in a multi-host run
-(`jaxmed.train.distributed`). Each process then places its own rows of a batch with
+(`jaxmed.training.distributed`). Each process then places its own rows of a batch with
 `place_global`: batch k is a pure function of (seed, k), so every process can compute
 it, and each transfers only the rows that belong to its own devices.
 """
@@ -85,7 +85,7 @@ def check_batch_size(batch_size: int, mesh: Mesh, accumulate_steps: int = 1) -> 
     Args:
       batch_size: the global batch of one train step.
       mesh: the device mesh.
-      accumulate_steps: microbatches per step (`jaxmed.train.accumulation`).
+      accumulate_steps: microbatches per step (`jaxmed.training.accumulation`).
     """
     devices = mesh.shape[DATA_AXIS]
     if batch_size % (devices * accumulate_steps):

@@ -13,7 +13,7 @@ and `JAX_PROCESS_ID`. Flags win over the environment. On a cluster JAX recognise
 alone lets JAX detect all of them.
 
 After initialisation `jax.devices()` lists the devices of all processes and the mesh
-of `jaxmed.train.sharding` spans them. On CPU, cross-process collectives use gloo
+of `jaxmed.training.sharding` spans them. On CPU, cross-process collectives use gloo
 (JAX's default `jax_cpu_collectives_implementation`); GPUs use NCCL.
 """
 

@@ -1,0 +1,134 @@
+"""What the generative families (GAN, VAE, ...) share in training: their data, sample grids and plots.
+
+`GenerativeSession` is the `Session` of every family that draws images from noise: it
+streams the training images (restricted to `class_name`), saves a fixed-noise sample
+grid every `sample.every` steps (plots/samples_step_NNNNNN.png and TensorBoard), and
+every `eval.every` steps and at the end redraws the loss curves (the seed paper's
+Figure 2), the real-versus-generated pixel distribution (Figure 3) and the family's own
+figures (e.g. a VAE's reconstructions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxmed import data as data_lib
+from jaxmed import viz
+from jaxmed.config import GenerativeConfig
+from jaxmed.export import SYNTHETIC_NOTE
+from jaxmed.families.base import Family, Generator, RunContext, Session, StepOutcome, Task
+from jaxmed.training import sharding
+from jaxmed.training.metrics_writer import read_metrics
+from jaxmed.training.workdir import Workdir, record_skipped
+
+# Offsets that derive independent streams from the one run seed.
+SAMPLE_NOISE_SEED_OFFSET = 1_000_003
+EVAL_SEED_OFFSET = 2_000_003
+
+
+def load_training_images(config: GenerativeConfig, workdir: Workdir | None = None) -> tuple[np.ndarray, tuple]:
+    """The images a generative config trains on and the data's classes (skips listed in `workdir`)."""
+    dataset = data_lib.load(config.data, config.image_size, config.channels, seed=config.seed)
+    if workdir is not None:
+        record_skipped(dataset.provenance, workdir)
+    return data_lib.select_class(dataset, config.class_name), dataset.class_names
+
+
+def sample_images(generate: Callable[[Any, jax.Array], jax.Array], state: Any, z_NxZ: jax.Array, batch_size: int,
+                  placement: jax.sharding.Sharding | None = None) -> np.ndarray:
+    """Generated images for `z_NxZ`, in batches, as a host array in [-1, 1].
+
+    Args:
+      generate, state: a `Generator.generate` and its train state.
+      z_NxZ: latent vectors, the same on every process.
+      batch_size: images per device call.
+      placement: where to put each batch of z, e.g. `sharding.replicated(mesh)` for a
+        state on a mesh (required when the mesh spans several processes); None lets jit decide.
+    """
+    z_NxZ = np.asarray(z_NxZ)
+    chunks = []
+    for start in range(0, len(z_NxZ), batch_size):
+        z_chunk = z_NxZ[start:start + batch_size]
+        if placement is not None:
+            z_chunk = sharding.place_global(z_chunk, placement)
+        chunks.append(generate(state, z_chunk))
+    return np.concatenate([np.asarray(chunk) for chunk in chunks])
+
+
+class GenerativeFamily(Family):
+    """A family that trains on images alone and samples from noise.
+
+    Subclasses set `loss_keys` and `loss_title` (the loss plot) and may override
+    `write_figures` (their own figures beside the shared ones).
+    """
+
+    loss_keys: tuple[str, ...] = ()
+    loss_title: str = ""
+
+    def session(self, config: GenerativeConfig, workdir: Workdir, data: np.ndarray | None = None) -> Session:
+        """`data`: training images (N, H, W, C) in [-1, 1] instead of `config.data`'s."""
+        if data is None:
+            data, class_names = load_training_images(config, workdir)
+        else:
+            class_names = ()
+        definition = self.definition(config, Task(class_names=tuple(class_names), total_steps=config.steps))
+        return GenerativeSession(self, config, definition, {"image": data}, config.steps)
+
+    def write_figures(self, definition: Any, state: Any, real: np.ndarray, plots: Path,
+                      placement: jax.sharding.Sharding | None, write: bool) -> None:
+        """The family's own figures, computed on every process and written when `write`."""
+
+
+class GenerativeSession(Session):
+    """Sample grids every `sample.every` steps, plots every `eval.every` steps and at the end."""
+
+    family: GenerativeFamily
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.generator: Generator = self.family.generator(self.config, self.definition)
+        self.sample_z = jax.random.normal(jax.random.key(self.config.seed + SAMPLE_NOISE_SEED_OFFSET),
+                                          (self.config.sample.n, self.generator.latent_dim))
+
+    def after_step(self, step: int, state: Any, loop: dict, context: RunContext) -> tuple[Any, StepOutcome]:
+        config, last = self.config, step == self.total_steps
+        # Every process computes the samples (a computation on the mesh); process 0 writes them.
+        if step % config.sample.every == 0 or last:
+            samples = sample_images(self.generator.generate, state, self.sample_z, config.batch_size,
+                                    context.replicated)
+            if context.writer:
+                viz.save_image_grid(samples, context.workdir.plots / f"samples_step_{step:06d}.png",
+                                    description=SYNTHETIC_NOTE)
+                context.writer.write_image("samples", viz.image_grid(samples), step)
+        if step % config.eval.every == 0 or last:
+            self.write_plots(state, context.workdir, context.replicated, write=context.is_writer)
+        return state, StepOutcome()
+
+    def write_plots(self, state: Any, paths: Workdir, placement: jax.sharding.Sharding | None = None, *,
+                    write: bool = True) -> None:
+        """Loss curves, real-vs-generated pixel values, the family's figures.
+
+        Args:
+          placement: where the state lives (see `sample_images`).
+          write: False computes the generated images without writing (the other processes
+            of a multi-host run, which must join the computation).
+        """
+        config, images = self.config, self.arrays["image"]
+        rng = np.random.default_rng(config.seed + EVAL_SEED_OFFSET)
+        count = min(config.eval.n, len(images))
+        real = images[rng.choice(len(images), count, replace=False)]
+        z = jax.random.normal(jax.random.key(config.seed + EVAL_SEED_OFFSET), (count, self.generator.latent_dim))
+        generated = sample_images(self.generator.generate, state, z, config.batch_size, placement)
+        self.family.write_figures(self.definition, state, real, paths.plots, placement, write)
+        if not write:
+            return
+        rows = read_metrics(paths.metrics)
+        if rows:
+            viz.plot_losses(rows, paths.plots / "losses.png", keys=self.family.loss_keys,
+                            title=self.family.loss_title)
+        viz.plot_pixel_distribution(real, generated, paths.plots / "pixel_distribution.png")

@@ -1,0 +1,53 @@
+"""Images from a trained generative model's workdir, whatever its family.
+
+The family (from config.json, through the registry) supplies the sampler: a GAN its EMA
+generator, a VAE its decoder on draws from the prior.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxmed.errors import CheckpointError
+from jaxmed.families.base import Generator
+from jaxmed.families.generative import sample_images
+from jaxmed.training.restore import RestoredRun, restore_run
+
+WANTED = "a generative (e.g. GAN or VAE) workdir"
+
+
+def restore_generator(workdir: Path | str) -> tuple[RestoredRun, Generator]:
+    """The restored run of a generative workdir and its sampler.
+
+    Raises:
+      CheckpointError: the workdir is missing, holds a family that does not generate, or no checkpoint restores.
+    """
+    run = restore_run(workdir, WANTED)
+    generator = run.family.generator(run.config, run.definition)
+    if generator is None:
+        raise CheckpointError(f"{run.workdir.config}: a {run.config.model!r} run does not generate images; this "
+                              f"needs {WANTED}")
+    return run, generator
+
+
+def sample_from_workdir(workdir: Path | str, n: int, seed: int = 0, batch_size: int = 64) -> tuple[np.ndarray, int]:
+    """`n` images from the model of `workdir`'s latest checkpoint; the same workdir, `n` and `seed` give the same.
+
+    Args:
+      workdir: a generative run directory.
+      n: number of images.
+      seed: noise seed.
+      batch_size: images generated per device call.
+
+    Returns:
+      (images (n, H, W, C) in [-1, 1], the checkpoint step used).
+
+    Raises:
+      CheckpointError: if the workdir has no generative checkpoint.
+    """
+    run, generator = restore_generator(workdir)
+    z = jax.random.normal(jax.random.key(seed), (n, generator.latent_dim))
+    return sample_images(generator.generate, run.state, z, batch_size), int(run.state.step)
