@@ -170,3 +170,31 @@ def select_class(dataset: Dataset, class_name: str) -> np.ndarray:
     if len(images) == 0:
         raise DataError(f"{dataset.provenance['spec']}: class {class_name!r} has no images")
     return images
+
+
+def rarest_class(labels: np.ndarray, class_names: tuple[str, ...] | list[str]) -> str:
+    """The name of the class with the fewest examples, e.g. the default class to augment or synthesise.
+
+    Classes with no examples are passed over (there is nothing to augment). On a tie, the
+    name that comes first in sorted order wins, so the answer does not depend on the label
+    order.
+
+    Args:
+      labels: (N,) indices into `class_names`.
+      class_names: the class names.
+
+    Returns:
+      A name from `class_names`.
+
+    Raises:
+      DataError: if there are no labels, or a label is outside [0, len(class_names)).
+    """
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        raise DataError("no labels: a data set without images has no rarest class")
+    if labels.min() < 0 or labels.max() >= len(class_names):
+        raise DataError(f"labels span [{labels.min()}, {labels.max()}], outside the {len(class_names)} classes "
+                        f"{', '.join(class_names)}")
+    counts = np.bincount(labels, minlength=len(class_names))
+    present = [(int(count), name) for name, count in zip(class_names, counts, strict=True) if count > 0]
+    return min(present)[1]
