@@ -76,7 +76,8 @@ def load(spec: str, image_size: int = 128, channels: int = 1, *, n: int = 2000, 
 
     Returns:
       A `Dataset`. For sources on disk, provenance holds "files" (where each image came
-      from), "skipped" ([entry, reason] pairs), "raw" (sizes, bit depths and intensity
+      from), "skipped" ([entry, reason] pairs), "ignored" ([entry, reason] pairs of
+      documents such as a README.txt, set aside as not data), "raw" (sizes, bit depths and intensity
       range before preprocessing), for predefined splits "splits", and for slices of
       volumes or series "subjects" (the volume or series of each image).
 
@@ -122,7 +123,8 @@ def _reader(source: str):
 
 def _dataset(spec: str, source: str, read: SourceImages) -> Dataset:
     provenance = {"spec": spec, "source": source, "files": list(read.files),
-                  "skipped": [list(item) for item in read.skipped], "raw": read.raw}
+                  "skipped": [list(item) for item in read.skipped],
+                  "ignored": [list(item) for item in read.ignored], "raw": read.raw}
     if read.splits is not None:
         provenance["splits"] = read.splits.tolist()
     if read.subjects is not None:

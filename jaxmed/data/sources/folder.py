@@ -185,6 +185,6 @@ def read(root: str | os.PathLike[str], options: ReadOptions) -> SourceImages:
             collector.skip(rel, exc.reason)
             continue
         good_per_folder[entry.folder] = good_per_folder.get(entry.folder, 0) + 1
-    result = collector.result(layout.class_names)
+    result = collector.result(layout.class_names, layout.ignored)
     check_folders_readable(layout, good_per_folder, result.skipped)
     return result
