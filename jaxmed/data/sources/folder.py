@@ -24,6 +24,8 @@ or folder and the problem. With ``skip_bad=True``, problems with single entries
 (unreadable, corrupt or truncated files, non-image files, images smaller than 8x8,
 broken symbolic links, symlink loops, permission errors, files outside any class
 folder) are recorded in :attr:`SourceImages.skipped` instead and reading continues.
+Documents beside the images (a README, ``.txt``, ``.csv``, ``.pdf``... whose bytes are
+not an image) are not problems: they are listed in :attr:`SourceImages.ignored`.
 Problems with the folder as a whole stay errors even then: a missing root, a root that
 is a file, no images at all, no readable images, and a class folder with no (readable)
 images -- a class with no examples cannot be trained on.
