@@ -73,7 +73,8 @@ def load(spec: str | DataOptions, image_size: int = 128, channels: int = 1, *, s
 
     Returns:
       A `Dataset`. For sources on disk, provenance holds "files" (where each image came
-      from), "skipped" ([entry, reason] pairs), "raw" (sizes, bit depths and intensity
+      from), "skipped" ([entry, reason] pairs), "ignored" ([entry, reason] pairs of
+      documents such as a README.txt, set aside as not data), "raw" (sizes, bit depths and intensity
       range before preprocessing), for predefined splits "splits", and for slices of
       volumes or series "subjects" (the volume or series of each image).
 
@@ -126,7 +127,8 @@ def _reader(source: str):
 
 def _dataset(spec: str, source: str, read: SourceImages) -> Dataset:
     provenance = {"spec": spec, "source": source, "files": list(read.files),
-                  "skipped": [list(item) for item in read.skipped], "raw": read.raw}
+                  "skipped": [list(item) for item in read.skipped],
+                  "ignored": [list(item) for item in read.ignored], "raw": read.raw}
     if read.splits is not None:
         provenance["splits"] = read.splits.tolist()
     if read.subjects is not None:
@@ -174,3 +176,31 @@ def select_class(dataset: Dataset, class_name: str) -> np.ndarray:
     if len(images) == 0:
         raise DataError(f"{dataset.provenance['spec']}: class {class_name!r} has no images")
     return images
+
+
+def rarest_class(labels: np.ndarray, class_names: tuple[str, ...] | list[str]) -> str:
+    """The name of the class with the fewest examples, e.g. the default class to augment or synthesise.
+
+    Classes with no examples are passed over (there is nothing to augment). On a tie, the
+    name that comes first in sorted order wins, so the answer does not depend on the label
+    order.
+
+    Args:
+      labels: (N,) indices into `class_names`.
+      class_names: the class names.
+
+    Returns:
+      A name from `class_names`.
+
+    Raises:
+      DataError: if there are no labels, or a label is outside [0, len(class_names)).
+    """
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        raise DataError("no labels: a data set without images has no rarest class")
+    if labels.min() < 0 or labels.max() >= len(class_names):
+        raise DataError(f"labels span [{labels.min()}, {labels.max()}], outside the {len(class_names)} classes "
+                        f"{', '.join(class_names)}")
+    counts = np.bincount(labels, minlength=len(class_names))
+    present = [(int(count), name) for name, count in zip(class_names, counts, strict=True) if count > 0]
+    return min(present)[1]

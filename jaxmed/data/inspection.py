@@ -14,6 +14,8 @@ The report (keys in this order)::
     raw                    {"sizes": {"WxH": count}, "bit_depths": {name: count},
                             "intensity": [min, max]} before preprocessing (null for generated data)
     skipped                [{"file", "reason"}] for every entry skipped under skip_bad
+    ignored                [{"file", "reason"}] for every document set aside as not data
+                           (a README.txt, a labels.csv; see `jaxmed.data.sources.documents`)
     duplicates             {"exact": {...}, "near": {...}}, see below
     warnings               one line per problem found (also printed on stderr by the CLI)
 
@@ -134,6 +136,7 @@ def report(dataset: Dataset) -> dict[str, Any]:
         "splits": split_counts,
         "raw": provenance.get("raw"),
         "skipped": [{"file": entry, "reason": reason} for entry, reason in provenance.get("skipped") or []],
+        "ignored": [{"file": entry, "reason": reason} for entry, reason in provenance.get("ignored") or []],
         "duplicates": found,
         "warnings": _warnings(found, splits is not None),
     }
@@ -180,6 +183,10 @@ def render_text(summary: dict[str, Any]) -> str:
     skipped = summary["skipped"]
     lines.append(f"skipped: {_plural(len(skipped), 'file')}" + (":" if skipped else ""))
     lines += [f"  {item['file']}: {item['reason']}" for item in skipped]
+    ignored = summary.get("ignored") or []
+    if ignored:
+        lines.append(f"ignored (not image data): {_plural(len(ignored), 'file')}:")
+        lines += [f"  {item['file']}: {item['reason']}" for item in ignored]
     found = summary["duplicates"]
     exact, near = found["exact"], found["near"]
     lines.append("duplicates (on the preprocessed images):")

@@ -208,7 +208,7 @@ BAD_FILES = [
     ("header_cut.dcm", lambda path: path.write_bytes(CT_BYTES[:3000]), "no pixel data (the file ends"),
     ("notes.dcm", lambda path: path.write_text("not an image\n"), "not a DICOM file"),
     ("empty.dcm", lambda path: path.write_bytes(b""), "empty file"),
-    ("README.txt", lambda path: path.write_text("export notes\n"), "not a DICOM file"),
+    ("export.bin", lambda path: path.write_text("export notes\n"), "not a DICOM file"),
     ("report.dcm", lambda path: shutil.copy(PYDICOM_FILES / "reportsi.dcm", path),
      "no pixel data (a Basic Text SR Storage object)"),
     ("DICOMDIR", lambda path: shutil.copy(PYDICOM_FILES / "dicomdirtests" / "DICOMDIR", path),

@@ -327,7 +327,7 @@ BAD_CASES = [
     ("bad_crc.png", _make_file(_bad_crc_png()), "truncated or corrupt image"),
     ("empty.png", _make_file(b""), "truncated or corrupt image (empty file, 0 bytes)"),
     ("text.png", _make_file(b"this is not an image\n"), "truncated or corrupt image"),
-    ("notes.txt", _make_file(b"patient list\n"), "not an image file"),
+    ("notes.dat", _make_file(b"patient list\n"), "not an image file"),  # .txt is a document: ignored
     ("scan.dcm", _make_file(b"\x00" * 128 + b"DICM"), "not an image file"),
     ("tiny.png", _make_file(_tiny_png()), "image is 4×4, smaller than the 8×8 minimum"),
     ("stack.tif", _make_file(_multipage_tiff()), "3 frames"),
@@ -498,7 +498,7 @@ def test_empty_split_folder_is_an_error(tmp_path):
 
 def test_all_files_skipped_is_an_error(tmp_path):
     (tmp_path / "a.png").write_bytes(b"")
-    (tmp_path / "b.txt").write_text("x")
+    (tmp_path / "b.dat").write_text("x")
 
     message = _error(tmp_path, skip_bad=True)
 

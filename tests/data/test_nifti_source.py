@@ -258,7 +258,7 @@ def _lesion_volume(tmp_path: Path, name: str, lesion_slices: range, mask_name: s
 def test_masks_beside_volumes_label_each_slice(tmp_path):
     _lesion_volume(tmp_path, "a.nii.gz", range(2, 4), "a_seg.nii.gz")
     _lesion_volume(tmp_path, "b.nii", range(5, 6), "b_Mask.nii")
-    (tmp_path / "a.json").write_text("{}")  # BIDS sidecar: metadata, not reported
+    (tmp_path / "a.json").write_text("{}")  # BIDS sidecar: metadata, ignored (not skipped)
 
     read = _read(tmp_path)
 
@@ -320,7 +320,7 @@ def _bad_files(root: Path) -> dict[str, str]:
     (root / "cut_data.nii.gz").write_bytes(large[: len(large) // 2])  # the header reads, the voxels do not
     (root / "plain_gz.nii.gz").write_bytes(content)  # named .gz, not compressed
     (root / "garbage.nii").write_bytes(b"hello world " * 40)
-    (root / "notes.txt").write_text("hello")
+    (root / "notes.bin").write_text("hello")
     nan_volume = good.astype(np.float32)
     nan_volume[0, 0, :3] = np.nan
     nan_volume[1, 1, 0] = np.inf
@@ -343,7 +343,7 @@ def _bad_files(root: Path) -> dict[str, str]:
         "cut_data.nii.gz": "truncated or corrupt voxel data (EOFError",
         "plain_gz.nii.gz": "truncated or corrupt gzip stream (BadGzipFile",
         "garbage.nii": "not a NIfTI file",
-        "notes.txt": "not a NIfTI file",
+        "notes.bin": "not a NIfTI file",
         "nan.nii": "4 of 400 voxels are NaN or infinite",
         "zeros.nii.gz": "every voxel is 0",
         "vector.nii": "is 5-D",
@@ -359,7 +359,7 @@ def _bad_files(root: Path) -> dict[str, str]:
 def test_each_bad_file_alone_is_a_one_line_error_naming_it(tmp_path):
     expected = _bad_files(tmp_path)
     for name, reason in expected.items():
-        if name in ("orphan_seg.nii.gz", "headless.img", "notes.txt"):
+        if name in ("orphan_seg.nii.gz", "headless.img", "notes.bin"):
             continue  # only recognised as bad in a folder (alone they are read as given)
         message = _error(tmp_path / name)
         assert message.startswith(str(tmp_path / name)) and reason in message, message

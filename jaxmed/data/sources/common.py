@@ -74,6 +74,8 @@ class SourceImages:
       subjects: for sources whose images are slices or frames of larger units (a NIfTI
         volume, a DICOM series, a 3-D MedMNIST sample), the unit of each image; None
         when every image stands alone. Splits keep a subject on one side.
+      ignored: ``(entry, reason)`` of every file set aside as a document, not data (see
+        `jaxmed.data.sources.documents`); never an error.
     """
 
     images: np.ndarray
@@ -84,6 +86,7 @@ class SourceImages:
     skipped: tuple[tuple[str, str], ...]
     raw: dict[str, Any] = dataclasses.field(default_factory=dict)
     subjects: tuple[str, ...] | None = None
+    ignored: tuple[tuple[str, str], ...] = ()
 
 
 class BadEntry(Exception):
@@ -250,11 +253,13 @@ class ImageCollector:
             raise DataError(f"{one_line(os.path.join(self.root, entry))}: {one_line(reason)}")
         self._skipped.append((entry, reason))
 
-    def result(self, class_names: tuple[str, ...] | None = None) -> SourceImages:
+    def result(self, class_names: tuple[str, ...] | None = None,
+               ignored: tuple[tuple[str, str], ...] = ()) -> SourceImages:
         """The images read so far.
 
         Args:
           class_names: the label order; default the sorted class names seen.
+          ignored: the documents set aside when the source was listed (`layout.Layout.ignored`).
 
         Raises:
           DataError: if nothing readable was found.
@@ -277,4 +282,5 @@ class ImageCollector:
             raw=self.raw.summary(),
             subjects=tuple(subject or entry for subject, entry in zip(self._subjects, self._files))
             if has_subjects else None,
+            ignored=tuple(ignored),
         )

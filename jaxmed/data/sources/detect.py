@@ -1,6 +1,7 @@
 """Which source reads a path: decided by file content, with the name as a fallback.
 
-DICOM files carry ``DICM`` at byte 128 (Part 10); NIfTI-1 carries ``n+1``/``ni1`` at
+DICOM files carry ``DICM`` at byte 128 (Part 10), or start with a group 0002/0008
+tag when written without the preamble; NIfTI-1 carries ``n+1``/``ni1`` at
 byte 344 and NIfTI-2 ``n+2`` at byte 4 (``.nii.gz`` is recognised by name, since its
 header is compressed); MedMNIST files are ``.npz`` zip archives. A folder is read by
 the source of the first recognisable file in it (in sorted walk order), so a folder of
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from jaxmed.data.sources.documents import looks_like_headerless_dicom
 from jaxmed.data.sources.folder import IMAGE_EXTENSIONS
 from jaxmed.data.sources.layout import ignored
 
@@ -30,7 +32,7 @@ def file_kind(path: str) -> str | None:
             head = handle.read(348)
     except OSError:
         head = b""
-    if head[128:132] == b"DICM" or name.endswith(".dcm"):
+    if head[128:132] == b"DICM" or looks_like_headerless_dicom(head) or name.endswith(".dcm"):
         return DICOM
     if head[344:347] in (b"n+1", b"ni1") or head[4:7] == b"n+2" or name.endswith(_NIFTI_SUFFIXES):
         return NIFTI

@@ -4,7 +4,11 @@
 sub-folders, flat, predefined Training/Testing splits) is
 :mod:`jaxmed.data.sources.layout`'s; every file under it is expected to be DICOM
 (Part 10, with the ``DICM`` marker), whatever its name, as PACS exports often have no
-extension.
+extension, except documents that come with the data (a README, a ``.csv``...), which
+are ignored and listed. Files written without the 128-byte preamble and ``DICM`` marker
+are read too when they start like a DICOM data set (a group 0002 or 0008 tag) and
+pydicom parses them (``force=True``); without file meta information their transfer
+syntax is the little-endian encoding pydicom detects (implicit or explicit VR).
 
 **Series and order.** Within each class folder, files are grouped by
 SeriesInstanceUID (a file without one is a series of its own) and series come in the
@@ -61,7 +65,7 @@ pydicom's warnings about non-conformant values it tolerates are silenced while
 reading; what stops an image is reported as below.
 
 **Problems.** Per entry, and skipped (each listed) under ``skip_bad``: a file that is
-not DICOM (no ``DICM`` marker at byte 128, including old headerless ACR-NEMA files), an
+not DICOM (no ``DICM`` marker at byte 128 and no DICOM data set at byte 0), an
 empty, truncated or corrupt file, a DICOM file without pixel data (a DICOMDIR, a
 structured report, a presentation state...), pixel data that cannot be decoded or
 whose transfer syntax has no installed decoder, an unsupported photometric
@@ -91,7 +95,12 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder, iter_pixels
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from jaxmed.data.sources.common import (
     BadEntry,
@@ -103,6 +112,7 @@ from jaxmed.data.sources.common import (
     open_entry,
     os_reason,
 )
+from jaxmed.data.sources.documents import looks_like_headerless_dicom
 from jaxmed.data.sources.layout import UNLABELLED, Entry, check_folders_readable, collect_entries
 from jaxmed.data.sources.window import parse_window, window_range
 from jaxmed.errors import DataError
@@ -129,6 +139,8 @@ class _Header:
     position: tuple[float, ...] | None
     normal: tuple[float, ...] | None
     instance: int | None
+    # Set for files without file meta information: the encoding pydicom detected.
+    transfer_syntax: str | None = None
 
     @property
     def rel(self) -> str:
@@ -215,7 +227,11 @@ def _read_header(path: str, entry: Entry) -> _Header:
         try:
             if size == 0:
                 raise BadEntry("empty file (0 bytes)")
-            ds = pydicom.dcmread(handle, stop_before_pixels=True)
+            headerless = looks_like_headerless_dicom(handle.read(8))
+            handle.seek(0)
+            # force only for files that start like a data set: forced, pydicom "parses"
+            # any bytes, and a stray file would be reported as a DICOM without pixels.
+            ds = pydicom.dcmread(handle, stop_before_pixels=True, force=headerless)
             if ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
                 # The whole data set is one zlib stream, read whole in any case.
                 handle.seek(0)
@@ -236,6 +252,9 @@ def _read_header(path: str, entry: Entry) -> _Header:
         if not has_pixels:
             raise BadEntry(_no_pixel_data_reason(ds))
         transfer_syntax = ds.file_meta.get("TransferSyntaxUID")
+        guessed = None
+        if not transfer_syntax and headerless and "TransferSyntaxUID" not in ds.file_meta:
+            transfer_syntax = guessed = _detected_encoding(ds)
         if not transfer_syntax:
             raise BadEntry("no Transfer Syntax UID in the file meta information")
         if (problem := _codec_problem(transfer_syntax)) is not None:
@@ -254,7 +273,15 @@ def _read_header(path: str, entry: Entry) -> _Header:
         raise BadEntry(f"corrupt DICOM header ({exception_text(exc)})") from None
     series = (entry.folder, entry.split, str(series_uid) if series_uid else f"file:{'/'.join(entry.rel)}")
     return _Header(entry, series, max(frames, 1), position, _normal(orientation),
-                   int(instance) if isinstance(instance, int) else None)
+                   int(instance) if isinstance(instance, int) else None, guessed)
+
+
+def _detected_encoding(ds: Dataset) -> pydicom.uid.UID:
+    """The uncompressed transfer syntax of a data set read without file meta information."""
+    implicit, little_endian = ds.original_encoding
+    if implicit:
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little_endian else ExplicitVRBigEndian
 
 
 def _ordered(series: list[_Header]) -> list[_Header]:
@@ -305,21 +332,26 @@ def _file_window(ds: Dataset, index: int) -> tuple[float, float] | None:
     return center, width
 
 
-def _frames(path: str) -> Iterator[tuple[np.ndarray, Dataset]]:
+def _frames(path: str, transfer_syntax: str | None = None) -> Iterator[tuple[np.ndarray, Dataset]]:
     """Decodes a file frame by frame, with its header (group 0028 and the functional groups).
 
     pydicom's frame-by-frame reader parses the file itself and is stricter than
     `pydicom.dcmread` (it refuses deflated files and some VR mix-ups that dcmread
     tolerates); if it fails before the first frame, the file is read whole instead.
+    `transfer_syntax` is that of a file without file meta information (`_Header.transfer_syntax`).
     """
     header = Dataset()
-    frames = iter_pixels(path, ds_out=header, specific_tags=_FRAME_TAGS)
+    options = {"transfer_syntax_uid": transfer_syntax} if transfer_syntax else {}
+    frames = iter_pixels(path, ds_out=header, specific_tags=_FRAME_TAGS, **options)
     try:
         first = next(frames, None)
     except OSError:
         raise
     except Exception:  # noqa: BLE001 -- retried below; a real decoding error recurs there
-        dataset = pydicom.dcmread(path)
+        # force: the header pass has checked this is DICOM, perhaps one without a preamble.
+        dataset = pydicom.dcmread(path, force=True)
+        if transfer_syntax and "TransferSyntaxUID" not in dataset.file_meta:
+            dataset.file_meta.TransferSyntaxUID = transfer_syntax
         for frame in iter_pixels(dataset):
             yield frame, dataset
         return
@@ -330,15 +362,18 @@ def _frames(path: str) -> Iterator[tuple[np.ndarray, Dataset]]:
         yield frame, header
 
 
-def _series_range(paths: list[str]) -> tuple[float, float]:
+def _series_range(files: list[tuple[str, str | None]]) -> tuple[float, float]:
     """The min..max of a series' finite modality values (one more than the min if constant).
+
+    Args:
+      files: (path, transfer syntax of a file without file meta or None) per file.
 
     Files that fail to decode are passed over here; the reading pass reports them.
     """
     low, high = math.inf, -math.inf
-    for path in paths:
+    for path, transfer_syntax in files:
         try:
-            for index, (frame, ds) in enumerate(_frames(path)):
+            for index, (frame, ds) in enumerate(_frames(path, transfer_syntax)):
                 if frame.ndim != 2:
                     continue
                 values = _modality_values(frame, ds, index)
@@ -365,7 +400,7 @@ class _SeriesReader:
 
     def series_range(self) -> tuple[float, float]:
         if self._range is None:
-            self._range = _series_range([self._path(header) for header in self.series])
+            self._range = _series_range([(self._path(header), header.transfer_syntax) for header in self.series])
         return self._range
 
     def _path(self, header: _Header) -> str:
@@ -400,7 +435,7 @@ class _SeriesReader:
         rel = header.rel
         added = decoded = 0
         try:
-            for frame, ds in _frames(self._path(header)):
+            for frame, ds in _frames(self._path(header), header.transfer_syntax):
                 index, decoded = decoded, decoded + 1
                 entry = f"{rel}#{index}" if header.frames > 1 else rel
                 try:
@@ -493,7 +528,7 @@ def _read(path: str, window: tuple[float, float] | None, options: ReadOptions) -
                 continue
             folder = header.entry.folder
             good_per_folder[folder] = good_per_folder.get(folder, 0) + added
-    result = collector.result(class_names)
+    result = collector.result(class_names, layout.ignored if layout is not None else ())
     if layout is not None:
         check_folders_readable(layout, good_per_folder, result.skipped)
     return result

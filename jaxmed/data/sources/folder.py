@@ -24,6 +24,8 @@ or folder and the problem. With ``skip_bad=True``, problems with single entries
 (unreadable, corrupt or truncated files, non-image files, images smaller than 8x8,
 broken symbolic links, symlink loops, permission errors, files outside any class
 folder) are recorded in :attr:`SourceImages.skipped` instead and reading continues.
+Documents beside the images (a README, ``.txt``, ``.csv``, ``.pdf``... whose bytes are
+not an image) are not problems: they are listed in :attr:`SourceImages.ignored`.
 Problems with the folder as a whole stay errors even then: a missing root, a root that
 is a file, no images at all, no readable images, and a class folder with no (readable)
 images -- a class with no examples cannot be trained on.
@@ -185,6 +187,6 @@ def read(root: str | os.PathLike[str], options: ReadOptions) -> SourceImages:
             collector.skip(rel, exc.reason)
             continue
         good_per_folder[entry.folder] = good_per_folder.get(entry.folder, 0) + 1
-    result = collector.result(layout.class_names)
+    result = collector.result(layout.class_names, layout.ignored)
     check_folders_readable(layout, good_per_folder, result.skipped)
     return result

@@ -25,6 +25,9 @@ component, so the same folder always gives the same order.
 Ignored silently: hidden entries (names starting with ``.``, which also covers macOS
 ``._*`` resource forks and ``.DS_Store``), ``Thumbs.db``, ``desktop.ini`` and
 ``__MACOSX`` folders -- the litter that zip tools and file browsers leave in data sets.
+Ignored and listed (:attr:`Layout.ignored`): documents that come with the data (README,
+licence, ``.txt``, ``.csv``, ``.pdf``... with no image content, see
+:mod:`jaxmed.data.sources.documents`), wherever they are, also outside class folders.
 Every other file under the root is either read or reported.
 """
 
@@ -36,6 +39,7 @@ import stat
 from pathlib import Path
 
 from jaxmed.data.sources.common import one_line, os_reason
+from jaxmed.data.sources.documents import document_reason
 from jaxmed.errors import DataError
 
 # Names ignored silently, compared lower-case (Windows file names are case-insensitive).
@@ -53,6 +57,8 @@ SPLIT_NAMES: dict[str, str] = {
 }
 
 UNLABELLED = "unlabelled"
+OUTSIDE_CLASS_FOLDER = "file is outside any class folder"
+OUTSIDE_SPLIT_FOLDER = "file is outside any split folder"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,12 +177,14 @@ class Layout:
       entries: every file to read and every entry already known to be bad.
       class_names: sorted class names, or ``("unlabelled",)``.
       has_splits: whether the folder has predefined split folders.
+      ignored: ``(relative_path, reason)`` of the documents set aside (not data), sorted.
     """
 
     root: str
     entries: tuple[Entry, ...]
     class_names: tuple[str, ...]
     has_splits: bool
+    ignored: tuple[tuple[str, str], ...] = ()
 
 
 def collect_entries(root: str | os.PathLike[str]) -> Layout:
@@ -194,17 +202,35 @@ def collect_entries(root: str | os.PathLike[str]) -> Layout:
         raise DataError(f"{one_line(root_str)}: no such folder")
     if not os.path.isdir(root_str):
         raise DataError(f"{one_line(root_str)}: is a file, not a folder")
-    entries, class_names, has_splits = _collect(root_str)
+    entries, class_names, has_splits, documents = _collect(root_str)
     # Component-wise order: "a/x" before "a b/x", unlike plain string order.
     entries.sort(key=lambda entry: entry.rel)
-    return Layout(root_str, tuple(entries), class_names, has_splits)
+    documents.sort(key=lambda item: item[0].split("/"))
+    return Layout(root_str, tuple(entries), class_names, has_splits, tuple(documents))
 
 
-def _collect(root: str) -> tuple[list[Entry], tuple[str, ...], bool]:
+def _set_aside_documents(root: str, entries: list[Entry]) -> tuple[list[Entry], list[tuple[str, str]]]:
+    """Splits off the files that are documents, not data (see `jaxmed.data.sources.documents`).
+
+    Returns:
+      ``(entries to read or report, [(relative_path, reason)] of the documents)``.
+    """
+    kept, documents = [], []
+    for entry in entries:
+        if entry.problem in (None, OUTSIDE_CLASS_FOLDER, OUTSIDE_SPLIT_FOLDER):
+            reason = document_reason(os.path.join(root, *entry.rel))
+            if reason is not None:
+                documents.append(("/".join(entry.rel), reason))
+                continue
+        kept.append(entry)
+    return kept, documents
+
+
+def _collect(root: str) -> tuple[list[Entry], tuple[str, ...], bool, list[tuple[str, str]]]:
     """Finds the layout and every entry to read.
 
     Returns:
-      ``(entries, class_names, has_splits)``.
+      ``(entries, class_names, has_splits, documents)``, documents as in `Layout.ignored`.
 
     Raises:
       DataError: on layout problems (mixed split and class folders, two folders for
@@ -218,20 +244,22 @@ def _collect(root: str) -> tuple[list[Entry], tuple[str, ...], bool]:
     if not dirs:  # (b) flat folder
         entries += [Entry(rel, UNLABELLED, None, ()) for rel in files]
         entries += [Entry(rel, UNLABELLED, None, (), reason) for rel, reason in bad]
+        entries, documents = _set_aside_documents(root, entries)
         if not entries:
-            raise DataError(f"{one_line(root)}: no images found")
-        return entries, (UNLABELLED,), False
+            raise DataError(f"{one_line(root)}: no images found" + (f" (only documents, e.g. {documents[0][0]})"
+                                                                     if documents else ""))
+        return entries, (UNLABELLED,), False, documents
 
     splits_found = [name for name, split in split_of.items() if split]
     if not splits_found:  # (a) class folders
         for name, real in dirs:
             entries += _walk_class_folder(root, (name,), frozenset({root_real, real}), name, None)
-        outside = "file is outside any class folder"
-        entries += [Entry(rel, "", None, (), outside) for rel in files]
+        entries += [Entry(rel, "", None, (), OUTSIDE_CLASS_FOLDER) for rel in files]
         entries += [Entry(rel, "", None, (), reason) for rel, reason in bad]
         class_names = tuple(sorted(name for name, _ in dirs))
+        entries, documents = _set_aside_documents(root, entries)
         _check_folders_not_empty(root, entries, [(name,) for name, _ in dirs])
-        return entries, class_names, False
+        return entries, class_names, False, documents
 
     # (c) predefined splits: every top-level folder must be a split folder, or the
     # layout is ambiguous (is "yes" a class beside the splits, or a mistake?).
@@ -245,8 +273,7 @@ def _collect(root: str) -> tuple[list[Entry], tuple[str, ...], bool]:
             raise DataError(f"{one_line(root)}: folders {by_split[split_of[name]]!r} and {name!r} are both the "
                             f"{split_of[name]!r} split; keep one")
         by_split[split_of[name]] = name
-    outside = "file is outside any split folder"
-    entries += [Entry(rel, "", None, (), outside) for rel in files]
+    entries += [Entry(rel, "", None, (), OUTSIDE_SPLIT_FOLDER) for rel in files]
     entries += [Entry(rel, "", None, (), reason) for rel, reason in bad]
 
     listed = {name: _top_level(root, (name,), frozenset({root_real, real})) for name, real in dirs}
@@ -267,10 +294,11 @@ def _collect(root: str) -> tuple[list[Entry], tuple[str, ...], bool]:
             entries += _walk_class_folder(root, folder, frozenset({root_real, real, class_real}), class_name, split)
             class_folders.append(folder)
             class_names.add(class_name)
-        entries += [Entry(rel, "", split, (), "file is outside any class folder") for rel in sub_files]
+        entries += [Entry(rel, "", split, (), OUTSIDE_CLASS_FOLDER) for rel in sub_files]
         entries += [Entry(rel, "", split, (), reason) for rel, reason in sub_bad]
+    entries, documents = _set_aside_documents(root, entries)
     _check_folders_not_empty(root, entries, class_folders)
-    return entries, (tuple(sorted(class_names)) if labelled else (UNLABELLED,)), True
+    return entries, (tuple(sorted(class_names)) if labelled else (UNLABELLED,)), True, documents
 
 
 def _check_folders_not_empty(root: str, entries: list[Entry], folders: list[tuple[str, ...]]) -> None:

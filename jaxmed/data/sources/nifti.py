@@ -569,7 +569,7 @@ def read(location: str | os.PathLike[str], options: ReadOptions) -> SourceImages
         added = reader.read_volume(volume)
         if added:
             good_per_folder[volume.entry.folder] = good_per_folder.get(volume.entry.folder, 0) + added
-    result = reader.collector.result(class_names)
+    result = reader.collector.result(class_names, layout.ignored if layout is not None else ())
     if layout is not None:
         check_folders_readable(layout, good_per_folder, result.skipped)
     if notes:
