@@ -92,7 +92,7 @@ class Workdir:
 
 
 def record_skipped(provenance: Mapping[str, Any], workdir: Workdir | Path | str) -> int:
-    """Lists the files the data reader skipped in W/skipped.json and says so on stderr.
+    """Lists the files the data reader skipped or ignored (documents) in W/skipped.json and says so on stderr.
 
     Called by the training commands right after loading their data, so a run under
     ``data.skip_bad`` never drops a file silently. When nothing was skipped, a
@@ -107,15 +107,18 @@ def record_skipped(provenance: Mapping[str, Any], workdir: Workdir | Path | str)
     """
     paths = workdir if isinstance(workdir, Workdir) else Workdir(Path(workdir))
     skipped = [{"file": entry, "reason": reason} for entry, reason in provenance.get("skipped") or []]
+    ignored = [{"file": entry, "reason": reason} for entry, reason in provenance.get("ignored") or []]
     if jax.process_index() != 0:
         return len(skipped)
-    if not skipped:
+    if not skipped and not ignored:
         paths.skipped.unlink(missing_ok=True)
         return 0
     paths.root.mkdir(parents=True, exist_ok=True)
-    report = {"spec": provenance.get("spec"), "count": len(skipped), "skipped": skipped}
+    report = {"spec": provenance.get("spec"), "count": len(skipped), "skipped": skipped, "ignored": ignored}
     files.write_text(paths.skipped, json.dumps(report, indent=2) + "\n")
-    print(f"skipped {len(skipped)} file{'s' if len(skipped) != 1 else ''} (see {paths.skipped})", file=sys.stderr)
+    said = [f"skipped {len(skipped)} file{'s' if len(skipped) != 1 else ''}"] if skipped else []
+    said += [f"ignored {len(ignored)} non-image file{'s' if len(ignored) != 1 else ''}"] if ignored else []
+    print(f"{' and '.join(said)} (see {paths.skipped})", file=sys.stderr)
     return len(skipped)
 
 
