@@ -34,15 +34,15 @@ from flax import nnx
 from flax.nnx.nn.linear import canonicalize_padding
 from jax import lax
 
-from jaxmed.models.classifier import build_classifier
-from jaxmed.models.dcgan import Discriminator, Generator
-from jaxmed.models.vae import VAE
+from jaxmed import families
+from jaxmed.families.generative import GenerativeFamily
 from jaxmed.nn import MaxPool, UpsampleConv
 
 CONV, UPSAMPLE_CONV, MAX_POOL, AVG_POOL = "conv", "upsample_conv", "max_pool", "avg_pool"
 CONV_KINDS = (CONV, UPSAMPLE_CONV)
 POOL_KINDS = (MAX_POOL, AVG_POOL)
-MODELS = ("dcgan", "vae", "seed_cnn", "resnet18")
+#: Every model of every registered family (`jaxmed.families`).
+MODELS = tuple(model for family in families.all_families() for model in family.config_type.MODELS)
 _POOL_PRIMITIVES = {"reduce_window_max": MAX_POOL, "reduce_window_sum": AVG_POOL}
 
 Pair = tuple[int, int]
@@ -272,8 +272,9 @@ def merge_across_models(layers: list[ModelLayer]) -> list[ModelLayer]:
 
 
 def model_label(model: str, image_size: int) -> str:
-    """"dcgan128" and "vae128" for the DCGAN and the VAE (their size is part of their name), else e.g. "seed_cnn"."""
-    return f"{model}{image_size}" if model in ("dcgan", "vae") else model
+    """"dcgan128" and "vae128" for generators (their size is part of their name), else e.g. "seed_cnn"."""
+    generative = isinstance(families.for_model(model), GenerativeFamily)
+    return f"{model}{image_size}" if generative else model
 
 
 def model_layers(model: str, image_size: int = 128, *, channels: int = 1, latent_dim: int = 100,
@@ -281,29 +282,25 @@ def model_layers(model: str, image_size: int = 128, *, channels: int = 1, latent
     """The distinct convolution, up-sampling and pooling shapes of a model.
 
     Args:
-      model: "dcgan" (generator and discriminator), "vae" (encoder and decoder), "seed_cnn" or "resnet18".
+      model: a model of a registered family, e.g. "dcgan" (generator and discriminator), "vae"
+        (encoder and decoder), "seed_cnn" or "resnet18".
       image_size: image side (the DCGAN reference is 128).
       channels: image channels.
-      latent_dim: DCGAN noise length (and the VAE's latent size).
+      latent_dim: generators' noise length (and the VAE's latent size).
       resnet_width: ResNet-18 base width (64 in the reference).
 
     Raises:
       ValueError: for an unknown model or a layer this benchmark cannot time.
     """
-    label = model_label(model, image_size)
-    if model == "dcgan":
-        generator = nnx.eval_shape(lambda: Generator(image_size, channels, latent_dim, rngs=nnx.Rngs(0)))
-        discriminator = nnx.eval_shape(lambda: Discriminator(image_size, channels, rngs=nnx.Rngs(0)))
-        named = (trace_layers(generator, (1, latent_dim), label, "generator/")
-                 + trace_layers(discriminator, (1, image_size, image_size, channels), label, "discriminator/"))
-    elif model == "vae":
-        vae = nnx.eval_shape(lambda: VAE(image_size, channels, latent_dim, rngs=nnx.Rngs(0)))
-        named = (trace_layers(vae.encoder, (1, image_size, image_size, channels), label, "encoder/")
-                 + trace_layers(vae.decoder, (1, latent_dim), label, "decoder/"))
-    elif model in ("seed_cnn", "resnet18"):
-        classifier = nnx.eval_shape(lambda: build_classifier(model, image_size, channels, width=resnet_width,
-                                                             rngs=nnx.Rngs(0)))
-        named = trace_layers(classifier, (1, image_size, image_size, channels), label)
-    else:
+    family = families.for_model(model)
+    if family is None:
         raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    defaults = family.config_type()
+    # XLA's convolutions: tracing needs only shapes, and must not build kernels.
+    fields = {"model": model, "image_size": image_size, "channels": channels, "latent_dim": latent_dim,
+              "width": resnet_width, "conv_backend": "xla"}
+    config = dataclasses.replace(defaults, **{key: value for key, value in fields.items() if hasattr(defaults, key)})
+    label = model_label(model, image_size)
+    named = [layer for prefix, (network, input_shape) in family.networks(config).items()
+             for layer in trace_layers(network, input_shape, label, prefix)]
     return group_distinct(label, named)

@@ -221,6 +221,10 @@ class Family:
         images = rng.uniform(-1.0, 1.0, (config.batch_size, config.image_size, config.image_size, config.channels))
         return {"image": images.astype(np.float32)}
 
+    def networks(self, config: RunConfig) -> dict[str, tuple[Any, tuple[int, ...]]]:
+        """{name prefix: (abstract network, its input shape with batch 1)}: what the conv-pool benchmark traces."""
+        raise NotImplementedError
+
     def generator(self, config: RunConfig, definition: Any) -> Generator | None:
         """The sampler of a generative family (None: this family does not generate images)."""
         return None

@@ -395,6 +395,10 @@ class ClassifierFamily(Family):
         return {**super().benchmark_batch(config, rng),
                 "label": rng.integers(0, 2, config.batch_size).astype(np.int32)}
 
+    def networks(self, config: ClassifierConfig) -> dict:
+        model = nnx.eval_shape(lambda: _build(config, 2, jax.random.key(0)))
+        return {"": (model, (1, config.image_size, config.image_size, config.channels))}
+
     def feature_embedding(self, config: ClassifierConfig, definition: ClassifierDefinition, state: ClassifierState):
         return functools.partial(penultimate_features, definition.model, state.best_params, state.best_model_state)
 

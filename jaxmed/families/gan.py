@@ -254,6 +254,11 @@ class GanFamily(GenerativeFamily):
         return {"generator": parameter_count(state.generator_params),
                 "discriminator": parameter_count(state.discriminator_params)}
 
+    def networks(self, config: GanConfig) -> dict:
+        generator, discriminator = nnx.eval_shape(lambda: _build_networks(config, jax.random.key(0)))
+        image = (1, config.image_size, config.image_size, config.channels)
+        return {"generator/": (generator, (1, config.latent_dim)), "discriminator/": (discriminator, image)}
+
     def generator(self, config: GanConfig, definition: GanDefinition) -> Generator:
         return Generator(latent_dim=definition.latent_dim, generate=functools.partial(_generate_ema, definition))
 

@@ -206,6 +206,11 @@ class VaeFamily(GenerativeFamily):
         return {"encoder": parameter_count(state.params["encoder"]),
                 "decoder": parameter_count(state.params["decoder"])}
 
+    def networks(self, config: VaeConfig) -> dict:
+        vae = nnx.eval_shape(lambda: build_vae(config, jax.random.key(0)))
+        image = (1, config.image_size, config.image_size, config.channels)
+        return {"encoder/": (vae.encoder, image), "decoder/": (vae.decoder, (1, config.latent_dim))}
+
     def generator(self, config: VaeConfig, definition: VaeDefinition) -> Generator:
         return Generator(latent_dim=definition.latent_dim, generate=functools.partial(_decode_prior, definition))
 

@@ -56,6 +56,8 @@ from jaxmed.training.workdir import record_skipped
 BASELINE = "augment"
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
 SYNTHETIC_SEED_OFFSET = 7_000_003
+# The generator sections of study configs saved before config format 2.
+_OLD_GENERATOR_SECTIONS = ("gan", "vae")
 
 
 def generative_family_names() -> list[str]:
@@ -102,9 +104,10 @@ class StudyConfig:
     feature_steps: int = 600
 
     RESUMABLE: typing.ClassVar[frozenset[str]] = frozenset({"seeds"})
-    # Before config format 2 the generator's settings were whole GAN and VAE configs.
+    # Before config format 2 the generator's settings were whole configs, one per generator family.
     MIGRATIONS: typing.ClassVar[dict[str, str | None]] = {
-        "gan.steps": "generator_steps", "gan.batch_size": "generator_batch_size", "gan": None, "vae": None,
+        "gan.steps": "generator_steps", "gan.batch_size": "generator_batch_size",
+        **dict.fromkeys(_OLD_GENERATOR_SECTIONS),
         **{f"classifier.{old}": new and f"classifier.{new}" for old, new in ClassifierConfig.MIGRATIONS.items()}}
 
     def __post_init__(self):
