@@ -269,10 +269,11 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _data(args: argparse.Namespace) -> None:
-    from jaxmed.bench.output import STDOUT, emit
     from jaxmed.data import inspection
+    from jaxmed.output import STDOUT, emit
     from jaxmed.train import config as config_lib
     from jaxmed.train.config import DataConfig
+    from jaxmed.viz import inspection as inspection_plots
 
     known = {f"data.{key}" for key in config_lib.flat_items(DataConfig())} - {"data.spec"}
     overrides = _overrides(args, {"data.skip_bad": "skip_bad"})
@@ -284,7 +285,7 @@ def _data(args: argparse.Namespace) -> None:
     dataset = config.load(args.image_size, 1, seed=0)
     summary = inspection.report(dataset)
     if args.montage:
-        summary["montage"] = str(inspection.save_montage(dataset, args.montage))
+        summary["montage"] = str(inspection_plots.save_montage(dataset, args.montage))
     emit(summary, inspection.render_text(summary), args.json)
     if args.json != STDOUT:  # otherwise the text report, warnings included, went to stderr already
         for warning in summary["warnings"]:
@@ -354,7 +355,7 @@ def _add_bench_parsers(commands) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from jaxmed.bench.output import emit
+    from jaxmed.output import emit
 
     if args.kind == "conv-pool":
         from jaxmed.bench.conv_pool import DEFAULT_MODELS, format_table, run_conv_pool

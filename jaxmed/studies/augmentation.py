@@ -41,7 +41,6 @@ import numpy as np
 from scipy import stats
 
 from jaxmed import data as data_lib
-from jaxmed import viz
 from jaxmed.errors import UsageError
 from jaxmed.train import config as config_lib
 from jaxmed.train.classifier_loop import SplitData, split_dataset, train_classifier
@@ -53,6 +52,7 @@ from jaxmed.train.gan_loop import gan_model, train_gan
 from jaxmed.train.generative_loop import sample_images
 from jaxmed.train.vae_loop import train_vae, vae_model
 from jaxmed.train.workdir import record_skipped
+from jaxmed.viz import studies as study_plots
 
 BASELINE = "augment"
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
@@ -198,7 +198,7 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
             results[arm][str(seed)]["confidence_intervals"] = report["confidence_intervals"]
     summary = summarize(results, config, synthetic_quality)
     (workdir / "study.json").write_text(json.dumps(summary, indent=2) + "\n")
-    viz.plot_study(summary, workdir / "plots" / "study.png", metrics=("accuracy", "recall", "f1"))
+    study_plots.plot_study(summary, workdir / "plots" / "study.png", metrics=("accuracy", "recall", "f1"))
     return summary
 
 

@@ -33,7 +33,6 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxmed import data as data_lib
-from jaxmed import viz
 from jaxmed.data.pipeline import BatchStream, prefetch_to_device
 from jaxmed.data.splits import duplicate_groups, joined_groups, stratified_split
 from jaxmed.errors import DataError, TrainingDiverged
@@ -47,6 +46,7 @@ from jaxmed.train.classifier_steps import (ClassifierDefinition, classifier_defi
 from jaxmed.train.config import ClassifierConfig
 from jaxmed.train.metrics_writer import MetricsWriter, read_metrics
 from jaxmed.train.workdir import Workdir, record_skipped
+from jaxmed.viz import classification as classification_plots
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,7 +263,7 @@ def write_classifier_plots(report: dict, probabilities: np.ndarray, data: SplitD
     """Training curves (the nodule paper's Figures 4-5), ROC curve and confusion matrix of the test split."""
     rows = [row for row in read_metrics(paths.metrics) if "epoch" in row]
     if rows:
-        viz.plot_training_curves(rows, paths.plots / "training_curves.png")
+        classification_plots.plot_training_curves(rows, paths.plots / "training_curves.png")
     test_labels = data.test[1]
     curves, aucs = {}, {}
     # Binary: the positive class's curve; multi-class: one-vs-rest per class.
@@ -278,6 +278,6 @@ def write_classifier_plots(report: dict, probabilities: np.ndarray, data: SplitD
             if auc is not None:
                 aucs[name] = auc
     if curves:
-        viz.plot_roc(curves, paths.plots / "roc.png", aucs=aucs or None)
-    viz.plot_confusion_matrix(np.asarray(report["confusion_matrix"]), data.class_names,
-                              paths.plots / "confusion_matrix.png")
+        classification_plots.plot_roc(curves, paths.plots / "roc.png", aucs=aucs or None)
+    classification_plots.plot_confusion_matrix(np.asarray(report["confusion_matrix"]), data.class_names,
+                                               paths.plots / "confusion_matrix.png")

@@ -39,7 +39,6 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxmed import data as data_lib
-from jaxmed import viz
 from jaxmed.data.pipeline import BatchStream, prefetch_to_device
 from jaxmed.errors import TrainingDiverged
 from jaxmed.export import SYNTHETIC_NOTE
@@ -49,6 +48,8 @@ from jaxmed.train.checkpoint import Checkpoints, restore_or_init
 from jaxmed.train.config import GanConfig, VaeConfig
 from jaxmed.train.metrics_writer import MetricsWriter, read_metrics
 from jaxmed.train.workdir import Workdir, record_skipped
+from jaxmed.viz import generation as generation_plots
+from jaxmed.viz.figures import image_grid, save_image_grid
 
 # Offsets that derive independent streams from the one run seed.
 SAMPLE_NOISE_SEED_OFFSET = 1_000_003
@@ -184,9 +185,9 @@ def train_generative(config: GanConfig | VaeConfig, model: GenerativeModel, work
                     samples = sample_images(model.generate, state, sample_z, config.batch_size,
                                             sharding.replicated(mesh))
                     if writer:
-                        viz.save_image_grid(samples, paths.plots / f"samples_step_{step:06d}.png",
+                        save_image_grid(samples, paths.plots / f"samples_step_{step:06d}.png",
                                             description=SYNTHETIC_NOTE)
-                        writer.write_image("samples", viz.image_grid(samples), step)
+                        writer.write_image("samples", image_grid(samples), step)
                 if step % config.eval.every == 0 or step == config.steps:
                     write_plots(config, model, state, images, paths, sharding.replicated(mesh), write=is_writer)
             if pending:
@@ -219,8 +220,8 @@ def write_plots(config: GanConfig | VaeConfig, model: GenerativeModel, state: An
         return
     rows = read_metrics(paths.metrics)
     if rows:
-        viz.plot_losses(rows, paths.plots / "losses.png", keys=model.loss_keys, title=model.loss_title)
-    viz.plot_pixel_distribution(real, generated, paths.plots / "pixel_distribution.png")
+        generation_plots.plot_losses(rows, paths.plots / "losses.png", keys=model.loss_keys, title=model.loss_title)
+    generation_plots.plot_pixel_distribution(real, generated, paths.plots / "pixel_distribution.png")
 
 
 class _Throughput:

@@ -14,12 +14,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxmed import viz
 from jaxmed.export import SYNTHETIC_NOTE
 from jaxmed.train import generative_loop, sharding
 from jaxmed.train.config import VaeConfig
 from jaxmed.train.vae_state import VaeDefinition, VaeState, init_vae_state, vae_definition
 from jaxmed.train.vae_steps import decode, make_vae_train_step, reconstruct
+from jaxmed.viz.figures import save_image_grid
 
 # Images in the reconstruction figure.
 RECONSTRUCTION_COLUMNS = 8
@@ -35,7 +35,7 @@ def _write_reconstructions(definition: VaeDefinition, state: VaeState, real: np.
     placed = sharding.place_global(originals, placement) if placement is not None else originals
     reconstructions = np.asarray(reconstruct(definition.model, state.params, state.stats, placed))
     if write:
-        viz.save_image_grid(np.concatenate([originals, reconstructions]), plots / "reconstructions.png",
+        save_image_grid(np.concatenate([originals, reconstructions]), plots / "reconstructions.png",
                             columns=len(originals), description=f"top row: real images; bottom row: {SYNTHETIC_NOTE}")
 
 
