@@ -147,9 +147,9 @@ class Comparison:
         save_image_grid(self.generated[:64], folder / "samples.png", description=SYNTHETIC_NOTE)
         index, correlation = self.nearest
         order = np.argsort(-correlation)[:CLOSEST_PAIRS]
-        evaluation_plots.plot_nearest_training(self.generated[order], self.train[index[order]], correlation[order],
-                                               folder / "nearest_training.png",
-                                               title="Generated images most like a training image (thumbnail correlation)")
+        evaluation_plots.plot_nearest_training(
+            self.generated[order], self.train[index[order]], correlation[order], folder / "nearest_training.png",
+            title="Generated images most like a training image (thumbnail correlation)")
         generation_plots.plot_pixel_distribution(self.reference, self.generated, folder / "pixel_distribution.png")
         evaluation_plots.plot_feature_embedding(self.features, folder / "features.png")
 
