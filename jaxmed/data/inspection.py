@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxmed.data import Dataset, duplicates
+from jaxmed.data import duplicates
+from jaxmed.data.dataset import Dataset
 
 SPLIT_ORDER = ("train", "val", "test")
 

@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from jaxmed.data import Dataset
+from jaxmed.data.dataset import Dataset
 from jaxmed.viz import figures
 
 MONTAGE_COLUMNS = 8
