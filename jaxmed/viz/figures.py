@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, PngImagePlugin
 
-from jaxmed.metrics import pixels
+from jaxmed.metrics.pixels import checked_images
 
 PathLike = str | os.PathLike[str]
 
@@ -89,7 +89,7 @@ def image_grid(images: np.ndarray, *, columns: int | None = None, padding: int =
         ValueError: On a wrong rank, empty batch, channel count other than
             1 or 3, non-finite values, ``columns < 1`` or ``padding < 0``.
     """
-    arr = pixels.checked_images(images)
+    arr = checked_images(images)
     n, h, w, c = arr.shape
     if columns is None:
         columns = math.ceil(math.sqrt(n))
