@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jaxmed import __version__, families, host_memory
-from jaxmed.bench.output import STDOUT
+from jaxmed.output import STDOUT
 from jaxmed.data import SPECS
 from jaxmed.errors import JaxmedError, UsageError
 
@@ -273,9 +273,10 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _data(args: argparse.Namespace) -> None:
     from jaxmed import config as config_lib
     from jaxmed import data as data_lib
-    from jaxmed.bench.output import emit
     from jaxmed.data import inspection
     from jaxmed.data.options import DataOptions
+    from jaxmed.output import emit
+    from jaxmed.viz import inspection as inspection_plots
 
     if args.spec is None:
         if args.json in (None, STDOUT):
@@ -291,7 +292,7 @@ def _data(args: argparse.Namespace) -> None:
     dataset = data_lib.load(options, args.image_size, 1, seed=0)
     summary = inspection.report(dataset)
     if args.montage:
-        summary["montage"] = str(inspection.save_montage(dataset, args.montage))
+        summary["montage"] = str(inspection_plots.save_montage(dataset, args.montage))
     emit(summary, inspection.render_text(summary), args.json)
     if args.json != STDOUT:  # otherwise the text report, warnings included, went to stderr already
         for warning in summary["warnings"]:
@@ -361,7 +362,7 @@ def _add_bench_parsers(commands) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from jaxmed.bench.output import emit
+    from jaxmed.output import emit
 
     if args.kind == "conv-pool":
         from jaxmed.bench.conv_pool import DEFAULT_MODELS, format_table, run_conv_pool

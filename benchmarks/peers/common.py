@@ -2,7 +2,7 @@
 
 The peers run in their own environment (`benchmarks/peers/setup.sh`), which has no
 JAX, so this loads jaxmed's standard-library-only modules (`jaxmed/bench/stats.py`,
-`host.py`, `output.py`) straight from their files instead of importing the package:
+`jaxmed/bench/host.py`, `jaxmed/output.py`) straight from their files instead of importing the package:
 every framework is then timed by the same code.
 
 DCGAN128 is DESIGN.md's reference network; its parameter counts (below) are what
@@ -30,16 +30,17 @@ LEARNING_RATE, BETA1, BETA2 = 2e-4, 0.5, 0.999
 PRECISIONS = ("fp32", "bf16")  # jaxmed.config.PRECISIONS (this environment has no jaxmed; a test checks)
 
 
-def _load(name: str):
-    path = REPO / "jaxmed" / "bench" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"jaxmed_bench_{name}_standalone", path)
+def _load(relative: str):
+    """The module at jaxmed/`relative`.py, loaded from its file (this environment cannot import jaxmed)."""
+    name = relative.replace("/", "_")
+    spec = importlib.util.spec_from_file_location(f"jaxmed_{name}_standalone", REPO / "jaxmed" / f"{relative}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-stats = _load("stats")
-host = _load("host")
+stats = _load("bench/stats")
+host = _load("bench/host")
 output = _load("output")
 
 
@@ -97,7 +98,7 @@ def result(framework: str, variant: str, args: argparse.Namespace, samples: list
 
 
 def emit(report: dict, json_target: str | None) -> None:
-    """Prints a one-line summary and the JSON per the `--json` contract (`jaxmed.bench.output`)."""
+    """Prints a one-line summary and the JSON per the `--json` contract (`jaxmed.output`)."""
     summary = (f"{report['framework']} {report['variant']} {report['precision']}: {report['images_per_s']:.1f} "
                f"images/s, step "
                f"{report['step_ms']:.1f} ms (p10 {report['step_ms_p10']:.1f}, p90 {report['step_ms_p90']:.1f}), "

@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from jaxmed.data import cache, phantoms
+from jaxmed.data.dataset import Dataset
+from jaxmed.data.options import DataOptions
 from jaxmed.data.preprocess import preprocess
 from jaxmed.data.sources import detect
-from jaxmed.data.options import DataOptions
 from jaxmed.data.sources.common import ReadOptions, SourceImages
 from jaxmed.errors import DataError, UsageError
 
@@ -37,23 +38,6 @@ SPECS = ("phantom:brain", "phantom:lung", "a folder", "a .dcm, .nii[.gz] or .npz
 # Lung patches have a fixed physical field of view (64 px at about 0.7 mm); other
 # sizes are resampled from it. Brain slices are drawn at the requested size directly.
 LUNG_NATIVE_SIZE = 64
-
-
-class Dataset(NamedTuple):
-    """Images with their labels and where they came from.
-
-    Attributes:
-      images: (N, H, W, C) float32 in [-1, 1].
-      labels: (N,) int32 indices into `class_names`.
-      class_names: class names, sorted as the source defines them.
-      provenance: JSON-able description of the source and the options used to read it; for
-        sources with predefined splits, "splits" holds each image's split name.
-    """
-
-    images: np.ndarray
-    labels: np.ndarray
-    class_names: tuple[str, ...]
-    provenance: dict[str, Any]
 
 
 def load(spec: str | DataOptions, image_size: int = 128, channels: int = 1, *, seed: int = 0,

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxmed.data.dataset import Dataset
 from jaxmed.files import replacing
 
 CACHE_ENV = "JAXMED_DATA_CACHE"
@@ -188,8 +189,6 @@ def cached(key: dict[str, Any], compute: Callable[[], Any], *, location: str | N
       A `jaxmed.data.Dataset`; its provenance has been through JSON either way, so a
       read from the cache and a fresh one compare equal.
     """
-    from jaxmed.data import Dataset  # noqa: PLC0415 -- jaxmed.data imports this module
-
     directory = cache_dir()
     if directory is None:
         return compute()

@@ -33,19 +33,21 @@ import jax
 import numpy as np
 
 from jaxmed import data as data_lib
-from jaxmed import viz
 from jaxmed.data import duplicates
 from jaxmed.errors import DataError, TrainingDiverged
 from jaxmed.export import SYNTHETIC_NOTE
-from jaxmed.metrics import generative
 from jaxmed import families
 from jaxmed.config import GenerativeConfig
 from jaxmed.evaluation.features import FeatureExtractor, load_feature_extractor
 from jaxmed.families.generative import sample_images
+from jaxmed.metrics import generative, pixels
 from jaxmed.sampling import restore_generator
 from jaxmed.training import runner
 from jaxmed.training.checkpoint import Checkpoints
 from jaxmed.training.workdir import Workdir
+from jaxmed.viz import evaluation as evaluation_plots
+from jaxmed.viz import generation as generation_plots
+from jaxmed.viz.figures import save_image_grid
 
 # Phantom reference sets are drawn with the generator's seed plus this: new patients.
 REFERENCE_SEED_OFFSET = 3_000_017
@@ -144,14 +146,14 @@ class Comparison:
 
     def write_plots(self, folder: Path) -> None:
         """samples.png, nearest_training.png, pixel_distribution.png and features.png in `folder`."""
-        viz.save_image_grid(self.generated[:64], folder / "samples.png", description=SYNTHETIC_NOTE)
+        save_image_grid(self.generated[:64], folder / "samples.png", description=SYNTHETIC_NOTE)
         index, correlation = self.nearest
         order = np.argsort(-correlation)[:CLOSEST_PAIRS]
-        viz.plot_nearest_training(self.generated[order], self.train[index[order]], correlation[order],
-                                  folder / "nearest_training.png",
-                                  title="Generated images most like a training image (thumbnail correlation)")
-        viz.plot_pixel_distribution(self.reference, self.generated, folder / "pixel_distribution.png")
-        viz.plot_feature_embedding(self.features, folder / "features.png")
+        evaluation_plots.plot_nearest_training(
+            self.generated[order], self.train[index[order]], correlation[order], folder / "nearest_training.png",
+            title="Generated images most like a training image (thumbnail correlation)")
+        generation_plots.plot_pixel_distribution(self.reference, self.generated, folder / "pixel_distribution.png")
+        evaluation_plots.plot_feature_embedding(self.features, folder / "features.png")
 
 
 def compare_with_real(generated: np.ndarray, train: np.ndarray, reference: np.ndarray,
@@ -193,7 +195,7 @@ def compare_with_real(generated: np.ndarray, train: np.ndarray, reference: np.nd
         "kid": {"mean": kid_mean, "std": kid_std},
         **generative.precision_recall(f_reference, f_generated),
         "diversity": {**diversity, "ratio": diversity["generated"] / max(diversity["reference"], 1e-12)},
-        "pixel_wasserstein": viz.pixel_histogram_distance(reference, generated),
+        "pixel_wasserstein": pixels.pixel_histogram_distance(reference, generated),
         "real_floor": _real_floor(f_train, f_held_out, seed),
     }
     report["memorization"], nearest = memorization(train, held_out, generated, f_train, f_held_out, f_generated)

@@ -37,7 +37,6 @@ import optax
 from flax import nnx, struct
 
 from jaxmed import data as data_lib
-from jaxmed import viz
 from jaxmed.config import (CheckpointConfig, DataOptions, LogConfig, OptimizerConfig, RunConfig, apply_overrides,
                            require)
 from jaxmed.data.augment import AugmentConfig, augment
@@ -52,6 +51,7 @@ from jaxmed.training.accumulation import sum_over_microbatches
 from jaxmed.training.metrics_writer import read_metrics
 from jaxmed.training.optimizer import build_optimizer
 from jaxmed.training.workdir import Workdir, record_skipped
+from jaxmed.viz import classification as classification_plots
 
 # Model state that is not a trainable parameter: BatchNorm statistics, dropout RNG counters.
 NON_PARAMS = nnx.Not(nnx.Param)
@@ -491,7 +491,7 @@ def write_classifier_plots(report: dict, probabilities: np.ndarray, data: SplitD
     """Training curves (the nodule paper's Figures 4-5), ROC curve and confusion matrix of the test split."""
     rows = [row for row in read_metrics(paths.metrics) if "epoch" in row]
     if rows:
-        viz.plot_training_curves(rows, paths.plots / "training_curves.png")
+        classification_plots.plot_training_curves(rows, paths.plots / "training_curves.png")
     test_labels = data.test[1]
     curves, aucs = {}, {}
     # Binary: the positive class's curve; multi-class: one-vs-rest per class.
@@ -506,8 +506,8 @@ def write_classifier_plots(report: dict, probabilities: np.ndarray, data: SplitD
             if auc is not None:
                 aucs[name] = auc
     if curves:
-        viz.plot_roc(curves, paths.plots / "roc.png", aucs=aucs or None)
-    viz.plot_confusion_matrix(np.asarray(report["confusion_matrix"]), data.class_names,
+        classification_plots.plot_roc(curves, paths.plots / "roc.png", aucs=aucs or None)
+    classification_plots.plot_confusion_matrix(np.asarray(report["confusion_matrix"]), data.class_names,
                               paths.plots / "confusion_matrix.png")
 
 

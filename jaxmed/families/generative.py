@@ -18,13 +18,14 @@ import jax
 import numpy as np
 
 from jaxmed import data as data_lib
-from jaxmed import viz
 from jaxmed.config import GenerativeConfig
 from jaxmed.export import SYNTHETIC_NOTE
 from jaxmed.families.base import Family, Generator, RunContext, Session, StepOutcome, Task
 from jaxmed.training import sharding
 from jaxmed.training.metrics_writer import read_metrics
 from jaxmed.training.workdir import Workdir, record_skipped
+from jaxmed.viz import generation as generation_plots
+from jaxmed.viz.figures import image_grid, save_image_grid
 
 # Offsets that derive independent streams from the one run seed.
 SAMPLE_NOISE_SEED_OFFSET = 1_000_003
@@ -102,9 +103,9 @@ class GenerativeSession(Session):
             samples = sample_images(self.generator.generate, state, self.sample_z, config.batch_size,
                                     context.replicated)
             if context.writer:
-                viz.save_image_grid(samples, context.workdir.plots / f"samples_step_{step:06d}.png",
+                save_image_grid(samples, context.workdir.plots / f"samples_step_{step:06d}.png",
                                     description=SYNTHETIC_NOTE)
-                context.writer.write_image("samples", viz.image_grid(samples), step)
+                context.writer.write_image("samples", image_grid(samples), step)
         if step % config.eval.every == 0 or last:
             self.write_plots(state, context.workdir, context.replicated, write=context.is_writer)
         return state, StepOutcome()
@@ -129,6 +130,6 @@ class GenerativeSession(Session):
             return
         rows = read_metrics(paths.metrics)
         if rows:
-            viz.plot_losses(rows, paths.plots / "losses.png", keys=self.family.loss_keys,
+            generation_plots.plot_losses(rows, paths.plots / "losses.png", keys=self.family.loss_keys,
                             title=self.family.loss_title)
-        viz.plot_pixel_distribution(real, generated, paths.plots / "pixel_distribution.png")
+        generation_plots.plot_pixel_distribution(real, generated, paths.plots / "pixel_distribution.png")

@@ -25,7 +25,6 @@ import numpy as np
 import optax
 from flax import nnx, struct
 
-from jaxmed import viz
 from jaxmed.config import GenerativeConfig, OptimizerConfig, require
 from jaxmed.export import SYNTHETIC_NOTE
 from jaxmed.families.base import Generator, Task, compute_dtype, conv_backend, parameter_count
@@ -35,6 +34,7 @@ from jaxmed.models.vae import VAE
 from jaxmed.training import sharding
 from jaxmed.training.accumulation import sum_over_microbatches
 from jaxmed.training.optimizer import build_optimizer
+from jaxmed.viz.figures import save_image_grid
 
 # Images in the reconstruction figure.
 RECONSTRUCTION_COLUMNS = 8
@@ -223,7 +223,7 @@ class VaeFamily(GenerativeFamily):
         placed = sharding.place_global(originals, placement) if placement is not None else originals
         reconstructions = np.asarray(reconstruct(definition.model, state.params, state.stats, placed))
         if write:
-            viz.save_image_grid(np.concatenate([originals, reconstructions]), plots / "reconstructions.png",
+            save_image_grid(np.concatenate([originals, reconstructions]), plots / "reconstructions.png",
                                 columns=len(originals),
                                 description=f"top row: real images; bottom row: {SYNTHETIC_NOTE}")
 

@@ -42,7 +42,7 @@ from scipy import stats
 
 from jaxmed import config as config_lib
 from jaxmed import data as data_lib
-from jaxmed import families, viz
+from jaxmed import families
 from jaxmed.config import CheckpointConfig, EvalConfig, GenerativeConfig, LogConfig, SampleConfig
 from jaxmed.data.options import DataOptions
 from jaxmed.errors import UsageError
@@ -52,6 +52,7 @@ from jaxmed.families.classifier import ClassifierConfig, EarlyStoppingConfig, Sp
 from jaxmed.families.generative import GenerativeFamily, sample_images
 from jaxmed.training import runner
 from jaxmed.training.workdir import record_skipped
+from jaxmed.viz import studies as study_plots
 
 BASELINE = "augment"
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
@@ -209,7 +210,7 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
             results[arm][str(seed)]["confidence_intervals"] = report["confidence_intervals"]
     summary = summarize(results, config, synthetic_quality)
     (workdir / "study.json").write_text(json.dumps(summary, indent=2) + "\n")
-    viz.plot_study(summary, workdir / "plots" / "study.png", metrics=("accuracy", "recall", "f1"))
+    study_plots.plot_study(summary, workdir / "plots" / "study.png", metrics=("accuracy", "recall", "f1"))
     return summary
 
 

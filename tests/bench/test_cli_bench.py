@@ -1,4 +1,4 @@
-"""`jaxmed bench`: the --json stdout contract, forced-device re-execution, and one-line usage errors."""
+"""`jaxmed bench`: the --json stdout contract of a run, forced-device re-execution, and one-line usage errors."""
 
 import json
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from jaxmed.bench import forced_devices, output
+from jaxmed.bench import forced_devices
 from jaxmed.cli import main
 
 
@@ -25,16 +25,6 @@ def test_train_step_json_on_stdout_from_a_forced_two_device_child():
     assert f"{forced_devices.FORCE_FLAG}=2" in report["environment"]["xla_flags"]
     assert report["steps"] == 2 and report["final_step"] == 3 and report["images_per_s"] > 0
     assert "images/s" in result.stderr  # the table went to stderr
-
-
-def test_emit_contract(tmp_path, capsys):
-    output.emit({"a": 1}, "TABLE", "-")
-    captured = capsys.readouterr()
-    assert json.loads(captured.out) == {"a": 1} and captured.out.count("\n") == 1
-    assert "TABLE" in captured.err
-    output.emit({"a": 2}, "TABLE", str(tmp_path / "r" / "x.json"))
-    captured = capsys.readouterr()
-    assert json.loads((tmp_path / "r" / "x.json").read_text()) == {"a": 2} and "TABLE" in captured.out
 
 
 def test_forced_environment_replaces_an_earlier_device_count():

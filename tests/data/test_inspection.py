@@ -1,4 +1,4 @@
-"""The data report: counts, raw formats, skipped files, duplicates and leakage, montage."""
+"""The data report: counts, raw formats, skipped files, duplicates and leakage."""
 
 import io
 import json
@@ -8,7 +8,6 @@ import pytest
 from PIL import Image
 
 import jaxmed.data
-from jaxmed import viz
 from jaxmed.data import inspection
 
 
@@ -115,32 +114,6 @@ def test_generated_data_report():
     assert report["raw"] is None and report["total"] == 10 and report["source"] == "phantom"
     assert sum(report["classes"].values()) == 10
     assert "raw: generated data" in inspection.render_text(report)
-
-
-def test_montage_has_one_row_per_class(tmp_path, leaky, monkeypatch):
-    dataset = jaxmed.data.load(str(leaky), 16, skip_bad=True)
-    tiles = []
-    original = viz.image_grid
-
-    def spy(images, **kwargs):
-        tiles.append((np.asarray(images), kwargs))
-        return original(images, **kwargs)
-
-    monkeypatch.setattr(viz, "image_grid", spy)
-    path = inspection.save_montage(dataset, tmp_path / "plots" / "montage.png", per_class=3)
-    [(images, kwargs)] = tiles
-    assert kwargs["columns"] == 3 and images.shape == (6, 16, 16, 1)
-    for row, label in enumerate((0, 1)):
-        for tile in images[3 * row:3 * row + 3]:
-            assert any(np.array_equal(tile, candidate) for candidate in dataset.images[dataset.labels == label])
-    with Image.open(path) as montage:
-        assert montage.format == "PNG" and montage.width > montage.height > 100
-
-    # A class with fewer examples than columns leaves its row's remaining tiles black.
-    tiles.clear()
-    small = dataset._replace(images=dataset.images[:6], labels=np.array([0, 0, 0, 0, 0, 1], np.int32))
-    inspection.save_montage(small, tmp_path / "small.png", per_class=3)
-    assert np.all(tiles[0][0][4:] == -1.0) and not np.all(tiles[0][0][3] == -1.0)
 
 
 def test_json_round_trip_of_a_report_with_unusual_names(tmp_path, scans):

@@ -5,6 +5,7 @@ import pytest
 import scipy.ndimage as ndi
 
 from jaxmed.data import phantoms
+from jaxmed.data.phantoms import common
 
 GENERATORS = {
     "brain": (phantoms.brain, "tumor_fraction", ("no_tumor", "tumor")),
@@ -63,6 +64,26 @@ def test_same_seed_is_bit_identical(kind):
     np.testing.assert_array_equal(a.images, b.images)
     np.testing.assert_array_equal(a.masks, b.masks)
     np.testing.assert_array_equal(a.labels, b.labels)
+
+
+@pytest.mark.parametrize("kind", ["brain", "lung"])
+def test_output_does_not_depend_on_thread_scheduling(kind, monkeypatch):
+    # 300 images of 32 px are two chunks; rendered on one thread, then on up to four.
+    monkeypatch.setattr(common, "_MAX_THREADS", 1)
+    serial = _make(kind, 300, size=32, seed=11)
+    monkeypatch.setattr(common, "_MAX_THREADS", 4)
+    monkeypatch.setattr(common.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    threaded = _make(kind, 300, size=32, seed=11)
+    np.testing.assert_array_equal(serial.images, threaded.images)
+    np.testing.assert_array_equal(serial.masks, threaded.masks)
+    np.testing.assert_array_equal(serial.labels, threaded.labels)
+
+
+def test_lung_parenchyma_sits_at_its_window_level():
+    # Parenchyma of about -850 HU through the lung window (-1350 .. 150 HU) is about 0.33.
+    ps = phantoms.lung(16, size=32, nodule_fraction=0.0, seed=5)
+    medians = np.median(ps.images, axis=(1, 2))
+    assert np.all((medians > 0.28) & (medians < 0.40))
 
 
 @pytest.mark.parametrize("kind", ["brain", "lung"])
