@@ -641,7 +641,7 @@ ffi::Future ChannelSums(ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b, ffi::R
   constexpr const char* what = "channel sums";
   return Guarded(what, [&] {
     const int64_t channels = a.dimensions().back(), rows = a.element_count() / channels;
-    if (b.element_count() != a.element_count() || sums->element_count() != 2 * channels) {
+    if (b.element_count() != a.element_count() || static_cast<int64_t>(sums->element_count()) != 2 * channels) {
       throw std::invalid_argument("a, b and the (2, channels) result do not match");
     }
     const float *a_data = a.typed_data(), *b_data = b.typed_data();
