@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -167,7 +168,8 @@ def test_the_explicit_build_retries_a_remembered_failure(toolchain, monkeypatch)
     # Once it succeeds the failure is forgotten.
     monkeypatch.setenv("FAKE_CXX_FAIL", "0")
     built = library.build(retry_failed=True)
-    assert built.read_text() == "dummy\n" and not (built.parent / library.FAILURE_NAME).exists()
+    assert built.read_text() == "dummy\n"
+    assert not (built.parent / library.FAILURE_NAME).exists() and not (built.parent / library.LOG_NAME).exists()
     assert toolchain.compiles() == 3
     assert library.build() == built and toolchain.compiles() == 3
 
@@ -269,3 +271,14 @@ print(np.asarray(y)[0, :, :, 0].astype(int).tolist())
     # Window sums of ones under "SAME" padding: 4 at the corners, 6 on the edges, 9 inside.
     assert values == "[[4, 6, 6, 4], [6, 9, 9, 6], [6, 9, 9, 6], [4, 6, 6, 4]]"
     assert not (tmp_path / "cache").exists()
+
+
+def test_kernel_tests_skip_with_the_reason_where_the_kernels_cannot_be_built(tmp_path):
+    env = {**os.environ, "CXX": "no-such-compiler", "JAXMED_BUILD_CACHE": str(tmp_path / "cache")}
+    kernel_tests = Path(__file__).with_name("test_onednn.py")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(kernel_tests),
+                             "-k", "backend_resolution or transpose_rejects"], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert re.search(r"\b2 skipped\b", result.stdout) and " passed" not in result.stdout, result.stdout[-1000:]
+    assert "oneDNN kernels unavailable here: no C++ compiler: 'no-such-compiler'" in result.stdout

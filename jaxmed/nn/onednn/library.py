@@ -222,7 +222,8 @@ def _compile(compiler: str, prefix: Path, folder: Path) -> None:
         failure = _run_compiler(command, _timeout_s())
         if failure is None:
             os.replace(partial, library)
-            (folder / FAILURE_NAME).unlink(missing_ok=True)
+            for stale in (FAILURE_NAME, LOG_NAME):  # an earlier failure's, now fixed
+                (folder / stale).unlink(missing_ok=True)
             return
     finally:
         if os.path.exists(partial):
@@ -291,6 +292,7 @@ def load() -> Path:
 
     Raises:
       OneDnnUnavailable: see `build`, or the library does not load.
+      UsageError: `JAXMED_BUILD_TIMEOUT` is not a positive number (a setting to fix, not a fallback).
     """
     result = _load_once()
     if isinstance(result, OneDnnUnavailable):
@@ -299,7 +301,7 @@ def load() -> Path:
 
 
 def unavailable_reason() -> str | None:
-    """None if the kernels load here, else the one-line reason they do not."""
+    """None if the kernels load here, else the one-line reason they do not (see `load`)."""
     try:
         load()
     except OneDnnUnavailable as error:
