@@ -84,7 +84,8 @@ def _auto(num_devices: int) -> tuple[Literal["xla", "onednn"], str]:
 def describe(num_devices: int = 1) -> dict:
     """Which convolutions "auto" uses here and why, for version reports and benchmark records.
 
-    Builds the oneDNN kernels if that is the question (see `jaxmed.nn.onednn.library`).
+    On one CPU device this loads the oneDNN kernels, building them the first time
+    (see `jaxmed.nn.onednn.library`).
 
     Args:
       num_devices: devices the computation spans.
