@@ -9,7 +9,7 @@ import jax
 
 from jaxmed import host_memory
 from jaxmed.bench.host import host_record
-from jaxmed.nn import onednn, resolve_conv_backend
+from jaxmed.nn.conv_backend import describe as describe_conv_backend
 
 LIBRARIES = ("jax", "jaxlib", "flax", "optax", "numpy", "onednn-cpu-gomp")
 
@@ -24,13 +24,14 @@ def _version(package: str) -> str | None:
 def environment_record() -> dict:
     """Host (CPU, cores, load, relevant env vars), devices, library versions, XLA and convolution settings.
 
-    `conv_backend` is what "auto" resolves to on one device here (see `jaxmed.nn.conv_backend`),
-    with the reason when oneDNN is unavailable.
+    `conv_backend` is what "auto" resolves to on one device here, `conv_backend_reason` why,
+    and `onednn_library` / `onednn_isa` which kernel build ran (see `jaxmed.nn.conv_backend.describe`).
 
     The compilation cache directory is recorded because a warm persistent cache turns
     `compile_s` into a cache read.
     """
     devices = jax.devices()
+    conv_backend = describe_conv_backend()
     return {
         **host_record(),
         "backend": jax.default_backend(),
@@ -40,7 +41,9 @@ def environment_record() -> dict:
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "compilation_cache_dir": jax.config.jax_compilation_cache_dir,
         "default_matmul_precision": jax.config.jax_default_matmul_precision,
-        "conv_backend": resolve_conv_backend("auto"),
-        "onednn_unavailable": onednn.unavailable_reason() if jax.default_backend() == "cpu" else None,
+        "conv_backend": conv_backend["backend"],
+        "conv_backend_reason": conv_backend["reason"],
+        "onednn_library": conv_backend["cache"],
+        "onednn_isa": conv_backend["isa"],
         "keeps_freed_memory": host_memory.keeps_freed_memory(),
     }

@@ -6,23 +6,23 @@ structure (so a jitted step never silently keeps a stale choice):
 - "xla": `lax.conv_general_dilated` and `jaxmed.nn.upsample_conv`'s sub-pixel forms;
   what every backend can run.
 - "onednn": `jaxmed.nn.onednn` (XLA:CPU custom calls). Same functions and
-  parameters, 2-5x faster per convolution on the dcgan128 shapes on this
-  project's 2-core CPU (`jaxmed bench conv-pool`).
+  parameters, several times faster per convolution than XLA:CPU's own kernels
+  on the dcgan128 shapes (`jaxmed bench conv-pool` measures it).
 - "auto" (the default): "onednn" when JAX runs on the CPU over one device and the
   kernels build here; else "xla". Over several devices XLA would replicate each
   custom call's operands and compute the whole batch on every device, so the
-  sharded path stays on XLA; on a GPU XLA calls cuDNN anyway.
+  sharded path stays on XLA; on a GPU XLA calls cuDNN anyway. `describe()` says
+  which one "auto" picks here and why.
 
 Switching backends changes no parameter, so a checkpoint trained with one
 resumes with the other.
 
 Reduced precision differs by backend (`mixed_precision_dtypes`): on oneDNN, bfloat16
 convolutions return float32 and the normalisation after them runs in float32, as
-PyTorch's autocast leaves it. Why: oneDNN's bfloat16 kernels accumulate in float32
-anyway, while XLA:CPU's bfloat16 elementwise and reduction work cost the dcgan128
-bf16 step more thread time than all its convolutions (241 against 163 ms per step);
-with float32 outputs the step ran at 185-196 instead of 141-145 images/s. On XLA's
-backend (GPU, TPU, several devices) everything stays in the computation dtype.
+PyTorch's autocast leaves it, because oneDNN's bfloat16 kernels accumulate in float32
+anyway while XLA:CPU's bfloat16 elementwise and reduction work costs more than it
+saves. On XLA's backend (GPU, TPU, several devices) everything stays in the
+computation dtype.
 """
 
 from __future__ import annotations
@@ -61,13 +61,43 @@ def resolve_conv_backend(backend: ConvBackend, num_devices: int = 1) -> Literal[
             raise onednn.OneDnnUnavailable(f"oneDNN kernels run on the CPU backend only, not {jax.default_backend()}")
         onednn.load()
         return "onednn"
-    if backend == "xla" or jax.default_backend() != "cpu" or num_devices != 1:
+    if backend == "xla":
         return "xla"
+    choice, reason = _auto(num_devices)
+    if choice == "xla" and jax.default_backend() == "cpu" and num_devices == 1:
+        _warn_unavailable(reason)
+    return choice
+
+
+def _auto(num_devices: int) -> tuple[Literal["xla", "onednn"], str]:
+    """What "auto" resolves to on `num_devices` devices, and why, in one line."""
+    if jax.default_backend() != "cpu":
+        return "xla", f"JAX runs on {jax.default_backend()}, where XLA calls the vendor's convolutions"
+    if num_devices != 1:
+        return "xla", f"{num_devices} devices: XLA would replicate each oneDNN custom call's operands"
     reason = onednn.unavailable_reason()
     if reason is not None:
-        _warn_unavailable(reason)
-        return "xla"
-    return "onednn"
+        return "xla", f"oneDNN kernels unavailable: {reason}"
+    return "onednn", "the oneDNN kernels built and loaded on the CPU"
+
+
+def describe(num_devices: int = 1) -> dict:
+    """Which convolutions "auto" uses here and why, for version reports and benchmark records.
+
+    On one CPU device this loads the oneDNN kernels, building them the first time
+    (see `jaxmed.nn.onednn.library`).
+
+    Args:
+      num_devices: devices the computation spans.
+
+    Returns:
+      {"backend": "onednn" or "xla", "reason": one line, "cache": the kernel library
+      (or the folder it would be built in), "isa": oneDNN's instruction set, None on XLA}.
+    """
+    backend, reason = _auto(num_devices)
+    library = onednn.load() if backend == "onednn" else onednn.cache_root()
+    return {"backend": backend, "reason": reason, "cache": str(library),
+            "isa": onednn.cpu_isa() if backend == "onednn" else None}
 
 
 def conv_general_dilated_for(backend: Literal["xla", "onednn"]) -> Callable:

@@ -1,8 +1,8 @@
 // oneDNN 2-D convolution for XLA:CPU, exposed to JAX as three typed FFI handlers.
 //
-// Why: XLA:CPU's own convolution kernels run the dcgan128 layers at 5-80 % of a
-// float32 matmul on the same machine (worst for the stride-2 gradients), while
-// oneDNN (what PyTorch and TensorFlow use on CPU) runs them near the matmul rate.
+// Why: XLA:CPU's own convolution kernels run the dcgan128 layers far below the rate
+// of a float32 matmul (worst for the stride-2 gradients), while oneDNN (what PyTorch
+// and TensorFlow use on CPU) runs them near it.
 //
 // Layouts are JAX's: activations NHWC, kernels HWIO, both dense row-major. The
 // activations are handed to oneDNN as they are ("nhwc" is a native oneDNN
@@ -149,7 +149,7 @@ bool HasBfloat16(const Geometry& g) {
 }
 
 // The cached primitive of a geometry, or null where oneDNN has no implementation of its
-// bfloat16 operands on this CPU (oneDNN 3.2 has them for AVX-512, not for an AVX2 EPYC):
+// bfloat16 operands on this CPU (oneDNN 3.2 has them for AVX-512, not for AVX2-only CPUs):
 // RunRows then computes it in float32. Any other failure to build one is an error.
 const Cached* Lookup(const Geometry& g, Direction direction) {
   static std::mutex mutex;
@@ -262,9 +262,7 @@ bool RunWeightGradient(Direction direction, const Geometry& g, void* src, void* 
 }
 
 // Runs a float32 4x4 stride-2 layer with winograd.h's kernels (fewer multiplications than
-// oneDNN's direct ones, and than weight_gradient.h's on AVX2: 16 images of the three wide
-// dcgan128 shapes on one Zen 4 core capped at AVX2, 9.3-11.0 against 10.8-11.6 ms) where
-// they apply. Returns whether it did.
+// oneDNN's direct ones, and than weight_gradient.h's) where they apply. Returns whether it did.
 bool RunWinograd(Direction direction, const Geometry& g, void* src, void* kernel, void* dst) {
   const auto f32 = memory::data_type::f32;
   // (A weight gradient's kernel operand is its part's float32 sum whatever the user's dtype.)
@@ -292,16 +290,15 @@ void RunRows(Direction direction, const Geometry& g, void* src, void* kernel, vo
 
 // Sub-pixel input gradients of the image layers: 4x4 stride-2 convolutions with low padding
 // 1 and at most 4 input channels (the discriminator's first layer; the generator's last is
-// this gradient as a transposed convolution). oneDNN's backward-data kernel runs them at
-// about 1 GB/s (16 ms for the dcgan128 image layer at batch 32). Each phase (row parity a,
+// this gradient as a transposed convolution), which oneDNN's backward-data kernel runs
+// far below memory speed. Each phase (row parity a,
 // column parity b) of dx is a 2x2 correlation of dy, padded by one, with the taps w[a::2, b::2]
 // of the flipped kernel (jaxmed/nn/subpixel.py derives it), so one stride-1 convolution with
 // the four phases as 4 C output channels gives all of dx at the (H + 1) x (W + 1) window starts.
 // For one float32 channel narrow_conv.h's kernel stores each phase straight into dx
-// (ForwardSubpixel: 1.04 -> 0.92 ms at batch 32 against a buffer and the interleave below);
-// otherwise oneDNN's runs over the whole part into a buffer, and the phases are interleaved
-// from there into dx (image by image, with the buffer in cache, was slower alone, 1.13-1.17
-// against 1.04 ms at batch 32, and no faster in the step).
+// (ForwardSubpixel, saving the buffer and the interleave below); otherwise oneDNN's runs
+// over the whole part into a buffer, and the phases are interleaved from there into dx
+// (image by image, with the buffer in cache, was no faster).
 constexpr int64_t kSubpixelMaxChannels = 4;
 
 // Copies the window starts' phase pairs of one dx row: pixel pairs (2q - 1, 2q) of the row are
@@ -471,15 +468,15 @@ void RunRows(Direction direction, const Geometry& g, void* src, void* kernel, vo
 
 // Partitioning: one part of the batch per thread of XLA's intra-op pool, each run by
 // oneDNN on one thread. Why: oneDNN's own OpenMP team would add threads beside XLA's,
-// which meanwhile run independent fusions; on 2 cores the 3-4 busy threads made the
-// dcgan128 step's convolutions use 307 ms of thread time instead of 209 ms alone.
+// which meanwhile run independent fusions, and oversubscribed cores make the
+// convolutions cost more thread time.
 // Parts are claimed from a counter, so the calling thread runs every part that no pool
 // thread has picked up: nothing waits for a busy pool.
 //
 // The handlers are asynchronous (they return an ffi::Future): the calling thread returns to
 // XLA once no part is left to claim, and the thread finishing the last part completes the
-// call. Two halves of a call finished 0.4 ms apart in the median, 1.1 ms on average, and
-// the calling thread used to wait for the other one; now XLA can give it other ready work.
+// call: the parts of a call finish at different times, and XLA can give the calling
+// thread other ready work instead of having it wait.
 struct Call {
   Call(std::string what, int64_t batch, int count) : what(std::move(what)), batch(batch), count(count) {}
   const std::string what;  // names the call in errors
@@ -622,8 +619,8 @@ ffi::Future Guarded(const char* what, F&& f) {
 
 // Per-channel [sum(a), sum(a * b)] of two (rows, channels) float32 arrays in one read of
 // each: BatchNorm's statistics (a = b = x) and gradient sums (a = dy, b = x). XLA makes
-// each sum its own reduction over the activations, 1.4-1.6 ms apiece for (32, 64, 64, 32)
-// inside the dcgan128 step. Sums run in float32 over blocks of 256 rows, then in double.
+// each sum its own reduction over the activations, a full read apiece.
+// Sums run in float32 over blocks of 256 rows, then in double.
 constexpr int64_t kSumBlockRows = 256;
 
 // Compiled for AVX-512, AVX2 and baseline x86-64, chosen at load time (GCC function multi-versioning).
@@ -641,7 +638,7 @@ ffi::Future ChannelSums(ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b, ffi::R
   constexpr const char* what = "channel sums";
   return Guarded(what, [&] {
     const int64_t channels = a.dimensions().back(), rows = a.element_count() / channels;
-    if (b.element_count() != a.element_count() || sums->element_count() != 2 * channels) {
+    if (b.element_count() != a.element_count() || static_cast<int64_t>(sums->element_count()) != 2 * channels) {
       throw std::invalid_argument("a, b and the (2, channels) result do not match");
     }
     const float *a_data = a.typed_data(), *b_data = b.typed_data();

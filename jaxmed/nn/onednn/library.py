@@ -1,39 +1,69 @@
 """Builds, caches and loads the oneDNN convolution kernels, and registers them with XLA.
 
 The C++ source (`conv2d.cc` and the headers it includes, shipped with the package) is
-compiled once per (sources, flags, jaxlib, oneDNN, compiler) combination into
-`$XDG_CACHE_HOME/jaxmed/onednn/<hash>/` (default `~/.cache/...`; override the
-folder with `JAXMED_BUILD_CACHE`). It needs a C++17 compiler (`$CXX`, else
-`g++`) and oneDNN's headers and library, which the Linux x86-64 install of
-jaxmed brings as the PyPI packages `onednn-cpu-gomp` and `onednn-devel-cpu-gomp`
-(installed into the environment's `include/` and `lib/`). Building takes a few
-seconds; `python -m jaxmed.nn.onednn` does it ahead of time (the setup script
-runs it) and reports what it found.
+compiled once per fingerprint (sources, flags, jaxlib, oneDNN, the compiler's path
+and `--version`) into `$XDG_CACHE_HOME/jaxmed/onednn/<fingerprint>/` (default
+`~/.cache/...`; override the folder with `JAXMED_BUILD_CACHE`). It needs a C++17
+compiler (`$CXX`, else `g++`) and oneDNN's headers and library, which the Linux
+x86-64 install of jaxmed brings as the PyPI packages `onednn-cpu-gomp` and
+`onednn-devel-cpu-gomp` (installed into the environment's `include/` and `lib/`).
+
+The build folder holds, besides the library:
+
+- `build.lock`: processes starting together build once; the others wait on this
+  lock (`fcntl.flock`) and then load what the first one built.
+- `FAILED`: the one-line reason a build failed (full compiler output in
+  `build.log`). Later processes with the same fingerprint fall back at once with
+  that reason instead of compiling again; editing a source, the flags or
+  upgrading the compiler, oneDNN or jaxlib changes the fingerprint and so
+  forgets it. `python -m jaxmed.nn.onednn` (the explicit build the setup script
+  runs) retries a remembered failure: it is where someone who fixed the cause
+  asks again.
+
+The compiler gets `JAXMED_BUILD_TIMEOUT` seconds (default 300); a build that takes
+longer is stopped and remembered as failed, like a compile error.
 
 Nothing is compiled or loaded at import; `load()` does it on first use.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
 import functools
 import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import jax
 import jaxlib
 
+from jaxmed.errors import UsageError
+
 SOURCE = Path(__file__).with_name("conv2d.cc")
 LIBRARY_NAME = "libjaxmed_onednn.so"
+FAILURE_NAME = "FAILED"
+LOG_NAME = "build.log"
+LOCK_NAME = "build.lock"
 TARGETS = ("forward", "backward_data", "backward_weights")
 #: The per-channel sums kernel BatchNorm uses beside the convolutions (`jaxmed.nn.onednn.sums`).
 SUMS_TARGET = "jaxmed_channel_sums"
+DEFAULT_TIMEOUT_S = 300.0
+#: How long `$CXX --version` may take: it only prints, so a compiler that hangs here is broken.
+VERSION_TIMEOUT_S = 60.0
+
+#: -O3 because GCC 12 at -O2 keeps narrow_conv.h's register sums in memory. jaxlib's and
+#: oneDNN's headers are included as system headers (`-isystem`), so that -Werror=return-type
+#: holds jaxmed's own code to it without failing on XLA's switch-only `operator<<`s.
+FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-Werror=return-type")
 
 
 class OneDnnUnavailable(RuntimeError):
@@ -45,8 +75,12 @@ def target_name(direction: str) -> str:
     return f"jaxmed_onednn_conv2d_{direction}"
 
 
-def _onednn_prefix() -> Path:
-    """The environment holding oneDNN's `include/` and `lib/` (where its PyPI wheels put them)."""
+def onednn_prefix() -> Path:
+    """The environment holding oneDNN's `include/` and `lib/` (where its PyPI wheels put them).
+
+    Raises:
+      OneDnnUnavailable: the headers or the library are missing.
+    """
     prefix = Path(sys.prefix)
     if not (prefix / "include" / "oneapi" / "dnnl" / "dnnl.hpp").is_file():
         raise OneDnnUnavailable(f"oneDNN headers not found under {prefix}/include "
@@ -70,8 +104,34 @@ def _compiler() -> str:
     return path
 
 
-#: Compiler flags; -O3 because GCC 12 at -O2 keeps narrow_conv.h's register sums in memory (2x slower).
-FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-Wno-return-type")
+def _compiler_version(compiler: str) -> str:
+    """The first line of `compiler --version`: an upgrade in place keeps the path, not this."""
+    try:
+        result = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=VERSION_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise OneDnnUnavailable(f"{compiler} --version failed: {error}") from None
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        raise OneDnnUnavailable(f"{compiler} --version failed (exit status {result.returncode})")
+    return lines[0]
+
+
+def _timeout_s() -> float:
+    """The compiler's time limit: `JAXMED_BUILD_TIMEOUT` seconds, else `DEFAULT_TIMEOUT_S`.
+
+    Raises:
+      UsageError: the variable is not a positive number.
+    """
+    text = os.environ.get("JAXMED_BUILD_TIMEOUT", "")
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise UsageError(f"JAXMED_BUILD_TIMEOUT must be a positive number of seconds, got {text!r}")
+    return seconds
 
 
 def _sources() -> list[Path]:
@@ -79,45 +139,131 @@ def _sources() -> list[Path]:
     return [SOURCE, *sorted(SOURCE.parent.glob("*.h"))]
 
 
-def _fingerprint(prefix: Path, compiler: str) -> str:
+def _fingerprint(prefix: Path, compiler: str, compiler_version: str) -> str:
     """Names the build: changes with any source or header, the flags, jaxlib, oneDNN or the compiler."""
     parts = [*(path.read_text() for path in _sources()), *FLAGS, jaxlib.__version__, _onednn_version(prefix),
-             str(prefix), compiler]
+             str(prefix), compiler, compiler_version]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
-def _cache_root() -> Path:
+def cache_root() -> Path:
+    """The folder holding one build folder per fingerprint (`JAXMED_BUILD_CACHE` overrides it)."""
     if "JAXMED_BUILD_CACHE" in os.environ:
         return Path(os.environ["JAXMED_BUILD_CACHE"])
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jaxmed" / "onednn"
 
 
-def build() -> Path:
-    """Compiles the kernels if no matching build is cached; returns the shared library's path.
+def _build_folder() -> tuple[Path, str, Path]:
+    """(oneDNN prefix, compiler path, this fingerprint's build folder)."""
+    prefix = onednn_prefix()
+    compiler = _compiler()
+    return prefix, compiler, cache_root() / _fingerprint(prefix, compiler, _compiler_version(compiler))
+
+
+def remembered_failure() -> str | None:
+    """The reason an earlier build with today's fingerprint failed, None if none did.
 
     Raises:
-      OneDnnUnavailable: no compiler, no oneDNN, or the compiler failed.
+      OneDnnUnavailable: no compiler or no oneDNN (nothing to fingerprint).
     """
-    prefix = _onednn_prefix()
-    compiler = _compiler()
-    library = _cache_root() / _fingerprint(prefix, compiler) / LIBRARY_NAME
-    if library.is_file():
-        return library
-    library.parent.mkdir(parents=True, exist_ok=True)
-    # Compile to a private name, then rename: concurrent builders never load a half-written file.
-    fd, partial = tempfile.mkstemp(suffix=".so.partial", dir=library.parent)
-    os.close(fd)
-    command = [compiler, *FLAGS, f"-I{jax.ffi.include_dir()}", f"-I{prefix / 'include'}", str(SOURCE),
-               f"-L{prefix / 'lib'}", "-ldnnl", f"-Wl,-rpath,{prefix / 'lib'}", "-o", partial]
+    failure = _build_folder()[2] / FAILURE_NAME
+    return failure.read_text().strip() if failure.is_file() else None
+
+
+def _raise_if_remembered(folder: Path) -> None:
+    failure = folder / FAILURE_NAME
+    if failure.is_file():
+        reason = failure.read_text().strip()
+        raise OneDnnUnavailable(f"{reason} (remembered in {failure}; `python -m jaxmed.nn.onednn` retries)")
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Holds an exclusive lock on `lock_path`; the kernel drops it if this process dies."""
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run_compiler(command: list[str], timeout_s: float) -> str | None:
+    """Runs the compiler; None when it succeeded, else its whole output (the one-line reason first)."""
     try:
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            first_error = next((line for line in result.stderr.splitlines() if "error" in line), result.stderr.strip())
-            raise OneDnnUnavailable(f"compiling {SOURCE.name} failed: {first_error}")
-        os.replace(partial, library)
+        # Its own session, so a timeout stops the driver's children (cc1plus, ld) too.
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   start_new_session=True)
+    except OSError as error:
+        return f"cannot run the compiler: {error}"
+    try:
+        output, _ = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        return (f"the compiler took longer than {timeout_s:g} s (set JAXMED_BUILD_TIMEOUT to allow more)\n"
+                f"{output}")
+    if process.returncode == 0:
+        return None
+    first_error = next((line for line in output.splitlines() if "error" in line), output.strip()[:300])
+    return f"compiler exit status {process.returncode}: {first_error}\n{output}"
+
+
+def _compile(compiler: str, prefix: Path, folder: Path) -> None:
+    """Compiles into `folder`; on failure remembers the reason beside it and raises it."""
+    library = folder / LIBRARY_NAME
+    # Compile to a private name, then rename: a process that reads the cache without the
+    # lock never loads a half-written file.
+    fd, partial = tempfile.mkstemp(suffix=".so.partial", dir=folder)
+    os.close(fd)
+    command = [compiler, *FLAGS, "-isystem", jax.ffi.include_dir(), "-isystem", str(prefix / "include"),
+               str(SOURCE), f"-L{prefix / 'lib'}", "-ldnnl", f"-Wl,-rpath,{prefix / 'lib'}", "-o", partial]
+    try:
+        failure = _run_compiler(command, _timeout_s())
+        if failure is None:
+            os.replace(partial, library)
+            for stale in (FAILURE_NAME, LOG_NAME):  # an earlier failure's, now fixed
+                (folder / stale).unlink(missing_ok=True)
+            return
     finally:
         if os.path.exists(partial):
             os.remove(partial)
+    reason_line, _, output = failure.partition("\n")
+    reason = f"compiling {SOURCE.name} failed: {reason_line}"
+    (folder / LOG_NAME).write_text(f"{' '.join(command)}\n{output}")
+    (folder / FAILURE_NAME).write_text(reason + "\n")
+    raise OneDnnUnavailable(f"{reason} (compiler output in {folder / LOG_NAME})")
+
+
+def build(*, retry_failed: bool = False) -> Path:
+    """Compiles the kernels unless a matching build is cached; returns the shared library's path.
+
+    Concurrent callers build once: the others wait for the first one's result.
+
+    Args:
+      retry_failed: compile again even if a build with this fingerprint failed before
+        (by default that failure is raised again at once).
+
+    Returns:
+      The path of the shared library.
+
+    Raises:
+      OneDnnUnavailable: no compiler, no oneDNN, or the compiler failed (now or, remembered, before).
+      UsageError: `JAXMED_BUILD_TIMEOUT` is not a positive number.
+    """
+    prefix, compiler, folder = _build_folder()
+    library = folder / LIBRARY_NAME
+    if library.is_file():
+        return library
+    if not retry_failed:
+        _raise_if_remembered(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _exclusive(folder / LOCK_NAME):
+        if library.is_file():  # built while this process waited for the lock
+            return library
+        if not retry_failed:
+            _raise_if_remembered(folder)  # failed while this process waited for the lock
+        _compile(compiler, prefix, folder)
     return library
 
 
@@ -141,8 +287,12 @@ def load() -> Path:
     Done once per process; later calls return the library's path at once, or raise
     the first call's error again without trying a second time.
 
+    Returns:
+      The path of the loaded shared library.
+
     Raises:
       OneDnnUnavailable: see `build`, or the library does not load.
+      UsageError: `JAXMED_BUILD_TIMEOUT` is not a positive number (a setting to fix, not a fallback).
     """
     result = _load_once()
     if isinstance(result, OneDnnUnavailable):
@@ -151,9 +301,25 @@ def load() -> Path:
 
 
 def unavailable_reason() -> str | None:
-    """None if the kernels load here, else the one-line reason they do not."""
+    """None if the kernels load here, else the one-line reason they do not (see `load`)."""
     try:
         load()
     except OneDnnUnavailable as error:
         return str(error)
     return None
+
+
+def cpu_isa() -> str | None:
+    """The instruction set oneDNN's kernels use here (e.g. "avx512_core"), None if oneDNN is not loaded.
+
+    It honours `ONEDNN_MAX_CPU_ISA`, as jaxmed's own kernels do (`simd.h`).
+    """
+    if not isinstance(_load_once(), Path):
+        return None
+    prefix = onednn_prefix()
+    value = ctypes.CDLL(str(prefix / "lib" / "libdnnl.so")).dnnl_get_effective_cpu_isa()
+    header = (prefix / "include" / "oneapi" / "dnnl" / "dnnl_types.h").read_text()
+    names: dict[int, str] = {}
+    for name, number in re.findall(r"\bdnnl_cpu_isa_(\w+)\s*=\s*(0x[0-9a-fA-F]+|\d+)", header):
+        names.setdefault(int(number, 0), name)  # the ISAs come first, then the hints that reuse their numbers
+    return names.get(value, hex(value))

@@ -5,13 +5,9 @@
 // stride-1 convolution to 4 channels (one per output phase; conv2d.cc's
 // RunSubpixel), and so does the discriminator's input gradient. oneDNN's kernels are
 // blocked over output channels in 16s (8s in AVX2), so with 4 they compute at a quarter
-// of its rate on the other layers (35-55 GFLOP/s with AVX-512). Here the vectors run over
-// input channels instead (16 or 8 per register), the few output channels are unrolled, and
-// the forward pass ends each pixel with one 4-way horizontal sum. Measured on one
-// core at the dcgan128 shape (16 images of 64x64x32 -> 65x65x4), AVX-512: forward 0.75-0.85
-// against oneDNN's 1.6-2.1 ms, weight gradient 0.65-0.75 against 1.3-1.8 ms. AVX2 (a Zen 3
-// EPYC, batch 32 on 2 threads): the generator's 64 -> 128 layer forward 1.6 against oneDNN's
-// 3.6 ms, the discriminator's first-layer input gradient 1.5 against 2.9 ms.
+// of their rate on the other layers. Here the vectors run over input channels instead
+// (16 or 8 per register), the few output channels are unrolled, and the forward pass ends
+// each pixel with one 4-way horizontal sum; that runs these layers about twice as fast.
 //
 // The kernels are written once (narrow_conv_simd.h, in simd.h's vocabulary) and compiled
 // twice, for AVX-512 and for AVX2 with FMA, each in its own namespace; the functions at the end
@@ -121,8 +117,7 @@ namespace narrow_conv::avx2 {
 using namespace jaxmed::simd::avx2;
 constexpr int kPixels = 3;       // 12 sums + 3 inputs + 1 weight of the 16 registers
 constexpr int kTapsPerPass = 2;  // 8 sums + 4 gradients + 1 input
-// The forward's channel blocks stay a loop: GCC -O3 unrolled them fully and spilled sums (16
-// images on one core: 2.4 against 2.0 ms).
+// The forward's channel blocks stay a loop: GCC -O3 unrolled them fully and spilled sums.
 constexpr int kUnrollBlocks = 1;
 
 #include "narrow_conv_simd.h"

@@ -1,14 +1,11 @@
 // The weight gradient of a float32 convolution as one small matrix product per kernel
 // tap, in AVX2: where oneDNN's AVX2 kernel for it is slow.
 //
-// Why: on an AVX2-only CPU (a Zen 3 EPYC) oneDNN 3.2 runs the dcgan128 weight gradients
-// with its older "jit:avx2" kernel at 0.59-0.74 of a float32 matmul, against 0.9-1.1 for
-// the same layers' forward and input-gradient kernels (0.24-0.27 for the 1-channel image
-// layer); its GEMM-based kernel is slower still, and PyTorch's oneDNN 3.12 is no faster
-// (19.0 against 18.9 ms for 16 images of the 64x64x32 -> 64 layer on one core). Here, one
-// core, 16 images of the three wide discriminator layers: 13.7, 13.2 and 12.2 ms against
-// oneDNN's 18.9, 16.3 and 17.0 ms. Those 4x4 stride-2 layers now go to winograd.h, faster
-// still; this kernel serves the other shapes (the classifiers' 3x3 layers, the image layers).
+// Why: on an AVX2-only CPU oneDNN runs the dcgan128 weight gradients with its older
+// "jit:avx2" kernel well below the rate of its forward and input-gradient kernels (far
+// below for the 1-channel image layer), and its GEMM-based kernel is slower still; this
+// one is faster. The 4x4 stride-2 layers go to winograd.h, faster again; this kernel
+// serves the other shapes (the classifiers' 3x3 layers, the image layers).
 //
 // dw[kh, kw, c, o] = sum over images n and output pixels (i, j) of
 //   x[n, i * stride_h + kh - pad_top, j * stride_w + kw - pad_left, c] * dy[n, i, j, o],
@@ -21,15 +18,14 @@
 //   rather than one cache line per pixel, and its pixels go by blocks of output rows (the dy
 //   tile's block within 16 KB, half of L1), which every input tile passes over while it is
 //   in L1. Sums live in dw between blocks. Pixels whose tap falls in the padding are
-//   skipped, not multiplied by zeros (12 % of the 8x8 layer's).
+//   skipped, not multiplied by zeros.
 // - One input channel (BackwardWeightsOneChannel: the image layers, x 128x128x1 under dy
 //   64x64x32): registers hold 4 taps of one kernel row by 16 output channels, 8 sums; each
 //   output pixel adds its dy segment (2 loads) times 4 broadcast image pixels. dy goes row
 //   by row (8 KB, kept in L1 for its 8 passes: 4 kernel rows by 2 channel halves) while the
-//   next row is prefetched in software, a part per pass: the hardware prefetcher alone left
-//   this machine's contended memory the bottleneck (one core, 16 images, in the same runs:
-//   2.0-2.5 ms without, 1.4-1.9 with; oneDNN's 3.2-3.4 against 1.55-1.65 in others). Tiles of
-//   4 taps by 3 vectors (24 outputs, then 8), or of 2 taps by 4 vectors, were slower.
+//   next row is prefetched in software, a part per pass: with the hardware prefetcher
+//   alone, contended memory is the bottleneck. Tiles of 4 taps by 3 vectors (24 outputs,
+//   then 8), or of 2 taps by 4 vectors, were slower.
 //
 // Layouts are those of conv2d.cc: x and dy NHWC, dw HWIO, dense, float32.
 
@@ -50,7 +46,7 @@ namespace weight_gradient {
 constexpr int kChannelsPerTile = 4;  // input channels (broadcast)
 constexpr int kLanes = 8;
 constexpr int64_t kLineBytes = 64;
-constexpr int64_t kBlockBytes = 16 * 1024;  // 8, 16 and 32 KB measured alike; 4 KB 5-15 % slower
+constexpr int64_t kBlockBytes = 16 * 1024;  // half of L1; smaller blocks were slower, larger no faster
 
 using Shape = jaxmed::ConvShape;
 
@@ -148,8 +144,7 @@ inline void BackwardWeights(const Shape& s, const float* x, const float* dy, flo
     const float* x_image = x + n * x_pixels * s.in_c;
     const float* dy_image = dy + n * dy_pixels * s.out_c;
     // Packed pixel by pixel, in one pass over the image: a pass per tile read a 64x64x32
-    // image 8 times, and it and its packed copy (512 KB each) overflow the 512 KB L2 (one
-    // core, 16 images of that layer: 15.6-17.7 against 17.2-20.4 ms; the others unchanged).
+    // image 8 times, and it and its packed copy (512 KB each) overflow a 512 KB L2.
     for (int64_t p = 0; p < x_pixels; ++p)
       for (int64_t c = 0; c < s.in_c; c += kChannelsPerTile)
         std::copy(x_image + p * s.in_c + c, x_image + p * s.in_c + c + kChannelsPerTile,

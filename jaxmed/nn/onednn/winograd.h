@@ -15,14 +15,10 @@
 // transforms' entries are 0, +-1 and +-1/2, so the rounding is that of a direct sum (tests
 // compare with lax at float32 tolerance).
 //
-// Measured on one Zen 4 core, 16 images of the dcgan128 discriminator shapes (forward / input
-// gradient / kernel gradient, against oneDNN's direct kernels): 64x64x32 -> 64 6.6 / 6.4 / 8.0
-// against 10.1 / 11.0 / 12.6 ms, 32x32x64 -> 128 6.4 / 6.7 / 7.3 against 9.5 / 9.8 / 10.4,
-// 16x16x128 -> 256 6.5 / 8.9 / 8.2 against 8.8 / 9.6 / 10.2. The last input gradient gains least:
-// its transformed kernel (16 planes of 256 x 512) takes 0.8 ms to build, every call, as the
-// weights change every step. Tiles go in blocks whose transformed inputs and products stay in
-// L2 (blocks of 24 to 192 tiles measured within a few per cent of each other; a part's 4096
-// tiles at once, 10-30 % slower). Layouts are conv2d.cc's: activations NHWC, kernels HWIO, dense.
+// The widest layers' input gradients gain least: their transformed kernel is rebuilt on every
+// call, as the weights change every step. Tiles go in blocks whose transformed inputs and
+// products stay in L2 (the block size matters little; all of a part's tiles at once is slower).
+// Layouts are conv2d.cc's: activations NHWC, kernels HWIO, dense.
 
 #pragma once
 
@@ -160,16 +156,13 @@ inline bool Supported(const Shape& s, bool backward_data) {
   const int64_t products = backward_data ? 4 * s.in_c : s.out_c;
   if (s.in_c % lanes != 0 || s.out_c % lanes != 0 || products % block != 0) return false;
   // Products against a direct convolution's 4 per output super-pixel (4 taps of the 2x2 super-
-  // kernel): F(2x2, 2x2) for the input gradient at 8x8, whose (h + 1)^2 super-pixels took 225
-  // against 256, ran slower than oneDNN (16 images on one core: 10.3 against 9.4 ms); at 729
-  // against 1024 (16x16) it was faster (8.6 against 10.3 ms).
+  // kernel): below a quarter fewer (F(2x2, 2x2) for the input gradient at 8x8: 225 against 256)
+  // the transforms cost more than they save, and oneDNN is faster.
   const Plan plan = backward_data ? Plan::BackwardData(s) : Plan::Forward(s);
   if (plan.Products(plan.tile) > 0.75 * 4 * s.out_h * s.out_w) return false;
-  // Tiles in the call: the kernel, transformed on every call, pays off only over enough of them.
-  // Break-even on one Zen 4 core at the 16x16x128 -> 256 layer: about 20 tiles forward (1 image,
-  // 16 tiles: 0.63 against oneDNN's 0.61 ms; 4 images: 1.85 against 2.22 ms) and about 90 for the
-  // input gradient, whose kernel is also transposed (8 images, 72 tiles: 5.2 against 4.7 ms; 16
-  // images: 8.7 against 9.6 ms).
+  // Tiles in the call: the kernel, transformed on every call, pays off only over enough of them,
+  // more for the input gradient, whose kernel is also transposed (the thresholds leave a margin
+  // over the break-even points).
   const int64_t tiles = s.batch * plan.Products(plan.tile) / plan.planes();
   return tiles >= (backward_data ? 128 : 32);
 }
