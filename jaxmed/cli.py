@@ -399,7 +399,10 @@ def _version_text() -> str:
     """`jaxmed --version`: the version and which kernels compute the convolutions here, and why."""
     from jaxmed.nn import conv_backend
 
-    return f"jaxmed {__version__}\n{conv_backend.describe_text()}"
+    found = conv_backend.describe()
+    isa = f", {found['isa']}" if found["isa"] else ""
+    return (f"jaxmed {__version__}\nconvolutions (conv_backend=auto): {found['backend']}{isa}: {found['reason']}\n"
+            f"kernel cache: {found['cache']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
