@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jaxmed import host_memory
 from jaxmed.cli import main as jaxmed_main
 
 
@@ -27,4 +28,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    host_memory.keep_freed_memory()  # a program of its own, like the `jaxmed` command (jaxmed.host_memory)
     sys.exit(main())

@@ -1,6 +1,6 @@
 """The seed experiment: a DCGAN that synthesizes brain-tumor MRI to enlarge a small data set.
 
-Trains the `dcgan128` reference network (DESIGN.md) on the tumor images of the
+Trains the `dcgan128` reference network (docs/design.md) on the tumor images of the
 embedded `phantom:brain` data with the seed's settings (128x128 grayscale, batch 32,
 Adam 2e-4 / beta1 0.5, binary cross-entropy), then writes what the paper shows:
 fixed-noise sample grids during training, the generator and discriminator loss
@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from jaxmed import host_memory
 from jaxmed.cli import main as jaxmed_main
 
 SEED_EXPERIMENT = {"data.spec": "phantom:brain", "class_name": "tumor", "data.n": 2000,
@@ -70,4 +71,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    host_memory.keep_freed_memory()  # a program of its own, like the `jaxmed` command (jaxmed.host_memory)
     sys.exit(main())

@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from jaxmed import host_memory
 from jaxmed.cli import main as jaxmed_main
 
 SETTINGS = {"data.spec": "phantom:lung", "data.n": 3000, "model": "seed_cnn", "image_size": 64, "epochs": 15}
@@ -41,4 +42,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    host_memory.keep_freed_memory()  # a program of its own, like the `jaxmed` command (jaxmed.host_memory)
     sys.exit(main())

@@ -5,7 +5,7 @@ JAX, so this loads jaxmed's standard-library-only modules (`jaxmed/bench/stats.p
 `jaxmed/bench/host.py`, `jaxmed/output.py`) straight from their files instead of importing the package:
 every framework is then timed by the same code.
 
-DCGAN128 is DESIGN.md's reference network; its parameter counts (below) are what
+DCGAN128 is docs/design.md's reference network; its parameter counts (below) are what
 jaxmed's `dcgan128` has, and each peer prints its own so a mismatch shows at once.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-# DESIGN.md's dcgan128 (1 channel, z of 100), as in jaxmed.models.dcgan: trainable parameters.
+# docs/design.md's dcgan128 (1 channel, z of 100), as in jaxmed.models.dcgan: trainable parameters.
 LATENT_DIM = 100
 IMAGE_SIZE = 128
 CHANNELS = 1

@@ -1,4 +1,4 @@
-"""DESIGN.md's dcgan128 train step in TensorFlow, as the TensorFlow DCGAN tutorial writes it.
+"""docs/design.md's dcgan128 train step in TensorFlow, as the TensorFlow DCGAN tutorial writes it.
 
     benchmarks/peers/.venv/bin/python benchmarks/peers/dcgan128_tf.py --batch-size 32 --json out.json
     ... --variant xla             # the same step with tf.function(jit_compile=True)
@@ -11,11 +11,11 @@ Layout NHWC (TensorFlow's default and oneDNN's fast path on CPU); default thread
 The `xla` variant only adds `jit_compile=True`, TensorFlow's documented way to compile
 a step with XLA.
 
-Changes from the tutorial, all to match jaxmed's `dcgan128` exactly (DESIGN.md): 128x128
+Changes from the tutorial, all to match jaxmed's `dcgan128` exactly (docs/design.md): 128x128
 images from an 8x8x256 bottleneck with 4x4 stride-2 layers instead of 28x28 MNIST with
 5x5 kernels; the dense output is reshaped before its BatchNorm (per-channel statistics,
 as jaxmed); LeakyReLU(0.2); BatchNorm momentum 0.9 and epsilon 1e-5; no dropout in the
-discriminator (DESIGN.md has none; it uses BatchNorm after every convolution but the
+discriminator (docs/design.md has none; it uses BatchNorm after every convolution but the
 first); Adam(2e-4, beta_1=0.5). Parameter counts are printed and checked by `benchmarks/peers.py`.
 
 `--precision bf16` is Keras mixed precision as its guide prescribes: the global policy

@@ -1,4 +1,4 @@
-"""DESIGN.md's dcgan128 train step in PyTorch, written the way PyTorch recommends for CPU speed.
+"""docs/design.md's dcgan128 train step in PyTorch, written the way PyTorch recommends for CPU speed.
 
     benchmarks/peers/.venv/bin/python benchmarks/peers/dcgan128_torch.py --batch-size 32 --json out.json
     ... --variant compile        # the same models under torch.compile (inductor)

@@ -79,7 +79,7 @@ def format_comparison(comparison: dict) -> str:
 
 def dcgan_parameter_counts(image_size: int = 128, channels: int = 1, latent_dim: int = 100,
                            base_features: int = 256) -> dict[str, int]:
-    """Trainable parameters of DESIGN.md's DCGAN, by formula: what every peer implementation must have.
+    """Trainable parameters of docs/design.md's DCGAN, by formula: what every peer implementation must have.
 
     Generator: Dense latent -> 8*8*base (no bias) + BN(base), then per stage a 4x4
     up-sampling convolution (no bias) + BN, then a 4x4 up-sampling convolution to

@@ -1,6 +1,6 @@
 """DCGAN generator and discriminator: the `dcgan128` reference network, any size 32-256.
 
-The reference (DESIGN.md, seed paper section 3.5) at 128x128x1:
+The reference (docs/design.md, seed paper section 3.5) at 128x128x1:
 
     Generator      z(100) -> Dense 8*8*256 (no bias) -> BN -> LeakyReLU(0.2) -> 8x8x256
                    -> [UpConv 4x4/2 (no bias) -> BN -> LeakyReLU(0.2)] x (128, 64, 32)

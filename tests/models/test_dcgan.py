@@ -21,7 +21,7 @@ def test_generator_and_discriminator_shapes(size, channels):
 
 
 def test_reference_architecture_at_128():
-    """The dcgan128 layer sizes of DESIGN.md, checked through the parameter shapes."""
+    """The dcgan128 layer sizes of docs/design.md, checked through the parameter shapes."""
     generator = Generator(128, 1, 100, rngs=nnx.Rngs(0))
     assert generator.project.kernel.shape == (100, 8 * 8 * 256)
     assert generator.project.bias is None
