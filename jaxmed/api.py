@@ -47,8 +47,7 @@ def train(family: str, workdir: str | Path, *, data: Any = None, progress: bool 
     Raises:
       UsageError: an unknown family or key, or a bad value.
     """
-    from jaxmed.training import runner  # noqa: PLC0415 -- JAX starts only when something is trained
-    from jaxmed.training.workdir import Workdir, resolve_config  # noqa: PLC0415
+    from jaxmed.training.workdir import Workdir, resolve_config  # noqa: PLC0415 -- JAX starts only when training
 
     run_family = families.get(family)
     if isinstance(data, str):
@@ -56,7 +55,7 @@ def train(family: str, workdir: str | Path, *, data: Any = None, progress: bool 
         data = None
     paths = Workdir(Path(workdir))
     run_config = resolve_config(run_family.config_type, paths, settings)
-    return runner.run(run_family, run_config, paths.root, data, progress=progress)
+    return run_family.train(run_config, paths.root, data, progress=progress)
 
 
 def sample(workdir: str | Path, n: int, *, seed: int = 0) -> np.ndarray:

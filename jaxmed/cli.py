@@ -218,14 +218,13 @@ def _train(args: argparse.Namespace) -> None:
     if settings is not None:
         distributed.initialize(settings)
 
-    from jaxmed.training import runner
     from jaxmed.training.workdir import Workdir, resolve_config
 
     family = families.get(args.kind)
     workdir = Workdir(Path(args.workdir))
     flags = {**RUN_FLAGS, family.length_key: family.length_key}
     config = resolve_config(family.config_type, workdir, _overrides(args, flags))
-    result = runner.run(family, config, workdir.root, progress=not args.no_progress)
+    result = family.train(config, workdir.root, progress=not args.no_progress)
     done = f"trained to step {result.step}" + (f" (epoch {result.epoch})" if result.epoch is not None else "")
     if result.eval is not None and "accuracy" in result.eval:
         done += (f"; test accuracy {result.eval['accuracy']:.3f}, macro F1 {result.eval['macro']['f1']:.3f} "

@@ -42,7 +42,6 @@ from jaxmed.evaluation.features import FeatureExtractor, load_feature_extractor
 from jaxmed.families.generative import sample_images
 from jaxmed.metrics import generative, pixels
 from jaxmed.sampling import restore_generator
-from jaxmed.training import runner
 from jaxmed.training.checkpoint import Checkpoints
 from jaxmed.training.workdir import Workdir
 from jaxmed.viz import evaluation as evaluation_plots
@@ -95,7 +94,7 @@ def train_feature_extractor(config: GenerativeConfig, images: np.ndarray, folder
     print(f"training an in-domain feature extractor (a VAE, {steps} steps on {len(images)} images of "
           f"{config.data.spec}) in {folder}; pass --features {folder} to evaluate another generator with it",
           file=sys.stderr)
-    runner.run(vae_family, vae, folder, images, progress=progress)
+    vae_family.train(vae, folder, images, progress=progress)
 
 
 def _copies(train: np.ndarray, others: np.ndarray) -> duplicates.Pairs:

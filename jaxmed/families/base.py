@@ -207,6 +207,15 @@ class Family:
         return sharding.jit_train_step(functools.partial(self.train_step, definition), mesh)
 
     # --- training ------------------------------------------------------------------
+    def train(self, config: RunConfig, workdir: Path | str, data: Any = None, *, progress: bool = True):
+        """Trains (or resumes) a run in `workdir`: the runner's one loop (`jaxmed.training.runner.run`).
+
+        A family whose runs are several trainings (the classifier's cross-validation) overrides this.
+        """
+        from jaxmed.training import runner  # noqa: PLC0415 -- the runner imports this module
+
+        return runner.run(self, config, workdir, data, progress=progress)
+
     def session(self, config: RunConfig, workdir: Path, data: Any = None) -> Session:
         """The run's data, definition and hooks; `data` overrides reading `config.data` (family-specific type)."""
         raise NotImplementedError

@@ -44,7 +44,10 @@ from jaxmed.data.splits import duplicate_groups, joined_groups, stratified_split
 from jaxmed.errors import CheckpointError, DataError
 from jaxmed.families.base import (Family, RunContext, Session, StepOutcome, Task, compute_dtype, conv_backend,
                                   parameter_count)
+from jaxmed.inference import predict_with_flips
 from jaxmed.metrics.classification import evaluate, roc_curve
+from jaxmed.metrics.operating_point import CRITERIA as THRESHOLD_CRITERIA
+from jaxmed.metrics.operating_point import operating_points
 from jaxmed.models.classifier import build_classifier
 from jaxmed.training import sharding
 from jaxmed.training.accumulation import sum_over_microbatches
@@ -92,12 +95,42 @@ class EarlyStoppingConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ClassifierEvalConfig:
-    """The test-split evaluation: `bootstrap_resamples` resamples for the confidence intervals."""
+    """The test-split evaluation.
+
+    Attributes:
+      bootstrap_resamples: resamples for the confidence intervals.
+      threshold: how the tuned operating point of a binary classifier is chosen on the
+        validation split: "youden" (max sensitivity + specificity - 1) or "f1".
+      tta: test-time augmentation: average the probabilities of each image and its
+        left-right mirror (validation and test predictions).
+    """
 
     bootstrap_resamples: int = 1000
+    threshold: str = "youden"
+    tta: bool = False
 
     def __post_init__(self):
         require(self.bootstrap_resamples >= 1, "eval.bootstrap_resamples must be at least 1")
+        require(self.threshold in THRESHOLD_CRITERIA,
+                f"eval.threshold must be one of {', '.join(THRESHOLD_CRITERIA)}, got {self.threshold!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CrossValidationConfig:
+    """K-fold cross-validation (`jaxmed.families.classifier_cv`): `folds` 0 trains one split.
+
+    Attributes:
+      folds: K (at least 2), or 0 for a single train/val/test split.
+      repeats: repetitions of the K folds, each with another assignment of images to folds.
+    """
+
+    folds: int = 0
+    repeats: int = 1
+
+    def __post_init__(self):
+        require(self.folds == 0 or self.folds >= 2, f"cv.folds must be 0 (no cross-validation) or >= 2, got "
+                                                    f"{self.folds}")
+        require(self.repeats >= 1, "cv.repeats must be at least 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,8 +143,10 @@ class ClassifierConfig(RunConfig):
       width: ResNet-18 base width (64 in the paper; smaller is faster).
       dropout_rate: dropout before the classification head.
       epochs: maximum number of epochs (a resumed run continues up to this number).
-      class_weighting: "balanced" weights the loss by inverse class frequency (for imbalance).
+      class_weighting: "balanced" weights the loss by inverse class frequency, so a rare
+        class counts as much as a common one (on balanced data the weights are all 1).
       augment: classic augmentation (flips, small rotations and scaling, noise) during training.
+      cv: cross-validation, for small data sets (see `CrossValidationConfig`).
       checkpoint: saved at every epoch's end, and every `checkpoint.every` steps within long epochs.
       eval: the test-split evaluation.
       (the rest: `jaxmed.config.RunConfig`)
@@ -122,8 +157,8 @@ class ClassifierConfig(RunConfig):
     width: int = 64
     dropout_rate: float = 0.5
     epochs: int = 15
-    class_weighting: str = "none"
-    augment: bool = False
+    class_weighting: str = "balanced"
+    augment: bool = True
     data: DataOptions = DataOptions(spec="phantom:lung")
     split: SplitConfig = SplitConfig()
     optimizer: OptimizerConfig = OptimizerConfig(lr=1e-3, b1=0.9, weight_decay=1e-4, schedule="cosine",
@@ -132,10 +167,11 @@ class ClassifierConfig(RunConfig):
     checkpoint: CheckpointConfig = CheckpointConfig(every=1000, keep=2)
     log: LogConfig = LogConfig(every=20)
     eval: ClassifierEvalConfig = ClassifierEvalConfig()
+    cv: CrossValidationConfig = CrossValidationConfig()
 
     MODELS: typing.ClassVar[tuple[str, ...]] = ("seed_cnn", "resnet18")
     RESUMABLE: typing.ClassVar[frozenset[str]] = RunConfig.RESUMABLE | {
-        "epochs", "eval.bootstrap_resamples", "early_stopping.patience"}
+        "epochs", "eval.bootstrap_resamples", "eval.threshold", "eval.tta", "early_stopping.patience"}
     # Before format 2, checkpoint.every counted epochs and eval.n was the bootstrap resamples.
     MIGRATIONS: typing.ClassVar[dict[str, str | None]] = {
         "checkpoint.every": None, "eval.every": None, "eval.n": "eval.bootstrap_resamples"}
@@ -173,6 +209,16 @@ class SplitData:
     provenance: dict
 
 
+def leak_groups(dataset: data_lib.Dataset, config: ClassifierConfig) -> np.ndarray:
+    """A group id per image: exact and near copies, and (unless `split.by_subject` is off) the slices of
+    one volume or series, share a group, and a group never straddles two splits or folds."""
+    groups = duplicate_groups(dataset.images)
+    subjects = dataset.provenance.get("subjects")
+    if subjects is not None and config.split.by_subject:
+        groups = joined_groups(groups, np.asarray(subjects))
+    return groups
+
+
 def split_dataset(dataset: data_lib.Dataset, config: ClassifierConfig) -> SplitData:
     """Splits a dataset by its own predefined splits if it has them, else stratified and leak-free.
 
@@ -180,10 +226,8 @@ def split_dataset(dataset: data_lib.Dataset, config: ClassifierConfig) -> SplitD
     volume or series, always land on the same side.
     """
     predefined = dataset.provenance.get("splits")
-    groups = duplicate_groups(dataset.images)  # exact and near copies stay on one side
+    groups = leak_groups(dataset, config)
     subjects = dataset.provenance.get("subjects")
-    if subjects is not None and config.split.by_subject:
-        groups = joined_groups(groups, np.asarray(subjects))  # and so do slices of one volume or series
     if predefined is not None:
         splits = np.asarray(predefined).astype(object)
         # The data's own train/test split is kept; validation is carved from its training part.
@@ -324,15 +368,18 @@ def penultimate_features(model_def: nnx.GraphDef, params: nnx.State, model_state
 
 
 def predict(definition: ClassifierDefinition, params, model_state, images: np.ndarray,
-            batch_size: int, placement: jax.sharding.Sharding | None = None) -> np.ndarray:
+            batch_size: int, placement: jax.sharding.Sharding | None = None, *, tta: bool = False) -> np.ndarray:
     """Class probabilities for all `images`, in fixed-size batches (the last one padded, so one compilation).
 
     Args:
       placement: where each batch of images goes, e.g. `sharding.batch_sharding(mesh)`
         (required when the mesh spans several processes); None lets jit decide.
+      tta: average over each image and its left-right mirror (`jaxmed.inference.predict_with_flips`).
     """
-    return sharding.map_in_fixed_batches(
-        functools.partial(predict_probabilities, definition.model, params, model_state), images, batch_size, placement)
+    probabilities = functools.partial(predict_probabilities, definition.model, params, model_state)
+    if tta:
+        probabilities = functools.partial(predict_with_flips, probabilities)
+    return sharding.map_in_fixed_batches(probabilities, images, batch_size, placement)
 
 
 def loss_and_accuracy(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -371,6 +418,14 @@ class ClassifierFamily(Family):
 
     def train_step(self, definition: ClassifierDefinition, state: ClassifierState, batch) -> tuple[Any, dict]:
         return classifier_train_step(definition, state, batch["image"], batch["label"])
+
+    def train(self, config: ClassifierConfig, workdir, data: SplitData | None = None, *, progress: bool = True):
+        """One run, or with `cv.folds` a cross-validation (`jaxmed.families.classifier_cv`)."""
+        if config.cv.folds:
+            from jaxmed.families import classifier_cv  # noqa: PLC0415 -- it builds on this module
+
+            return classifier_cv.cross_validate(config, workdir, data, progress=progress)
+        return super().train(config, workdir, data, progress=progress)
 
     def session(self, config: ClassifierConfig, workdir: Workdir, data: SplitData | None = None) -> Session:
         """`data`: the split data instead of reading and splitting `config.data`."""
@@ -467,23 +522,41 @@ class ClassifierSession(Session):
         return state, StepOutcome(save=True, stop=loop["stopped_early"])
 
     def finish(self, state: ClassifierState, loop: dict, context: RunContext) -> dict:
-        probabilities = predict(self.definition, state.best_params, state.best_model_state, self.data.test[0],
-                                self.config.batch_size, context.rows)
-        report = evaluate_on_test(self.config, probabilities, self.data, loop)
+        def best_model(images: np.ndarray) -> np.ndarray:
+            return predict(self.definition, state.best_params, state.best_model_state, images,
+                           self.config.batch_size, context.rows, tta=self.config.eval.tta)
+
+        probabilities = best_model(self.data.test[0])
+        report = evaluate_on_test(self.config, probabilities, self.data, loop, best_model)
         if context.is_writer:
             context.workdir.eval.write_text(json.dumps(report, indent=2) + "\n")
             write_classifier_plots(report, probabilities, self.data, context.workdir)
         return report
 
 
-def evaluate_on_test(config: ClassifierConfig, probabilities: np.ndarray, data: SplitData, loop: dict) -> dict:
-    """Metrics of the test-split predictions, with bootstrap confidence intervals and provenance."""
+def evaluate_on_test(config: ClassifierConfig, probabilities: np.ndarray, data: SplitData, loop: dict,
+                     predict_fn=None) -> dict:
+    """Metrics of the test-split predictions, with bootstrap confidence intervals and provenance.
+
+    The headline metrics count the most probable class (argmax, p > 0.5 for two classes). A
+    binary classifier with both classes in its validation split also gets `operating_points`:
+    the test metrics at the argmax point and at the threshold chosen on validation
+    predictions of `predict_fn` (images -> probabilities); `operating_point` says which the
+    headline uses.
+    """
     report = evaluate(data.test[1], probabilities, data.class_names, num_resamples=config.eval.bootstrap_resamples,
                       seed=config.seed)
     sizes = {name: int(len(part[1])) for name, part in (("train", data.train), ("val", data.val), ("test", data.test))}
     report.update(split="test", class_names=list(data.class_names), best_epoch=loop["best_epoch"],
-                  epochs_trained=loop["epoch"], split_sizes=sizes,
+                  epochs_trained=loop["epoch"], split_sizes=sizes, tta=config.eval.tta,
+                  operating_point="argmax: the headline metrics count the most probable class",
                   data={key: value for key, value in data.provenance.items() if key not in ("splits", "files")})
+    val_images, val_labels = data.val
+    if predict_fn is not None and len(data.class_names) == 2 and len(np.unique(val_labels)) == 2:
+        report["operating_points"] = operating_points(val_labels, predict_fn(val_images), data.test[1], probabilities,
+                                                      criterion=config.eval.threshold, class_names=data.class_names)
+        report["operating_point"] += ("; operating_points.tuned holds the test metrics at the threshold chosen on "
+                                      "the validation split")
     return report
 
 
@@ -505,8 +578,10 @@ def write_classifier_plots(report: dict, probabilities: np.ndarray, data: SplitD
             auc = report["per_class"][name]["roc_auc"]
             if auc is not None:
                 aucs[name] = auc
+    points = {f"{name} point (threshold {point['threshold']:.2f})": (point["fpr"], point["tpr"])
+              for name, point in report.get("operating_points", {}).items() if name in ("argmax", "tuned")}
     if curves:
-        classification_plots.plot_roc(curves, paths.plots / "roc.png", aucs=aucs or None)
+        classification_plots.plot_roc(curves, paths.plots / "roc.png", aucs=aucs or None, points=points or None)
     classification_plots.plot_confusion_matrix(np.asarray(report["confusion_matrix"]), data.class_names,
                               paths.plots / "confusion_matrix.png")
 

@@ -50,7 +50,6 @@ from jaxmed.evaluation.features import load_feature_extractor
 from jaxmed.evaluation.generators import compare_with_real, train_feature_extractor
 from jaxmed.families.classifier import ClassifierConfig, EarlyStoppingConfig, SplitData, split_dataset
 from jaxmed.families.generative import GenerativeFamily, sample_images
-from jaxmed.training import runner
 from jaxmed.training.workdir import record_skipped
 from jaxmed.viz import studies as study_plots
 
@@ -187,7 +186,7 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
         real_minority = data.train[0][data.train[1] == minority]
         family, generator_config = families.get(config.generator), config.generator_config(seed)
         _log(f"  {config.generator.upper()} on {len(real_minority)} real '{config.minority_class}' training images")
-        trained = runner.run(family, generator_config, seed_dir / config.generator, real_minority, progress=progress)
+        trained = family.train(generator_config, seed_dir / config.generator, real_minority, progress=progress)
         generator = family.generator(generator_config, trained.definition)
         count = int(round(max(config.synthetic_ratios) * len(real_minority)))
         z = jax.random.normal(jax.random.key(seed + SYNTHETIC_SEED_OFFSET), (count, generator.latent_dim))
@@ -204,8 +203,8 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
                 np.concatenate([images, extra]), np.concatenate([labels, np.full(len(extra), minority, np.int32)])))
             arm_config = dataclasses.replace(classifier_config, augment=arm.startswith(BASELINE))
             _log(f"  classifier '{arm}' on {len(arm_data.train[1])} images ({len(extra)} synthetic)")
-            report = runner.run(families.get("classifier"), arm_config, seed_dir / arm.replace("+", "_plus_"),
-                                arm_data, progress=progress).eval
+            report = families.get("classifier").train(arm_config, seed_dir / arm.replace("+", "_plus_"), arm_data,
+                                                      progress=progress).eval
             results[arm][str(seed)] = {name: report.get(name) for name in METRICS}
             results[arm][str(seed)]["confidence_intervals"] = report["confidence_intervals"]
     summary = summarize(results, config, synthetic_quality)

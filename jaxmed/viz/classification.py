@@ -121,6 +121,7 @@ def plot_roc(
     path: PathLike,
     *,
     aucs: Mapping[str, float] | None = None,
+    points: Mapping[str, tuple[float, float]] | None = None,
     title: str = "ROC curve",
 ) -> pathlib.Path:
     """Plots one or more ROC curves with the chance diagonal.
@@ -134,6 +135,8 @@ def plot_roc(
         aucs: Optional legend name -> area under the curve, shown in the
             legend as ``name (AUC = 0.912)``. Curves without an entry (or with
             None) are shown without one.
+        points: Optional label -> ``(fpr, tpr)`` operating points marked on the curves
+            (e.g. the decision threshold chosen on the validation split).
         title: Axes title.
 
     Returns:
@@ -162,6 +165,8 @@ def plot_roc(
         auc = aucs.get(name)
         label = name if auc is None else f"{name} (AUC = {float(auc):.3f})"
         ax.plot(fpr, tpr, color=f"C{idx}", linewidth=2.0, label=label)
+    for marker, (label, (fpr, tpr)) in zip("os^D", (points or {}).items()):
+        ax.plot([fpr], [tpr], marker=marker, markersize=8, linestyle="none", color="black", label=label)
     # A hair of margin so curves hugging the axes (the interesting ones) stay visible.
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
