@@ -133,7 +133,9 @@ def resolve_config(config_type: type, workdir: Workdir, overrides: Mapping[str, 
     Raises:
       UsageError: for unknown keys, bad values, or a change a resumed run cannot take.
     """
-    if workdir.has_checkpoints() and workdir.config.is_file():
+    # A run resumes when it (or a run it is made of, e.g. a cross-validation fold) has checkpoints.
+    parts = [Workdir(folder) for folder in workdir.root.iterdir() if folder.is_dir()] if workdir.root.is_dir() else []
+    if workdir.config.is_file() and any(paths.has_checkpoints() for paths in [workdir, *parts]):
         saved_model = json.loads(workdir.config.read_text()).get("model")
         if saved_model not in config_type.MODELS:
             raise UsageError(f"{workdir.root} holds a {saved_model!r} run, not a {' or '.join(config_type.MODELS)} "
