@@ -19,7 +19,7 @@ def count(module, kind=nnx.Param):
     return sum(leaf.size for leaf in jax.tree.leaves(nnx.state(module, kind)))
 
 
-@pytest.mark.parametrize("size, channels, num_classes", [(32, 1, 0), (32, 3, 5), (64, 1, 3), (64, 3, 0)])
+@pytest.mark.parametrize("size, channels, num_classes", [(32, 1, 0), (32, 3, 5), (64, 1, 3)])
 def test_shapes_and_ranges(size, channels, num_classes):
     generator = Generator(size, channels, 16, num_classes=num_classes, rngs=nnx.Rngs(0), **SMALL)
     discriminator = Discriminator(size, channels, num_classes=num_classes, rngs=nnx.Rngs(1), **SMALL)
@@ -102,11 +102,15 @@ def one_step_losses(model, loss_of_model):
         merged = nnx.merge(graph, params, stats, copy=True)
         return loss_of_model(merged), nnx.state(merged, nnx.BatchStat)
 
-    (before, stats), grads = jax.value_and_grad(loss, has_aux=True)(params, stats)
-    optimizer = optax.adam(1e-3)
-    updates, _ = optimizer.update(grads, optimizer.init(params), params)
-    after, _ = loss(optax.apply_updates(params, updates), stats)
-    return float(before), float(after)
+    @jax.jit
+    def before_and_after(params, stats):
+        (before, stats), grads = jax.value_and_grad(loss, has_aux=True)(params, stats)
+        optimizer = optax.adam(1e-3)
+        updates, _ = optimizer.update(grads, optimizer.init(params), params)
+        after, _ = loss(optax.apply_updates(params, updates), stats)
+        return before, after
+
+    return tuple(float(value) for value in before_and_after(params, stats))
 
 
 def test_one_discriminator_step_reduces_its_loss():
