@@ -120,10 +120,16 @@ def r1_penalty(discriminator_fn: Callable[[jax.Array], jax.Array], real_BxHxWxC:
     steps: lazy regularisation). The penalty is differentiable w.r.t. whatever
     `discriminator_fn` closes over (D's parameters), for D's gradient step.
 
+    The caller's gradient of this penalty is a second derivative of D: on the CPU,
+    build that discriminator with `conv_backend="xla"`, since the oneDNN convolutions'
+    gradients (`jaxmed.nn.onednn`) cannot be differentiated again.
+
     Args:
       discriminator_fn: images -> logits (B,), a pure function: e.g. the merged
-        discriminator in evaluation mode, composed with the same augmentation as D's
-        loss when D only ever sees augmented images (ADA's R1).
+        discriminator in evaluation mode (a training-mode NNX module that updates
+        state inside this gradient, such as SpectralNorm's u, raises flax's
+        TraceContextError), composed with the same augmentation, same key, as D's
+        logits on these images when D only ever sees augmented images (ADA's R1).
       real_BxHxWxC: real images; the gradient is taken w.r.t. them.
 
     Returns:

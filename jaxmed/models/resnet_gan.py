@@ -15,7 +15,9 @@ images; the residual networks of SNGAN (Miyato et al. 2018) and BigGAN (Brock et
 
 Every discriminator convolution is spectrally normalised (`jaxmed.nn.spectral_norm`),
 its u vectors kept as batch statistics; the discriminator has no BatchNorm, so the
-R1 penalty's per-image gradients are exact. With `num_classes > 0` the generator's
+R1 penalty's per-image gradients are exact (R1 differentiates D twice: on the CPU,
+build a discriminator that R1 regularises with conv_backend="xla", see
+`jaxmed.losses.r1_penalty`). With `num_classes > 0` the generator's
 BatchNorms become `ConditionalBatchNorm`s (except the last, as in BigGAN) and the
 discriminator gets the projection head's class term; both then take `labels_B`.
 
