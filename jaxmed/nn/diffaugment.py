@@ -108,7 +108,7 @@ def augment(images_BxHxWxC: jax.Array, key: jax.Array, p: float | jax.Array = 1.
       key: PRNG key; the same key gives the same transform for any batch of this shape.
       p: probability of each elementary operation per sample (1: classic DiffAugment;
         below 1: ADA-style, e.g. from `jaxmed.nn.ada.update_probability`). May be traced.
-      policy: any of `POLICIES`, applied in this order.
+      policy: a subset of `POLICIES`; they apply in the order of `POLICIES` whatever the order given.
       fill: value of pixels uncovered by translation or cut out.
 
     Returns:
