@@ -43,7 +43,8 @@ def test_normalised_conv_is_the_conv_of_the_normalised_kernel():
     y = wrapped(x)
     sigma = largest_singular_value(conv.kernel[...].reshape(-1, 5))
     reference = jax.lax.conv_general_dilated(x, conv.kernel[...] / sigma, (1, 1), "SAME",
-                                             dimension_numbers=("NHWC", "HWIO", "NHWC")) + conv.bias[...][None, None, None]
+                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    reference = reference + conv.bias[...][None, None, None]
     np.testing.assert_allclose(y, reference, rtol=1e-4, atol=1e-5)
 
 
