@@ -8,7 +8,7 @@ options static) compiles one step body whatever the step count, and a key fixes 
 
 - `ddpm_sample` (Ho et al. 2020): all T steps, x_{i-1} ~ q(x_{i-1} | x_i, x0_hat), the true
   posterior given the predicted x0, with its variance beta_tilde ("fixed small").
-- `ddim_sample` (Song et al. 2021): any K <= T steps on an evenly spaced subset of the grid;
+- `ddim_sample` (Song et al. 2021): any K <= T steps, evenly spaced ("trailing", `sampling_timesteps`);
   eta = 0 is the deterministic probability-flow path, eta = 1 on the full grid is DDPM again
   (and draws the same noise, so with one key the two agree; the tests check this).
 - `dpm_solver_2m_sample` (Lu et al. 2022, DPM-Solver++ "2M", as diffusers'
@@ -73,14 +73,18 @@ def guided(model_fn: ModelFn, scale: float | jax.Array, null_label: int) -> Mode
 
 
 def sampling_timesteps(num_train_steps: int, num_steps: int) -> np.ndarray:
-    """K integer steps from T - 1 down to 0, evenly spaced (all T steps when K = T).
+    """K integer steps from T - 1 down, evenly spaced, the last about T / K - 1 (all T steps when K = T).
+
+    "Trailing" spacing (Lin et al. 2024): the samplers then go from the last of these straight to
+    the clean image, rather than spending an evaluation on step 0 (alpha_bar ~ 1), which would
+    leave one tiny step after a long one and throw a multistep solver's extrapolation off.
 
     Raises:
       ValueError: K outside [1, T].
     """
     if not 1 <= num_steps <= num_train_steps:
         raise ValueError(f"num_steps must be in [1, {num_train_steps}] (the schedule's steps), got {num_steps}")
-    return np.round(np.linspace(num_train_steps - 1, 0, num_steps)).astype(np.int32)
+    return (np.round(np.linspace(num_train_steps, 0, num_steps + 1))[:-1] - 1).astype(np.int32)
 
 
 def _denoise(model_fn: ModelFn, schedule: NoiseSchedule, prediction: Prediction, clip_x0: bool,
