@@ -281,15 +281,14 @@ class UNet(nnx.Module):
         Returns:
           float32 (B, H, W, out_channels).
         """
-        batch = x_BxHxWxC.shape[0]
+        if self.class_embedding is None and labels_B is not None:
+            raise ValueError("labels given to an unconditional UNet (num_classes=None)")
         embedding = self.time_mlp1(timestep_embedding(t_B, self.base_features).astype(self.dtype))
         embedding = self.time_mlp2(nnx.silu(embedding))
         if self.class_embedding is not None:
             if labels_B is None:
-                labels_B = jnp.full((batch,), self.num_classes, jnp.int32)
+                labels_B = jnp.full((x_BxHxWxC.shape[0],), self.num_classes, jnp.int32)
             embedding = embedding + self.class_embedding(labels_B).astype(embedding.dtype)
-        elif labels_B is not None:
-            raise ValueError("labels given to an unconditional UNet (num_classes=None)")
         embedding = nnx.silu(embedding)
 
         h = self.stem(x_BxHxWxC.astype(self.dtype))
