@@ -15,7 +15,7 @@ Defaults, and why:
   benefit most. "eps" (Ho et al. 2020) remains available.
 - min-SNR-gamma weighting (Hang et al. 2023) with gamma = 5, their recommended value: clamping
   the per-step weight stops the many nearly-clean, easy steps from dominating the gradient and
-  converged about 3x faster in their experiments. The weight is min(SNR, gamma) expressed for
+  converged 3.4x faster in their experiments. The weight is min(SNR, gamma) expressed for
   the chosen target: min(SNR, gamma) / SNR for eps, min(SNR, gamma) / (SNR + 1) for v (both
   equal min(SNR, gamma) times the x0 error). gamma None gives the plain unweighted MSE.
 - Label dropout (Ho & Salimans 2022): with probability p each label becomes the null class, so

@@ -76,19 +76,31 @@ def _expected_small_parameters(image_size, in_channels, num_classes):
     return total + norm(width) + conv(width, in_channels)
 
 
-@pytest.mark.parametrize("image_size,num_classes", [(32, None), (64, 3)])
-def test_small_config_shapes_and_parameter_count(image_size, num_classes):
-    model = build_unet("small", image_size, 1, num_classes=num_classes, conv_backend="xla", rngs=nnx.Rngs(0))
+@pytest.mark.parametrize("image_size,num_classes", [(32, None), (32, 3), (64, None), (64, 3)])
+def test_small_config_layout_shapes_and_parameter_count(image_size, num_classes):
+    """Traced, not compiled (`eval_shape`): the whole forward pass, at no compilation cost."""
+    model = nnx.eval_shape(lambda: build_unet("small", image_size, 1, num_classes=num_classes, conv_backend="xla",
+                                              rngs=nnx.Rngs(0)))
     count = sum(leaf.size for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
     assert count == _expected_small_parameters(image_size, 1, num_classes)
     assert 1_000_000 < count < 3_000_000  # the documented "about 1.6M"
-    labels = None if num_classes is None else jnp.array([0, 3])
-    out = _apply(model, jnp.ones((2, image_size, image_size, 1)), jnp.array([0.1, 0.9]), labels)
-    assert out.shape == (2, image_size, image_size, 1) and out.dtype == jnp.float32
-    np.testing.assert_array_equal(out, 0.0)  # zero-initialised output layer: the untrained model predicts 0
     attends = [(image_size >> level) <= 16 for level in range(4)]  # 64 px: 64, 32, 16, 8; 32 px: 32, 16, 8, 4
     assert [len(level.attentions) > 0 for level in model.down] == attends
     assert [len(level.attentions) > 0 for level in model.up] == attends[::-1]
+    labels = None if num_classes is None else jax.ShapeDtypeStruct((2,), jnp.int32)
+    graphdef, state = nnx.split(model)
+    out = jax.eval_shape(lambda state, x, t, labels: nnx.merge(graphdef, state)(x, t, labels), state,
+                         jax.ShapeDtypeStruct((2, image_size, image_size, 1), jnp.float32),
+                         jax.ShapeDtypeStruct((2,), jnp.float32), labels)
+    assert out.shape == (2, image_size, image_size, 1) and out.dtype == jnp.float32
+
+
+def test_untrained_small_model_predicts_zero():
+    """The zero-initialised output layer: a fresh network's prediction is exactly 0 (as improved-diffusion)."""
+    model = build_unet("small", 32, 1, num_classes=3, conv_backend="xla", rngs=nnx.Rngs(0))
+    out = _apply(model, jnp.ones((2, 32, 32, 1)), jnp.array([0.1, 0.9]), jnp.array([0, 3]))
+    assert out.shape == (2, 32, 32, 1)
+    np.testing.assert_array_equal(out, 0.0)
 
 
 def test_in_and_out_channels_and_conditioning_paths():
