@@ -112,6 +112,18 @@ def test_guidance_scale_zero_is_unconditional_and_one_is_conditional():
     np.testing.assert_allclose(guidance_combine(conditional, unconditional, 0.0), unconditional)
 
 
+def test_guided_sampling_at_scale_zero_samples_the_unconditional_model():
+    def model_fn(x_t, t, labels):
+        return _toy_model(x_t, t, labels) + 0.2 * labels.astype(jnp.float32).reshape(-1, 1, 1, 1)
+
+    schedule, key, labels = cosine_schedule(20), jax.random.key(7), jnp.array([0, 1])
+    unconditional = dpm_solver_2m_sample(model_fn, schedule, SHAPE, key, 5, jnp.array([2, 2]))
+    guided_samples = dpm_solver_2m_sample(guided(model_fn, 0.0, 2), schedule, SHAPE, key, 5, labels)
+    np.testing.assert_allclose(guided_samples, unconditional, atol=1e-5)
+    conditional = dpm_solver_2m_sample(model_fn, schedule, SHAPE, key, 5, labels)
+    assert not np.allclose(conditional, unconditional, atol=1e-3)
+
+
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim_eta", "dpm_solver_2m"])
 def test_samplers_are_deterministic_per_key_and_jit(sampler):
     schedule = cosine_schedule(20)

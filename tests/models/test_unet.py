@@ -45,14 +45,22 @@ def _random_unet(*args, seed=0, **kwargs):
 def _expected_small_parameters(image_size, in_channels, num_classes):
     """The "small" size's parameter count, summed layer by layer from the module docstring's layout."""
     sizes = UNET_SIZES["small"]
-    base, groups = sizes["base_features"], sizes["norm_groups"]
+    base = sizes["base_features"]
     embedding = 4 * base
-    conv = lambda cin, cout, k=3: k * k * cin * cout + cout  # noqa: E731
-    norm = lambda c: 2 * c  # noqa: E731
-    res = lambda cin, cout: (norm(cin) + conv(cin, cout) + embedding * cout + cout + norm(cout) + conv(cout, cout)  # noqa: E731
-                             + (conv(cin, cout, 1) if cin != cout else 0))
-    attention = lambda c: norm(c) + c * 3 * c + 3 * c + c * c + c  # noqa: E731
-    assert groups <= base
+
+    def conv(cin, cout, kernel=3):
+        return kernel * kernel * cin * cout + cout
+
+    def norm(features):
+        return 2 * features
+
+    def res(cin, cout):
+        skip = conv(cin, cout, 1) if cin != cout else 0
+        return norm(cin) + conv(cin, cout) + embedding * cout + cout + norm(cout) + conv(cout, cout) + skip
+
+    def attention(features):
+        return norm(features) + features * 3 * features + 3 * features + features * features + features
+
     widths = [base * m for m in sizes["channel_multipliers"]]
     attends = [(image_size >> level) in sizes["attention_resolutions"] for level in range(len(widths))]
     total = base * embedding + embedding + embedding * embedding + embedding  # time MLP
