@@ -180,3 +180,13 @@ def test_bad_sizes_and_labels_are_named():
         model(jnp.ones((1, 16, 16, 1)), jnp.array([0.3]), jnp.array([0]))
     with pytest.raises(ValueError, match="null label"):
         model.null_label
+
+
+def test_onednn_and_xla_convolutions_agree():
+    """The CPU's oneDNN kernels ("auto" picks them on one CPU device) compute the same network."""
+    x = jax.random.normal(jax.random.key(5), (2, 16, 16, 1))
+    t, labels = jnp.array([0.2, 0.7]), jnp.array([0, 1])
+    on_xla = _apply(_random_unet(16, 1, num_classes=2), x, t, labels)
+    on_onednn = _apply(_random_unet(16, 1, num_classes=2, conv_backend="onednn"), x, t, labels)
+    assert float(jnp.max(jnp.abs(on_xla))) > 0.1
+    np.testing.assert_allclose(on_onednn, on_xla, rtol=1e-3, atol=1e-3)
