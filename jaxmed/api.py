@@ -58,11 +58,15 @@ def train(family: str, workdir: str | Path, *, data: Any = None, progress: bool 
     return run_family.train(run_config, paths.root, data, progress=progress)
 
 
-def sample(workdir: str | Path, n: int, *, seed: int = 0) -> np.ndarray:
-    """`n` images (n, H, W, C) in [-1, 1] from a generative workdir's latest checkpoint (deterministic per seed)."""
+def sample(workdir: str | Path, n: int, *, seed: int = 0, checkpoint: str | int = "best") -> np.ndarray:
+    """`n` images (n, H, W, C) in [-1, 1] from a generative workdir (deterministic per seed).
+
+    `checkpoint`: "best" (the best step by FID where the run measured it, else the latest),
+    "latest" or a step number.
+    """
     from jaxmed.sampling import sample_from_workdir  # noqa: PLC0415
 
-    images, _ = sample_from_workdir(workdir, n, seed=seed)
+    images, _ = sample_from_workdir(workdir, n, seed=seed, checkpoint=checkpoint)
     return images
 
 

@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--n", type=_positive_int, required=True, help="number of images")
     sample.add_argument("--out", required=True, help="output folder")
     sample.add_argument("--seed", type=_non_negative_int, default=0, help="noise seed (default 0)")
+    sample.add_argument("--checkpoint", default="best", metavar="best|latest|STEP",
+                        help="which checkpoint: the best by FID where the run measured it, else the latest "
+                             "(default best), the latest, or a step")
     sample.add_argument("--format", choices=("png", "npz", "dcm"), default="png",
                         help="file format: png, npz, or dcm (DICOM Secondary Capture marked synthetic, no patient "
                              "attributes) (default png)")
@@ -133,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=_non_negative_int, default=0, help="noise seed (default 0)")
     evaluate.add_argument("--max-reference", type=_positive_int,
                           help="reference images used at most, a random subset beyond (default 5000)")
+    evaluate.add_argument("--checkpoint", default="best", metavar="best|latest|STEP",
+                          help="which checkpoint of the generator (default best; see sample --help)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     study = commands.add_parser("study", help="run a study")
@@ -246,8 +251,10 @@ def _study(args: argparse.Namespace) -> None:
 def _sample(args: argparse.Namespace) -> None:
     from jaxmed.export import write_images
     from jaxmed.sampling import sample_from_workdir
+    from jaxmed.training.restore import parse_checkpoint
 
-    images, step = sample_from_workdir(args.workdir, args.n, seed=args.seed)
+    images, step = sample_from_workdir(args.workdir, args.n, seed=args.seed,
+                                       checkpoint=parse_checkpoint(args.checkpoint))
     paths = write_images(images, args.out, args.format, source=f"{args.workdir} step {step} seed {args.seed}")
     print(f"wrote {args.n} synthetic images to {args.out} ({len(paths)} file(s), checkpoint step {step})",
           file=sys.stderr)
@@ -255,11 +262,13 @@ def _sample(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     from jaxmed.evaluation.generators import evaluate_generator
+    from jaxmed.training.restore import parse_checkpoint
 
     options = {key: value for key, value in (("feature_steps", args.feature_steps),
                                               ("max_reference", args.max_reference)) if value is not None}
     report = evaluate_generator(args.workdir, args.out, data=args.data, features=args.features, n=args.n,
-                                seed=args.seed, progress=not args.no_progress, **options)
+                                seed=args.seed, checkpoint=parse_checkpoint(args.checkpoint),
+                                progress=not args.no_progress, **options)
     copying = report["memorization"]["data_copying"]
     print(f"FID {report['fid']:.2f}, KID {report['kid']['mean']:.4f}, precision {report['precision']:.3f}, "
           f"recall {report['recall']:.3f}, copies of training images {report['memorization']['copies']}"

@@ -14,18 +14,22 @@ import numpy as np
 from jaxmed.errors import CheckpointError
 from jaxmed.families.base import Generator
 from jaxmed.families.generative import sample_images
-from jaxmed.training.restore import RestoredRun, restore_run
+from jaxmed.training.restore import BEST, RestoredRun, restore_run
 
 WANTED = "a generative (e.g. GAN or VAE) workdir"
 
 
-def restore_generator(workdir: Path | str) -> tuple[RestoredRun, Generator]:
+def restore_generator(workdir: Path | str, checkpoint: str | int = BEST) -> tuple[RestoredRun, Generator]:
     """The restored run of a generative workdir and its sampler.
+
+    Args:
+      checkpoint: "best" (default: the best step by FID where the run measured it, else the
+        latest), "latest" or a step number (`jaxmed.training.restore.restore_run`).
 
     Raises:
       CheckpointError: the workdir is missing, holds a family that does not generate, or no checkpoint restores.
     """
-    run = restore_run(workdir, WANTED)
+    run = restore_run(workdir, WANTED, checkpoint)
     generator = run.family.generator(run.config, run.definition)
     if generator is None:
         raise CheckpointError(f"{run.workdir.config}: a {run.config.model!r} run does not generate images; this "
@@ -33,7 +37,8 @@ def restore_generator(workdir: Path | str) -> tuple[RestoredRun, Generator]:
     return run, generator
 
 
-def sample_from_workdir(workdir: Path | str, n: int, seed: int = 0, batch_size: int = 64) -> tuple[np.ndarray, int]:
+def sample_from_workdir(workdir: Path | str, n: int, seed: int = 0, batch_size: int = 64,
+                        checkpoint: str | int = BEST) -> tuple[np.ndarray, int]:
     """`n` images from the model of `workdir`'s latest checkpoint; the same workdir, `n` and `seed` give the same.
 
     Args:
@@ -41,6 +46,7 @@ def sample_from_workdir(workdir: Path | str, n: int, seed: int = 0, batch_size: 
       n: number of images.
       seed: noise seed.
       batch_size: images generated per device call.
+      checkpoint: which checkpoint ("best", "latest" or a step; see `restore_generator`).
 
     Returns:
       (images (n, H, W, C) in [-1, 1], the checkpoint step used).
@@ -48,6 +54,6 @@ def sample_from_workdir(workdir: Path | str, n: int, seed: int = 0, batch_size: 
     Raises:
       CheckpointError: if the workdir has no generative checkpoint.
     """
-    run, generator = restore_generator(workdir)
+    run, generator = restore_generator(workdir, checkpoint)
     z = jax.random.normal(jax.random.key(seed), (n, generator.latent_dim))
     return sample_images(generator.generate, run.state, z, batch_size), int(run.state.step)

@@ -75,10 +75,12 @@ class StepOutcome:
     Attributes:
       save: checkpoint now (besides the runner's every `checkpoint.every` steps and the end).
       stop: end training now (e.g. early stopping); the runner saves first.
+      best: this step's state is the best so far: the runner keeps it in W/checkpoints_best.
     """
 
     save: bool = False
     stop: bool = False
+    best: bool = False
 
 
 @dataclasses.dataclass

@@ -127,7 +127,9 @@ class StudyConfig:
         return families.get(self.generator).config_type(
             image_size=self.image_size, batch_size=self.generator_batch_size, steps=steps, seed=seed,
             data=self.data, checkpoint=CheckpointConfig(every=steps), log=LogConfig(every=20),
-            sample=SampleConfig(every=max(1, steps // 2), n=16), eval=EvalConfig(every=steps, n=256))
+            sample=SampleConfig(every=max(1, steps // 2), n=16),
+            # The study measures its synthetic images itself, against the test split (`measure_synthetic`).
+            eval=EvalConfig(every=steps, n=256, fid=False))
 
     @property
     def synthetic_ratios(self) -> tuple[float, ...]:

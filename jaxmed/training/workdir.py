@@ -3,6 +3,7 @@
     W/config.json      the run's config (written when training starts)
     W/metrics.jsonl    one JSON object per logged step, each with "step"
     W/checkpoints/     Orbax step directories
+    W/checkpoints_best/  the best step so far by the run's quality measure (generative runs with eval.fid)
     W/plots/           PNG figures (sample grids, losses, pixel distributions)
     W/events/          TensorBoard event files
     W/eval.json        evaluation results, where a command evaluates
@@ -50,6 +51,10 @@ class Workdir:
         return self.root / "checkpoints"
 
     @property
+    def best_checkpoints(self) -> Path:
+        return self.root / "checkpoints_best"
+
+    @property
     def plots(self) -> Path:
         return self.root / "plots"
 
@@ -82,6 +87,13 @@ class Workdir:
             return json.loads(self.config.read_text()).get("model")
         except (json.JSONDecodeError, AttributeError) as error:
             raise CheckpointError(f"{self.config}: not a jaxmed config ({error})") from None
+
+    def has_best_checkpoint(self) -> bool:
+        """True if the run kept a best checkpoint (W/checkpoints_best)."""
+        if not self.best_checkpoints.is_dir():
+            return False
+        with Checkpoints(self.best_checkpoints) as checkpoints:
+            return checkpoints.latest_step() is not None
 
     def has_checkpoints(self) -> bool:
         """True if a previous run saved at least one complete checkpoint here."""
