@@ -20,6 +20,7 @@ def test_generator_and_discriminator_shapes(size, channels):
     assert discriminator(images).shape == (2,)
 
 
+@pytest.mark.slow
 def test_reference_architecture_at_128():
     """The dcgan128 layer sizes of DESIGN.md, checked through the parameter shapes."""
     generator = Generator(128, 1, 100, rngs=nnx.Rngs(0))
