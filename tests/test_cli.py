@@ -46,6 +46,7 @@ def test_bad_input_gives_one_line_and_exit_status(tmp_path, capsys, argv, status
     assert fragment in err and one_line_error(err), err
 
 
+@pytest.mark.multiprocess
 def test_console_entry_point_reports_errors_without_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "jaxmed", "train", "gan", "--data", "nope", "--workdir",
                              str(tmp_path / "w")], capture_output=True, text=True, timeout=120)
@@ -81,6 +82,7 @@ def test_train_resume_and_deterministic_sampling(tmp_path, capsys):
         assert "SYNTHETIC" in str(archive["synthetic"])
 
 
+@pytest.mark.slow
 def test_train_vae_then_sample_dicom(tmp_path, capsys):
     workdir = str(tmp_path / "vae")
     assert main(["train", "vae", "--data", "phantom:brain", "--workdir", workdir, "--steps", "2", *TINY]) == 0
@@ -95,6 +97,7 @@ def test_train_vae_then_sample_dicom(tmp_path, capsys):
     assert "checkpoint step 2" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_trains_a_feature_extractor_once_and_refuses_other_workdirs(tmp_path, capsys):
     gan, out = str(tmp_path / "gan"), str(tmp_path / "eval")
     assert main(["train", "gan", "--data", "phantom:brain", "--workdir", gan, "--steps", "2", *TINY]) == 0

@@ -94,7 +94,7 @@ def train(capsys, spec: str, workdir: Path, *extra: str) -> dict:
     return json.loads((workdir / "eval.json").read_text())
 
 
-@pytest.mark.parametrize("kind", ["jpeg", "dicom", "nifti", "medmnist"])
+@pytest.mark.parametrize("kind", [pytest.param("jpeg", marks=pytest.mark.slow), "dicom", "nifti", "medmnist"])
 def test_inspect_and_train_on_real_data(kind, tmp_path, capsys):
     if kind == "jpeg":
         spec = jpeg_folder(tmp_path / "jpeg")

@@ -16,6 +16,7 @@ def test_paired_interval():
     assert paired_interval([0.1])["low"] is None
 
 
+@pytest.mark.slow
 def test_tiny_study_writes_every_arm_and_seed(tmp_path):
     config = StudyConfig.tiny()
     summary = run_study(config, tmp_path, progress=False)
@@ -88,6 +89,7 @@ def test_gan_and_classifiers_never_see_test_images(tmp_path, monkeypatch):
     assert extra == [0, 0, k, 2 * k, k, 2 * k]
 
 
+@pytest.mark.slow
 def test_a_vae_can_be_the_generator(tmp_path):
     config = StudyConfig.tiny(seeds=1, generator="vae")
     summary = run_study(config, tmp_path, progress=False)

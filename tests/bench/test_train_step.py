@@ -16,6 +16,7 @@ def tiny_gan_result():
     return train_step.benchmark_train_step("dcgan-tiny", 8, steps=3, warmup=1, config=GanConfig.tiny())
 
 
+@pytest.mark.slow
 def test_fields_are_sane_and_step_counts_right(tiny_gan_result):
     result = tiny_gan_result
     assert result["final_step"] == 1 + 1 + 3  # first step, warm-up, timed steps
@@ -33,6 +34,7 @@ def test_fields_are_sane_and_step_counts_right(tiny_gan_result):
     assert result["conv_backend"] == result["environment"]["conv_backend"] == "onednn"
 
 
+@pytest.mark.slow
 def test_parameter_counts_are_the_models(tiny_gan_result):
     config = GanConfig.tiny()
     expected = dcgan_parameter_counts(config.image_size, config.channels, config.latent_dim)
@@ -62,6 +64,7 @@ def test_batch_must_divide_over_the_devices():
         train_step.run_train_steps("seed_cnn", 6, devices=(4,))
 
 
+@pytest.mark.slow
 def test_vae_step_is_benchmarked():
     config = VaeConfig.tiny()
     result = train_step.benchmark_train_step("vae-tiny", 8, steps=2, warmup=0, config=config)

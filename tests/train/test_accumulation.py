@@ -121,6 +121,7 @@ def test_classifier_step_with_accumulation_equals_the_big_batch_step():
     assert_trees_close(accumulated.opt_state, big.opt_state, atol=5e-5)
 
 
+@pytest.mark.slow
 def test_gan_step_with_accumulation_equals_the_big_batch_step_without_batch_statistics():
     results = {}
     for accumulate_steps in (1, 2):
@@ -152,6 +153,7 @@ def test_gan_step_with_accumulation_equals_the_big_batch_step_without_batch_stat
                        (big.generator_params, big.discriminator_params, big.ema_params), atol=4e-6)
 
 
+@pytest.mark.slow
 def test_with_batchnorm_each_microbatch_is_normalised_by_its_own_statistics():
     """What accumulation means for a BatchNorm model: the loss of K separately normalised microbatches."""
     config = ClassifierConfig.tiny(dropout_rate=0.0, accumulate_steps=2)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from jaxmed.training import config as config_lib
 from jaxmed.training.checkpoint import Checkpoints, abstract_like
@@ -82,6 +83,8 @@ def restore_here(workdir: Path, step: int):
     return host_leaves(state)
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_checkpoint_saved_on_4_devices_restores_on_1_and_8(tmp_path):
     saved = tmp_path / "four"
     done = subprocess.run([sys.executable, "-m", "jaxmed", *TRAIN, "--steps", "4", "--set", "mesh.data=4",

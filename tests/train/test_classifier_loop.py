@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from jaxmed.training.classifier_loop import class_weights, train_classifier
@@ -32,6 +33,7 @@ def test_balanced_class_weights():
     np.testing.assert_allclose(class_weights(np.array([0, 1]), 2, "none"), [1, 1])
 
 
+@pytest.mark.slow
 def test_works_on_a_folder_of_class_subfolders(tmp_path):
     rng = np.random.default_rng(0)
     for name, brightness in (("no", 60), ("yes", 190)):

@@ -58,8 +58,9 @@ def garbage_in_data_json(step_dir):
     (step_dir / "data" / "metadata").write_text('{"position": 4')
 
 
-@pytest.mark.parametrize("damage", [truncate_data_file, flip_one_byte, delete_state_item,
-                                    garbage_in_data_json], ids=lambda damage: damage.__name__)
+@pytest.mark.parametrize("damage", [truncate_data_file, flip_one_byte, pytest.param(delete_state_item, marks=pytest.mark.slow),
+                                    pytest.param(garbage_in_data_json, marks=pytest.mark.slow)],
+                         ids=lambda damage: damage.__name__)
 def test_training_resumes_from_the_previous_checkpoint(runs, tmp_path, capsys, damage):
     root, straight = runs
     workdir = tmp_path / "run"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from jaxmed.training import config as config_lib
 from jaxmed.training.checkpoint import Checkpoints, abstract_like
@@ -104,6 +105,8 @@ def final_state(workdir: Path):
     return state
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_sigkill_at_random_points_then_resume_is_bit_identical(tmp_path):
     reference = start(tmp_path / "straight", tmp_path / "straight.log")
     assert reference.wait(timeout=600) == 0, (tmp_path / "straight.log").read_text()

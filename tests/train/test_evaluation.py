@@ -50,6 +50,7 @@ def test_report_of_an_untrained_gan(runs, tmp_path):
     assert "SYNTHETIC" in Image.open(tmp_path / "plots" / "samples.png").text["Description"]
 
 
+@pytest.mark.slow
 def test_a_classifier_embeds_with_its_hidden_layer(runs, tmp_path):
     extractor = load_feature_extractor(runs / "classifier")
     images = data_lib.load("phantom:brain", 32, n=10, seed=3).images
@@ -69,6 +70,7 @@ def test_a_classifier_embeds_with_its_hidden_layer(runs, tmp_path):
         load_feature_extractor(runs / "gan")
 
 
+@pytest.mark.slow
 def test_a_feature_extractor_for_other_images_is_refused(runs, tmp_path):
     train_classifier(ClassifierConfig.tiny(**BRAIN, epochs=1, image_size=64), tmp_path / "wide", progress=False)
     with pytest.raises(DataError, match="takes 64 px, 1 channel"):

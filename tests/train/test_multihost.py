@@ -64,6 +64,8 @@ def jaxmed(args, env):
                             stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_processes_train_in_step_and_equal_one_process(tmp_path):
     coordinator = f"127.0.0.1:{free_port()}"
     multi = tmp_path / "two_processes"

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.extend import core as jax_core
 
 from jaxmed.training.classifier_steps import classifier_definition, init_classifier_state, make_classifier_train_step
@@ -58,6 +59,7 @@ def test_bf16_gan_step_runs_its_convolutions_and_matmuls_in_bfloat16():
         assert heavy_operand_dtypes(jaxpr) == expected, config.precision
 
 
+@pytest.mark.slow
 def test_bf16_gan_keeps_float32_state_and_losses_and_trains_close_to_fp32():
     fp32_state, fp32_history = train(FP32)
     bf16_state, bf16_history = train(BF16)

@@ -110,6 +110,8 @@ def final_state(workdir):
     return config, state
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_gan_on_8_devices_equals_1_device(eight_device_runs):
     eight_config, eight = final_state(eight_device_runs / f"mesh{DEVICES}")
     one_config, one = final_state(eight_device_runs / "mesh1")
@@ -129,6 +131,8 @@ def test_gan_on_8_devices_equals_1_device(eight_device_runs):
     assert min(moved) > PARAM_ATOL and max(moved) > 10 * PARAM_ATOL
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_vae_on_8_devices_equals_1_device(eight_device_runs):
     runs = [eight_device_runs / f"vae_mesh{count}" for count in (DEVICES, 1)]
     losses = [np.array([[row["step"], row["loss"], row["reconstruction"], row["kl"]]
@@ -156,6 +160,8 @@ def test_vae_on_8_devices_equals_1_device(eight_device_runs):
     assert outliers <= 5e-3 * total
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_classifier_with_accumulation_on_8_devices_equals_1_device(eight_device_runs):
     results = np.load(eight_device_runs / "classifier.npz")
     np.testing.assert_allclose(results["mesh_losses"], results["single_losses"], rtol=LOSS_RTOL)

@@ -52,6 +52,7 @@ def test_steps_lower_the_loss_on_a_fixed_batch():
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
 
 
+@pytest.mark.slow
 def test_accumulated_microbatches_make_one_update():
     """K=2 microbatches: one update, a loss that differs from the plain step's only by per-microbatch BatchNorm."""
     plain = VaeConfig.tiny()
@@ -83,6 +84,7 @@ def test_outputs_of_a_run(tmp_path):
     assert Checkpoints(tmp_path / "checkpoints").all_steps() == [2, 4]
 
 
+@pytest.mark.slow
 def test_resume_equals_an_uninterrupted_run(tmp_path):
     train_vae(VaeConfig.tiny(steps=3), tmp_path / "resumed", IMAGES, progress=False)
     resumed = train_vae(VaeConfig.tiny(steps=6), tmp_path / "resumed", IMAGES, progress=False)
