@@ -67,7 +67,8 @@ def test_a_classifier_embeds_with_its_hidden_layer(runs, tmp_path):
     assert report["counts"]["reference"] == 20 and report["counts"]["reference_available"] == 64
     assert 0 <= report["feature_extractor"]["test_accuracy"] <= 1
     assert not (tmp_path / "feature_extractor").exists()
-    with pytest.raises(CheckpointError, match="a 'dcgan' run; a feature extractor is a jaxmed VAE or classifier"):
+    with pytest.raises(CheckpointError,
+                       match="a 'dcgan' run; a feature extractor is a jaxmed VAE or finished classifier workdir$"):
         load_feature_extractor(runs / "gan")
 
 

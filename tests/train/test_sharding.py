@@ -123,10 +123,10 @@ def test_gan_on_8_devices_equals_1_device(eight_device_runs):
     # image would differ from the batch's, so agreement shows they span the global batch.
     for got, want in zip(jax.tree.leaves(eight), jax.tree.leaves(one), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=PARAM_ATOL)
+    definition = GAN.definition(one_config, Task(class_names=(), total_steps=one_config.steps))
     moved = [np.max(np.abs(np.asarray(a) - np.asarray(b))) for a, b in zip(
         jax.tree.leaves(one.discriminator_params),
-        jax.tree.leaves(GAN.init_state(one_config, GAN.definition(one_config, Task(class_names=(), total_steps=one_config.steps)),
-                                       jax.random.key(0)).discriminator_params))]
+        jax.tree.leaves(GAN.init_state(one_config, definition, jax.random.key(0)).discriminator_params))]
     # The tolerance is small against what training changed.
     assert min(moved) > PARAM_ATOL and max(moved) > 10 * PARAM_ATOL
 
