@@ -116,7 +116,7 @@ def test_evaluate_trains_a_feature_extractor_once_and_refuses_other_workdirs(tmp
     for argv, fragment in [
             (["--workdir", str(tmp_path / "nowhere"), "--out", out], "workdir does not exist"),
             (["--workdir", gan, "--out", out, "--features", gan], "a 'dcgan' run; a feature extractor is a jaxmed "
-                                                                   "VAE or classifier workdir"),
+                                                                   "VAE or finished classifier workdir"),
             (["--workdir", gan, "--out", out, "--data", str(tmp_path / "nowhere")], "no such file or folder"),
             (["--workdir", gan, "--out", out, "--n", "3"], "need at least 6 reference and 6 generated images")]:
         status, err = run(capsys, "evaluate", *argv, "--no-progress")

@@ -23,9 +23,9 @@ from PIL import Image
 from jaxmed.cli import main
 
 SITE = Path(pydicom.__file__).parent.parent
-CLASSIFIER = ["--image-size", "32", "--epochs", "1", "--batch-size", "4", "--set", "width=8", "--set", "eval.n=20",
-              "--set", "optimizer.schedule=constant", "--set", "optimizer.warmup_fraction=0",
-              "--no-progress"]
+CLASSIFIER = ["--image-size", "32", "--epochs", "1", "--batch-size", "4", "--set", "width=8",
+              "--set", "eval.bootstrap_resamples=20", "--set", "optimizer.schedule=constant",
+              "--set", "optimizer.warmup_fraction=0", "--no-progress"]
 
 
 def jpeg_folder(root: Path) -> str:

@@ -1,6 +1,7 @@
 """The augmentation study on a tiny configuration."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -54,7 +55,7 @@ def test_gan_and_classifiers_never_see_test_images(tmp_path, monkeypatch):
 
     def fake_train_gan(config, workdir, images, progress=True):
         seen["gan"].append(images)
-        return None
+        return SimpleNamespace(state=None, definition=SimpleNamespace(latent_dim=config.latent_dim))
 
     def fake_sample_images(generate, state, z, batch_size):
         return np.full((len(z), 32, 32, 1), 0.5, np.float32)
@@ -63,11 +64,16 @@ def test_gan_and_classifiers_never_see_test_images(tmp_path, monkeypatch):
         seen["arms"].append((config, data))
         report = {name: 0.5 for name in augmentation.METRICS}
         report["confidence_intervals"] = {}
-        return report
+        return SimpleNamespace(eval=report)
 
-    monkeypatch.setattr(augmentation, "train_gan", fake_train_gan)
+    def fake_run(family, config, workdir, data, *, progress=True):
+        assert family.name in ("gan", "classifier"), family.name
+        train = fake_train_gan if family.name == "gan" else fake_train_classifier
+        return train(config, workdir, data, progress=progress)
+
+    # Only the study's runs are faked: the feature extractor (a VAE) trains for real.
+    monkeypatch.setattr(augmentation, "runner", SimpleNamespace(run=fake_run))
     monkeypatch.setattr(augmentation, "sample_images", fake_sample_images)
-    monkeypatch.setattr(augmentation, "train_classifier", fake_train_classifier)
     monkeypatch.setattr(augmentation, "train_feature_extractor", recording_train_feature_extractor)
     config = StudyConfig.tiny(seeds=1, synthetic_ratio_large=2.0)
     run_study(config, tmp_path, progress=False)

@@ -8,7 +8,10 @@ import pytest
 from jaxmed.bench import train_step
 from jaxmed.bench.compare import dcgan_parameter_counts
 from jaxmed.errors import UsageError
-from jaxmed.training.config import GanConfig, VaeConfig
+from jaxmed.families.gan import FAMILY as GAN
+from jaxmed.families.gan import GanConfig
+from jaxmed.families.vae import VaeConfig
+from jaxmed.training import sharding
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +44,17 @@ def test_parameter_counts_are_the_models(tiny_gan_result):
     assert {k: tiny_gan_result["parameters"][k] for k in ("generator", "discriminator")} == expected
 
 
-def test_step_builder_gets_the_mesh_only_if_it_takes_one():
+def test_step_builder_gets_the_mesh(monkeypatch):
+    # Every family's make_train_step takes the mesh: the benchmark builds its step with the run's mesh.
     seen = []
-    assert train_step._make_step(lambda definition: seen.append(definition) or "old", "d", "mesh") == "old"
-    assert train_step._make_step(lambda definition, mesh=None: seen.append(mesh) or "new", "d", "mesh") == "new"
-    assert seen == ["d", "mesh"]
+    monkeypatch.setattr(GAN, "make_train_step", lambda definition, mesh=None: seen.append((definition, mesh)) or "step")
+    mesh = sharding.make_mesh(1)
+    step, state, batch, parameters = train_step._build(GanConfig.tiny(), mesh, total_steps=1)
+    assert step == "step" and len(seen) == 1 and seen[0][1] is mesh
+    assert seen[0][0].latent_dim == GanConfig.tiny().latent_dim
+    assert set(batch) == {"image"} and batch["image"].shape == (8, 32, 32, 1)
+    assert batch["image"].sharding == sharding.batch_sharding(mesh)
+    assert int(state.step) == 0 and parameters["total"] == parameters["generator"] + parameters["discriminator"]
 
 
 @pytest.mark.parametrize("kwargs, fragment", [

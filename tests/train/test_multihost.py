@@ -18,8 +18,8 @@ import pytest
 from jaxmed import cli
 from jaxmed.errors import UsageError
 from jaxmed.training import distributed
-from jaxmed.training.sampling import restore_from_workdir
 from jaxmed.training.metrics_writer import read_metrics
+from jaxmed.training.restore import restore_run
 
 LOSS_RTOL = 1e-5
 PARAM_ATOL = 5e-5
@@ -40,8 +40,7 @@ def gan_losses(workdir):
 
 
 def final_gan_state(workdir):
-    config, _, state = restore_from_workdir(workdir)
-    return state
+    return restore_run(workdir).state
 
 
 def free_port() -> int:
