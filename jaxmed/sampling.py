@@ -11,6 +11,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jaxmed import families
 from jaxmed.errors import CheckpointError
 from jaxmed.families.base import Generator
 from jaxmed.families.generative import sample_images
@@ -29,12 +30,12 @@ def restore_generator(workdir: Path | str, checkpoint: str | int = BEST) -> tupl
     Raises:
       CheckpointError: the workdir is missing, holds a family that does not generate, or no checkpoint restores.
     """
+    family, config = families.of_workdir(workdir, WANTED)
+    if not family.generates:
+        raise CheckpointError(f"{Path(workdir) / 'config.json'}: a {config.model!r} run does not generate images; "
+                              f"this needs {WANTED}")
     run = restore_run(workdir, WANTED, checkpoint)
-    generator = run.family.generator(run.config, run.definition)
-    if generator is None:
-        raise CheckpointError(f"{run.workdir.config}: a {run.config.model!r} run does not generate images; this "
-                              f"needs {WANTED}")
-    return run, generator
+    return run, family.generator(run.config, run.definition)
 
 
 def sample_from_workdir(workdir: Path | str, n: int, seed: int = 0, batch_size: int = 64,

@@ -44,6 +44,7 @@ def test_tiny_study_writes_every_arm_and_seed(tmp_path):
 
 def test_gan_and_classifiers_never_see_test_images(tmp_path, monkeypatch):
     """The GAN trains on training-split minority images only; every arm shares one untouched test split."""
+    from jaxmed import families
     from jaxmed.studies import augmentation
 
     seen = {"gan": [], "arms": [], "features": []}
@@ -66,13 +67,11 @@ def test_gan_and_classifiers_never_see_test_images(tmp_path, monkeypatch):
         report["confidence_intervals"] = {}
         return SimpleNamespace(eval=report)
 
-    def fake_run(family, config, workdir, data, *, progress=True):
-        assert family.name in ("gan", "classifier"), family.name
-        train = fake_train_gan if family.name == "gan" else fake_train_classifier
-        return train(config, workdir, data, progress=progress)
-
     # Only the study's runs are faked: the feature extractor (a VAE) trains for real.
-    monkeypatch.setattr(augmentation, "runner", SimpleNamespace(run=fake_run))
+    for name, fake in (("gan", fake_train_gan), ("classifier", fake_train_classifier)):
+        monkeypatch.setattr(type(families.get(name)), "train",
+                            lambda self, config, workdir, data=None, *, progress=True, fake=fake:
+                            fake(config, workdir, data, progress=progress))
     monkeypatch.setattr(augmentation, "sample_images", fake_sample_images)
     monkeypatch.setattr(augmentation, "train_feature_extractor", recording_train_feature_extractor)
     config = StudyConfig.tiny(seeds=1, synthetic_ratio_large=2.0)

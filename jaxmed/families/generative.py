@@ -68,6 +68,7 @@ class GenerativeFamily(Family):
     `write_figures` (their own figures beside the shared ones).
     """
 
+    generates = True
     loss_keys: tuple[str, ...] = ()
     loss_title: str = ""
 

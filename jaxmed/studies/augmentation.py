@@ -49,7 +49,7 @@ from jaxmed.errors import UsageError
 from jaxmed.evaluation.features import load_feature_extractor
 from jaxmed.evaluation.generators import compare_with_real, train_feature_extractor
 from jaxmed.families.classifier import ClassifierConfig, EarlyStoppingConfig, SplitData, split_dataset
-from jaxmed.families.generative import GenerativeFamily, sample_images
+from jaxmed.families.generative import sample_images
 from jaxmed.training.workdir import record_skipped
 from jaxmed.viz import studies as study_plots
 
@@ -62,7 +62,7 @@ _OLD_GENERATOR_SECTIONS = ("gan", "vae")
 
 def generative_family_names() -> list[str]:
     """The registered families that generate images: what `StudyConfig.generator` may name."""
-    return [family.name for family in families.all_families() if isinstance(family, GenerativeFamily)]
+    return [family.name for family in families.all_families() if family.generates]
 
 
 @dataclasses.dataclass(frozen=True)
