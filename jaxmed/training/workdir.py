@@ -27,7 +27,7 @@ from typing import Any
 import jax
 
 from jaxmed import files
-from jaxmed.errors import CheckpointError, UsageError
+from jaxmed.errors import UsageError
 from jaxmed import config as config_lib
 from jaxmed.training.checkpoint import Checkpoints
 
@@ -69,24 +69,6 @@ class Workdir:
     @property
     def skipped(self) -> Path:
         return self.root / "skipped.json"
-
-    def saved_model(self, wanted: str) -> str:
-        """The `model` of the run saved here (config.json), e.g. "dcgan".
-
-        Args:
-          wanted: what the caller needs, for the error, e.g. "a jaxmed GAN or VAE workdir".
-
-        Raises:
-          CheckpointError: the folder or its config.json is missing or unreadable.
-        """
-        if not self.root.is_dir():
-            raise CheckpointError(f"{self.root}: workdir does not exist")
-        if not self.config.is_file():
-            raise CheckpointError(f"{self.config}: missing; is {self.root} {wanted}?")
-        try:
-            return json.loads(self.config.read_text()).get("model")
-        except (json.JSONDecodeError, AttributeError) as error:
-            raise CheckpointError(f"{self.config}: not a jaxmed config ({error})") from None
 
     def has_best_checkpoint(self) -> bool:
         """True if the run kept a best checkpoint (W/checkpoints_best)."""
