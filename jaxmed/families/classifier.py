@@ -87,7 +87,7 @@ class SplitConfig:
 class EarlyStoppingConfig:
     """Stop when validation loss has not improved for `patience` epochs (0 = never stop early)."""
 
-    patience: int = 5
+    patience: int = 20
 
     def __post_init__(self):
         require(self.patience >= 0, "early_stopping.patience must be non-negative")
@@ -156,7 +156,7 @@ class ClassifierConfig(RunConfig):
     image_size: int = 64
     width: int = 64
     dropout_rate: float = 0.5
-    epochs: int = 15
+    epochs: int = 100
     class_weighting: str = "balanced"
     augment: bool = True
     data: DataOptions = DataOptions(spec="phantom:lung")
