@@ -31,6 +31,7 @@ placed directly where the current mesh wants them, whatever mesh saved them.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -115,7 +116,7 @@ class Checkpoints:
         checksums = {"state": state_checksums(state), "data": json_checksum(data), "config": json_checksum(config)}
         self._manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
-            data=ocp.args.JsonSave(data),
+            data=ocp.args.JsonSave(copy.deepcopy(data)),  # the caller may change its dict during the write
             config=ocp.args.JsonSave(config),
             checksums=ocp.args.JsonSave(checksums),
         ), force=True)
