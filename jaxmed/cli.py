@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--n", type=_positive_int, required=True, help="number of images")
     sample.add_argument("--out", required=True, help="output folder")
     sample.add_argument("--seed", type=_non_negative_int, default=0, help="noise seed (default 0)")
+    sample.add_argument("--class", dest="class_name", metavar="NAME", default=None,
+                        help="the class to draw, for a class-conditional GAN (default: its classes in turn)")
     sample.add_argument("--format", choices=("png", "npz", "dcm"), default="png",
                         help="file format: png, npz, or dcm (DICOM Secondary Capture marked synthetic, no patient "
                              "attributes) (default png)")
@@ -247,8 +249,9 @@ def _sample(args: argparse.Namespace) -> None:
     from jaxmed.export import write_images
     from jaxmed.sampling import sample_from_workdir
 
-    images, step = sample_from_workdir(args.workdir, args.n, seed=args.seed)
-    paths = write_images(images, args.out, args.format, source=f"{args.workdir} step {step} seed {args.seed}")
+    images, step = sample_from_workdir(args.workdir, args.n, seed=args.seed, class_name=args.class_name)
+    source = f"{args.workdir} step {step} seed {args.seed}" + (f" class {args.class_name}" if args.class_name else "")
+    paths = write_images(images, args.out, args.format, source=source)
     print(f"wrote {args.n} synthetic images to {args.out} ({len(paths)} file(s), checkpoint step {step})",
           file=sys.stderr)
 
