@@ -137,8 +137,8 @@ class GanConfig(GenerativeConfig):
 class GanState:
     """Everything a GAN step changes: one pytree of arrays, jitted, donated, sharded and saved as it is.
 
-    The optional fields are None (no leaves) when their option is off, so a run with
-    the seed recipe has exactly the state of the seed DCGAN and its checkpoints.
+    A run whose options keep no state of their own (the seed recipe among them) has exactly
+    this structure, the one of checkpoints written before those options existed.
 
     Attributes:
       step: number of completed train steps (int32 scalar).
@@ -147,8 +147,6 @@ class GanState:
       discriminator_params, discriminator_stats: the same for the discriminator (with spectral norms' u).
       ema_params, ema_stats: exponential moving average of the generator (used for sampling).
       generator_opt, discriminator_opt: optax states.
-      augment_p: ADA's augmentation probability (float32 scalar; gan_augment="ada" only).
-      lecam_ema_real, lecam_ema_fake: LeCam's anchors (float32 scalars; lecam_weight > 0 only).
     """
 
     step: jax.Array
@@ -161,9 +159,25 @@ class GanState:
     ema_stats: nnx.State
     generator_opt: optax.OptState
     discriminator_opt: optax.OptState
-    augment_p: jax.Array | None = None
-    lecam_ema_real: jax.Array | None = None
-    lecam_ema_fake: jax.Array | None = None
+
+
+@struct.dataclass
+class AdaptiveGanState(GanState):
+    """The state of a run with ADA or LeCam: `GanState` and their running values (all three, always).
+
+    Attributes:
+      augment_p: ADA's augmentation probability (float32 scalar; stays 0 without ADA).
+      lecam_ema_real, lecam_ema_fake: LeCam's anchors (float32 scalars; stay 0 without LeCam).
+    """
+
+    augment_p: jax.Array
+    lecam_ema_real: jax.Array
+    lecam_ema_fake: jax.Array
+
+
+def _is_adaptive(config: GanConfig) -> bool:
+    """True when the run's options keep running values in the state (`AdaptiveGanState`)."""
+    return config.gan_augment == "ada" or config.lecam_weight > 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,7 +246,7 @@ def gan_train_step(definition: GanDefinition, state: GanState, real_BxHxWxC: jax
     z_BxZ = jax.random.normal(noise_key, (batch_size, definition.latent_dim))
     # One augmentation key per microbatch, as raw data so that they split like the batch.
     augment_keys = jax.random.key_data(jax.random.split(jax.random.fold_in(noise_key, 1), microbatches))
-    p = augment_probability(settings, state.augment_p)
+    p = augment_probability(settings, getattr(state, "augment_p", None))
     anchors = (state.lecam_ema_real, state.lecam_ema_fake) if settings.lecam_weight > 0 else None
     r1_due = state.step % settings.r1_every == 0 if settings.r1_gamma > 0 else None
 
@@ -393,9 +407,7 @@ class GanFamily(GenerativeFamily):
         generator, discriminator = _build_networks(config, init_key, definition.num_classes)
         _, generator_params, generator_stats = nnx.split(generator, nnx.Param, nnx.BatchStat)
         _, discriminator_params, discriminator_stats = nnx.split(discriminator, nnx.Param, nnx.BatchStat)
-        zero = functools.partial(jnp.zeros, (), jnp.float32)
-        lecam_on = config.lecam_weight > 0
-        return GanState(
+        state = GanState(
             step=jnp.zeros((), jnp.int32),
             key=jax.random.key_data(noise_key),
             generator_params=generator_params,
@@ -407,11 +419,13 @@ class GanFamily(GenerativeFamily):
             ema_stats=jax.tree.map(jnp.copy, generator_stats),
             generator_opt=definition.generator_optimizer.init(generator_params),
             discriminator_opt=definition.discriminator_optimizer.init(discriminator_params),
-            # ADA starts without augmentation and raises p when D overfits.
-            augment_p=zero() if config.gan_augment == "ada" else None,
-            lecam_ema_real=zero() if lecam_on else None,
-            lecam_ema_fake=zero() if lecam_on else None,
         )
+        if not _is_adaptive(config):
+            return state
+        # ADA starts without augmentation and raises p when D overfits; the anchors start at 0.
+        zero = functools.partial(jnp.zeros, (), jnp.float32)
+        fields = {field.name: getattr(state, field.name) for field in dataclasses.fields(GanState)}
+        return AdaptiveGanState(**fields, augment_p=zero(), lecam_ema_real=zero(), lecam_ema_fake=zero())
 
     def train_step(self, definition: GanDefinition, state: GanState, batch) -> tuple[GanState, dict]:
         return gan_train_step(definition, state, batch["image"], batch.get("label") if definition.num_classes else None)

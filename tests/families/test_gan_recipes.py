@@ -10,7 +10,7 @@ import pytest
 from jaxmed import config as config_lib
 from jaxmed.errors import UsageError
 from jaxmed.families.base import Task
-from jaxmed.families.gan import FAMILY, SEED_RECIPE, GanConfig
+from jaxmed.families.gan import FAMILY, SEED_RECIPE, GanConfig, GanState
 
 BATCH = 4
 
@@ -84,6 +84,11 @@ def test_the_seed_state_keeps_the_previous_structure():
     fields = [path[0].name for path, _ in jax.tree_util.tree_flatten_with_path(state)[0]]
     assert set(fields) == {"step", "key", "generator_params", "generator_stats", "discriminator_params",
                            "discriminator_stats", "ema_params", "ema_stats", "generator_opt", "discriminator_opt"}
+    # DiffAugment and R1 keep nothing in the state either.
+    config = tiny(gan_augment="diffaugment", r1_gamma=1.0)
+    definition = FAMILY.definition(config, Task((), 4))
+    state = jax.eval_shape(lambda key: FAMILY.init_state(config, definition, key), jax.random.key(0))
+    assert type(state) is GanState
 
 
 def test_diffaugment_and_lecam_train_and_move_the_anchors():
@@ -91,7 +96,7 @@ def test_diffaugment_and_lecam_train_and_move_the_anchors():
     assert all(np.isfinite(list(row.values())).all() for row in metrics)
     assert all(row["lecam"] >= 0 for row in metrics)
     assert float(after.lecam_ema_real) != 0.0 and float(after.lecam_ema_fake) != 0.0
-    assert after.augment_p is None
+    assert float(after.augment_p) == 0.0  # no ADA: p is kept but never moves
 
 
 def test_ada_moves_p_and_lazy_r1_runs_when_due():
