@@ -271,13 +271,14 @@ def apply_overrides(config, overrides: Mapping[str, Any]):
 
 def _with_recipe(config, overrides: Mapping[str, Any]) -> Mapping[str, Any]:
     """`overrides` preceded by the values of the recipe they switch to, if they switch `recipe`."""
-    if not config.RECIPES or "recipe" not in overrides:
+    recipes = getattr(config, "RECIPES", None)  # any config dataclass, e.g. DataOptions, may come here
+    if not recipes or "recipe" not in overrides:
         return overrides
     recipe = _parse("recipe", overrides["recipe"], str)
-    require(recipe in config.RECIPES, f"recipe must be one of {', '.join(config.RECIPES)}, got {recipe!r}")
+    require(recipe in recipes, f"recipe must be one of {', '.join(recipes)}, got {recipe!r}")
     if recipe == config.recipe:
         return overrides
-    return {**config.RECIPES[recipe], **overrides}
+    return {**recipes[recipe], **overrides}
 
 
 def _replace_nested(config, overrides: Mapping[str, Any], prefix: str = ""):
