@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--n", type=_positive_int, required=True, help="number of images")
     sample.add_argument("--out", required=True, help="output folder")
     sample.add_argument("--seed", type=_non_negative_int, default=0, help="noise seed (default 0)")
+    sample.add_argument("--checkpoint", default="best", metavar="best|latest|STEP",
+                        help="which checkpoint: the best by FID where the run measured it, else the latest "
+                             "(default best), the latest, or a step")
     sample.add_argument("--class", dest="class_name", metavar="NAME", default=None,
                         help="the class to draw, for a class-conditional GAN (default: its classes in turn)")
     sample.add_argument("--format", choices=("png", "npz", "dcm"), default="png",
@@ -135,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=_non_negative_int, default=0, help="noise seed (default 0)")
     evaluate.add_argument("--max-reference", type=_positive_int,
                           help="reference images used at most, a random subset beyond (default 5000)")
+    evaluate.add_argument("--checkpoint", default="best", metavar="best|latest|STEP",
+                          help="which checkpoint of the generator (default best; see sample --help)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     study = commands.add_parser("study", help="run a study")
@@ -248,8 +253,10 @@ def _study(args: argparse.Namespace) -> None:
 def _sample(args: argparse.Namespace) -> None:
     from jaxmed.export import write_images
     from jaxmed.sampling import sample_from_workdir
+    from jaxmed.training.restore import parse_checkpoint
 
-    images, step = sample_from_workdir(args.workdir, args.n, seed=args.seed, class_name=args.class_name)
+    images, step = sample_from_workdir(args.workdir, args.n, seed=args.seed,
+                                       checkpoint=parse_checkpoint(args.checkpoint), class_name=args.class_name)
     source = f"{args.workdir} step {step} seed {args.seed}" + (f" class {args.class_name}" if args.class_name else "")
     paths = write_images(images, args.out, args.format, source=source)
     print(f"wrote {args.n} synthetic images to {args.out} ({len(paths)} file(s), checkpoint step {step})",
@@ -258,11 +265,13 @@ def _sample(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     from jaxmed.evaluation.generators import evaluate_generator
+    from jaxmed.training.restore import parse_checkpoint
 
     options = {key: value for key, value in (("feature_steps", args.feature_steps),
                                               ("max_reference", args.max_reference)) if value is not None}
     report = evaluate_generator(args.workdir, args.out, data=args.data, features=args.features, n=args.n,
-                                seed=args.seed, progress=not args.no_progress, **options)
+                                seed=args.seed, checkpoint=parse_checkpoint(args.checkpoint),
+                                progress=not args.no_progress, **options)
     copying = report["memorization"]["data_copying"]
     print(f"FID {report['fid']:.2f}, KID {report['kid']['mean']:.4f}, precision {report['precision']:.3f}, "
           f"recall {report['recall']:.3f}, copies of training images {report['memorization']['copies']}"

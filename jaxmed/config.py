@@ -138,6 +138,8 @@ class RunConfig:
     #: Dotted keys of configs saved before FORMAT_VERSION: old key -> new key (None: dropped, with the keys
     #: below it).
     MIGRATIONS: typing.ClassVar[Mapping[str, str | None]] = {}
+    #: Values of keys added since, for configs saved before FORMAT_VERSION: what those runs did.
+    LEGACY_VALUES: typing.ClassVar[Mapping[str, Any]] = {}
 
     def __post_init__(self):
         models = self.MODELS
@@ -166,13 +168,28 @@ class SampleConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    """Refresh the loss and pixel-distribution plots every `every` train steps, from `n` images."""
+    """What a generative run measures every `every` train steps (and at the end).
+
+    Attributes:
+      every: the cadence, in train steps.
+      n: images behind the loss and pixel-distribution plots.
+      fid: also measure FID, KID and precision/recall of `fid_images` generated images against
+        real ones in in-domain features (`jaxmed.evaluation.quality`), log them, and keep the
+        checkpoint with the best FID beside the latest ones (`sample` and `evaluate` use it).
+      fid_images: generated (and at most as many reference) images per measurement.
+      feature_steps: train steps of the VAE that embeds the images, trained once per run.
+    """
 
     every: int = 1000
     n: int = 512
+    fid: bool = True
+    fid_images: int = 500
+    feature_steps: int = 600
 
     def __post_init__(self):
         require(self.every >= 1 and self.n >= 1, "eval.every and eval.n must be at least 1")
+        require(self.fid_images >= 10, "eval.fid_images must be at least 10")
+        require(self.feature_steps >= 1, "eval.feature_steps must be at least 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,7 +213,8 @@ class GenerativeConfig(RunConfig):
     eval: EvalConfig = EvalConfig()
 
     RESUMABLE: typing.ClassVar[frozenset[str]] = RunConfig.RESUMABLE | {
-        "steps", "sample.every", "sample.n", "eval.every", "eval.n"}
+        "steps", "sample.every", "sample.n", "eval.every", "eval.n", "eval.fid", "eval.fid_images"}
+    LEGACY_VALUES: typing.ClassVar[Mapping[str, Any]] = {"eval.fid": False}
 
     def __post_init__(self):
         super().__post_init__()
@@ -209,7 +227,7 @@ class GenerativeConfig(RunConfig):
         """A seconds-long configuration for tests: 32 px, batch 8, 4 steps."""
         tiny = cls(image_size=32, batch_size=8, steps=4, latent_dim=16,
                    data=DataOptions(n=64), checkpoint=CheckpointConfig(every=2, keep=2), log=LogConfig(every=1),
-                   sample=SampleConfig(every=2, n=4), eval=EvalConfig(every=4, n=16))
+                   sample=SampleConfig(every=2, n=4), eval=EvalConfig(every=4, n=16, fid=False))
         return apply_overrides(tiny, overrides)
 
 
@@ -308,7 +326,8 @@ def from_dict(config_type: type, values: Mapping[str, Any]):
     """Rebuilds a config from `to_dict` output (e.g. a workdir's config.json), migrating an older format."""
     flat = flat_items_of_dict(values)
     if flat.pop("format_version", 1) < FORMAT_VERSION:
-        for old, new in config_type.MIGRATIONS.items():
+        flat = {**getattr(config_type, "LEGACY_VALUES", {}), **flat}
+        for old, new in getattr(config_type, "MIGRATIONS", {}).items():
             if new is None:  # dropped, with every key below it
                 flat = {key: value for key, value in flat.items() if key != old and not key.startswith(old + ".")}
             elif old in flat:

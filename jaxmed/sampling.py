@@ -11,30 +11,35 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jaxmed import families
 from jaxmed.errors import CheckpointError
 from jaxmed.families.base import Generator
 from jaxmed.families.generative import sample_images
-from jaxmed.training.restore import RestoredRun, restore_run
+from jaxmed.training.restore import BEST, RestoredRun, restore_run
 
 WANTED = "a generative (e.g. GAN or VAE) workdir"
 
 
-def restore_generator(workdir: Path | str) -> tuple[RestoredRun, Generator]:
+def restore_generator(workdir: Path | str, checkpoint: str | int = BEST) -> tuple[RestoredRun, Generator]:
     """The restored run of a generative workdir and its sampler.
+
+    Args:
+      checkpoint: "best" (default: the best step by FID where the run measured it, else the
+        latest), "latest" or a step number (`jaxmed.training.restore.restore_run`).
 
     Raises:
       CheckpointError: the workdir is missing, holds a family that does not generate, or no checkpoint restores.
     """
-    run = restore_run(workdir, WANTED)
-    generator = run.family.generator(run.config, run.definition)
-    if generator is None:
-        raise CheckpointError(f"{run.workdir.config}: a {run.config.model!r} run does not generate images; this "
-                              f"needs {WANTED}")
-    return run, generator
+    family, config = families.of_workdir(workdir, WANTED)
+    if not family.generates:
+        raise CheckpointError(f"{Path(workdir) / 'config.json'}: a {config.model!r} run does not generate images; "
+                              f"this needs {WANTED}")
+    run = restore_run(workdir, WANTED, checkpoint)
+    return run, family.generator(run.config, run.definition)
 
 
 def sample_from_workdir(workdir: Path | str, n: int, seed: int = 0, batch_size: int = 64,
-                        class_name: str | None = None) -> tuple[np.ndarray, int]:
+                        checkpoint: str | int = BEST, class_name: str | None = None) -> tuple[np.ndarray, int]:
     """`n` images from the model of `workdir`'s latest checkpoint; the same workdir, `n` and `seed` give the same.
 
     Args:
@@ -42,6 +47,7 @@ def sample_from_workdir(workdir: Path | str, n: int, seed: int = 0, batch_size: 
       n: number of images.
       seed: noise seed.
       batch_size: images generated per device call.
+      checkpoint: which checkpoint ("best", "latest" or a step; see `restore_generator`).
       class_name: the class to draw, for a class-conditional model (None: a conditional
         model draws its classes in turn).
 
@@ -52,7 +58,7 @@ def sample_from_workdir(workdir: Path | str, n: int, seed: int = 0, batch_size: 
       CheckpointError: if the workdir has no generative checkpoint, or `class_name` is
         given and its model is unconditional or has no such class.
     """
-    run, generator = restore_generator(workdir)
+    run, generator = restore_generator(workdir, checkpoint)
     labels = None if class_name is None else np.full(n, class_index(run, generator, class_name), np.int32)
     z = jax.random.normal(jax.random.key(seed), (n, generator.latent_dim))
     return sample_images(generator.generate, run.state, z, batch_size, labels_N=labels), int(run.state.step)

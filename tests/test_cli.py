@@ -46,6 +46,7 @@ def test_bad_input_gives_one_line_and_exit_status(tmp_path, capsys, argv, status
     assert fragment in err and one_line_error(err), err
 
 
+@pytest.mark.multiprocess
 def test_console_entry_point_reports_errors_without_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "jaxmed", "train", "gan", "--data", "nope", "--workdir",
                              str(tmp_path / "w")], capture_output=True, text=True, timeout=120)
@@ -81,6 +82,7 @@ def test_train_resume_and_deterministic_sampling(tmp_path, capsys):
         assert "SYNTHETIC" in str(archive["synthetic"])
 
 
+@pytest.mark.slow
 def test_train_vae_then_sample_dicom(tmp_path, capsys):
     workdir = str(tmp_path / "vae")
     assert main(["train", "vae", "--data", "phantom:brain", "--workdir", workdir, "--steps", "2", *TINY]) == 0
@@ -88,13 +90,14 @@ def test_train_vae_then_sample_dicom(tmp_path, capsys):
     assert (tmp_path / "vae" / "plots" / "reconstructions.png").is_file()
     # The GAN command refuses a VAE workdir rather than reading its config as a GAN's.
     status, err = run(capsys, "train", "gan", "--workdir", workdir, "--steps", "3", "--no-progress")
-    assert status == 2 and one_line_error(err) and "holds a 'vae' run, not a dcgan one" in err
+    assert status == 2 and one_line_error(err) and "holds a 'vae' run, not a dcgan or resnet one" in err
     assert main(["sample", "--workdir", workdir, "--n", "2", "--out", str(tmp_path / "dcm"), "--format", "dcm"]) == 0
     written = sorted((tmp_path / "dcm").iterdir())
     assert len(written) == 2 and all(path.suffix == ".dcm" for path in written)
     assert "checkpoint step 2" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_trains_a_feature_extractor_once_and_refuses_other_workdirs(tmp_path, capsys):
     gan, out = str(tmp_path / "gan"), str(tmp_path / "eval")
     assert main(["train", "gan", "--data", "phantom:brain", "--workdir", gan, "--steps", "2", *TINY]) == 0
@@ -113,7 +116,7 @@ def test_evaluate_trains_a_feature_extractor_once_and_refuses_other_workdirs(tmp
     for argv, fragment in [
             (["--workdir", str(tmp_path / "nowhere"), "--out", out], "workdir does not exist"),
             (["--workdir", gan, "--out", out, "--features", gan], "a 'dcgan' run; a feature extractor is a jaxmed "
-                                                                   "VAE or classifier workdir"),
+                                                                   "VAE or finished classifier workdir"),
             (["--workdir", gan, "--out", out, "--data", str(tmp_path / "nowhere")], "no such file or folder"),
             (["--workdir", gan, "--out", out, "--n", "3"], "need at least 6 reference and 6 generated images")]:
         status, err = run(capsys, "evaluate", *argv, "--no-progress")

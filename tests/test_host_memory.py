@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 PROGRAM = """
 import json, resource, sys
 from jaxmed import host_memory
@@ -38,6 +40,8 @@ def _run(mode: str, **env: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_freed_scratch_space_is_reused_instead_of_faulted_in_again():
     default = _run("default")
     kept = _run("keep")
@@ -55,6 +59,8 @@ def test_freed_scratch_space_is_reused_instead_of_faulted_in_again():
     assert fewest < default["faults_per_call"] / 10
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_user_settings_win():
     for setting in ({"MALLOC_ARENA_MAX": "4"}, {"JAXMED_KEEP_FREED_MEMORY": "0"}):
         result = _run("keep", **setting)

@@ -23,9 +23,9 @@ from PIL import Image
 from jaxmed.cli import main
 
 SITE = Path(pydicom.__file__).parent.parent
-CLASSIFIER = ["--image-size", "32", "--epochs", "1", "--batch-size", "4", "--set", "width=8", "--set", "eval.n=20",
-              "--set", "optimizer.schedule=constant", "--set", "optimizer.warmup_fraction=0",
-              "--no-progress"]
+CLASSIFIER = ["--image-size", "32", "--epochs", "1", "--batch-size", "4", "--set", "width=8",
+              "--set", "eval.bootstrap_resamples=20", "--set", "optimizer.schedule=constant",
+              "--set", "optimizer.warmup_fraction=0", "--no-progress"]
 
 
 def jpeg_folder(root: Path) -> str:
@@ -94,7 +94,7 @@ def train(capsys, spec: str, workdir: Path, *extra: str) -> dict:
     return json.loads((workdir / "eval.json").read_text())
 
 
-@pytest.mark.parametrize("kind", ["jpeg", "dicom", "nifti", "medmnist"])
+@pytest.mark.parametrize("kind", [pytest.param("jpeg", marks=pytest.mark.slow), "dicom", "nifti", "medmnist"])
 def test_inspect_and_train_on_real_data(kind, tmp_path, capsys):
     if kind == "jpeg":
         spec = jpeg_folder(tmp_path / "jpeg")

@@ -1,6 +1,7 @@
 """The augmentation study on a tiny configuration."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ def test_paired_interval():
     assert paired_interval([0.1])["low"] is None
 
 
+@pytest.mark.slow
 def test_tiny_study_writes_every_arm_and_seed(tmp_path):
     config = StudyConfig.tiny()
     summary = run_study(config, tmp_path, progress=False)
@@ -42,6 +44,7 @@ def test_tiny_study_writes_every_arm_and_seed(tmp_path):
 
 def test_gan_and_classifiers_never_see_test_images(tmp_path, monkeypatch):
     """The GAN trains on training-split minority images only; every arm shares one untouched test split."""
+    from jaxmed import families
     from jaxmed.studies import augmentation
 
     seen = {"gan": [], "arms": [], "features": []}
@@ -53,7 +56,7 @@ def test_gan_and_classifiers_never_see_test_images(tmp_path, monkeypatch):
 
     def fake_train_gan(config, workdir, images, progress=True):
         seen["gan"].append(images)
-        return None
+        return SimpleNamespace(state=None, definition=SimpleNamespace(latent_dim=config.latent_dim))
 
     def fake_sample_images(generate, state, z, batch_size):
         return np.full((len(z), 32, 32, 1), 0.5, np.float32)
@@ -62,11 +65,14 @@ def test_gan_and_classifiers_never_see_test_images(tmp_path, monkeypatch):
         seen["arms"].append((config, data))
         report = {name: 0.5 for name in augmentation.METRICS}
         report["confidence_intervals"] = {}
-        return report
+        return SimpleNamespace(eval=report)
 
-    monkeypatch.setattr(augmentation, "train_gan", fake_train_gan)
+    # Only the study's runs are faked: the feature extractor (a VAE) trains for real.
+    for name, fake in (("gan", fake_train_gan), ("classifier", fake_train_classifier)):
+        monkeypatch.setattr(type(families.get(name)), "train",
+                            lambda self, config, workdir, data=None, *, progress=True, fake=fake:
+                            fake(config, workdir, data, progress=progress))
     monkeypatch.setattr(augmentation, "sample_images", fake_sample_images)
-    monkeypatch.setattr(augmentation, "train_classifier", fake_train_classifier)
     monkeypatch.setattr(augmentation, "train_feature_extractor", recording_train_feature_extractor)
     config = StudyConfig.tiny(seeds=1, synthetic_ratio_large=2.0)
     run_study(config, tmp_path, progress=False)
@@ -88,6 +94,7 @@ def test_gan_and_classifiers_never_see_test_images(tmp_path, monkeypatch):
     assert extra == [0, 0, k, 2 * k, k, 2 * k]
 
 
+@pytest.mark.slow
 def test_a_vae_can_be_the_generator(tmp_path):
     config = StudyConfig.tiny(seeds=1, generator="vae")
     summary = run_study(config, tmp_path, progress=False)

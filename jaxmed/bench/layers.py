@@ -35,7 +35,6 @@ from flax.nnx.nn.linear import canonicalize_padding
 from jax import lax
 
 from jaxmed import families
-from jaxmed.families.generative import GenerativeFamily
 from jaxmed.nn import MaxPool, UpsampleConv
 
 CONV, UPSAMPLE_CONV, MAX_POOL, AVG_POOL = "conv", "upsample_conv", "max_pool", "avg_pool"
@@ -273,7 +272,7 @@ def merge_across_models(layers: list[ModelLayer]) -> list[ModelLayer]:
 
 def model_label(model: str, image_size: int) -> str:
     """"dcgan128" and "vae128" for generators (their size is part of their name), else e.g. "seed_cnn"."""
-    generative = isinstance(families.for_model(model), GenerativeFamily)
+    generative = families.for_model(model).generates
     return f"{model}{image_size}" if generative else model
 
 

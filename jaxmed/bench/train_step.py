@@ -32,7 +32,7 @@ from jaxmed.bench.environment import environment_record
 from jaxmed.bench.stats import step_fields, summarize_ms, time_samples
 from jaxmed.config import RunConfig
 from jaxmed.errors import UsageError
-from jaxmed.families.base import Task, conv_backend
+from jaxmed.families.base import Task, conv_backend as resolved_conv_backend  # the name conv_backend is a setting here
 from jaxmed.training import sharding
 
 # Benchmark name -> config fields (the family is the one whose config takes the `model`).
@@ -157,7 +157,7 @@ def benchmark_train_step(model: str, batch_size: int, *, steps: int = 20, warmup
         "channels": config.channels,
         "batch_size": config.batch_size,
         "precision": config.precision,
-        "conv_backend": conv_backend(config),
+        "conv_backend": resolved_conv_backend(config),
         "devices": devices,
         "steps": steps,
         "warmup": warmup,

@@ -69,7 +69,7 @@ def load_feature_extractor(workdir: Path | str) -> FeatureExtractor:
     embed = run.family.feature_embedding(run.config, run.definition, run.state)
     if embed is None:
         raise CheckpointError(f"{run.workdir.config}: a {run.config.model!r} run; a feature extractor is "
-                              f"{WANTED.removeprefix('a jaxmed ')}")
+                              f"{WANTED.removesuffix(' (a feature extractor)')}")
     about = {"step": int(run.state.step)}
     if run.workdir.eval.is_file():
         about["test_accuracy"] = json.loads(run.workdir.eval.read_text()).get("accuracy")

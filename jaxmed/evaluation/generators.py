@@ -205,7 +205,7 @@ def compare_with_real(generated: np.ndarray, train: np.ndarray, reference: np.nd
 def evaluate_generator(workdir: Path | str, out: Path | str, *, data: str | None = None,
                        features: Path | str | None = None, feature_steps: int = FEATURE_EXTRACTOR_STEPS,
                        n: int | None = None, seed: int = 0, max_reference: int = MAX_REFERENCE,
-                       progress: bool = True) -> dict:
+                       checkpoint: str | int = "best", progress: bool = True) -> dict:
     """Evaluates the generator of a GAN or VAE workdir (see the module docstring); writes `out/eval.json` and plots.
 
     Args:
@@ -219,6 +219,8 @@ def evaluate_generator(workdir: Path | str, out: Path | str, *, data: str | None
       seed: noise seed of the generated images (and of the reference subset).
       max_reference: reference images used at most; a larger reference set is subsampled
         at random (eval.json's `counts.reference_available` says from how many).
+      checkpoint: "best" (the best step by FID where the run measured it, else the latest),
+        "latest" or a step number.
       progress: show progress bars.
 
     Returns:
@@ -232,7 +234,7 @@ def evaluate_generator(workdir: Path | str, out: Path | str, *, data: str | None
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    run, generator = restore_generator(workdir)
+    run, generator = restore_generator(workdir, checkpoint)
     config, state = run.config, run.state
     # What the generator trained on.
     dataset = data_lib.load(config.data, config.image_size, config.channels, seed=config.seed)

@@ -12,6 +12,7 @@ import importlib
 import json
 from pathlib import Path
 
+from jaxmed import config as config_lib
 from jaxmed.errors import CheckpointError, UsageError
 
 FAMILIES: dict[str, str] = {
@@ -67,6 +68,4 @@ def of_workdir(workdir: Path | str, wanted: str = "a jaxmed workdir"):
     family = for_model(model)
     if family is None:
         raise CheckpointError(f"{config_path}: unknown model {model!r}; is {root} {wanted}?")
-    from jaxmed import config as config_lib  # noqa: PLC0415 -- keeps this module free of the schema's imports
-
     return family, config_lib.load(family.config_type, config_path)

@@ -75,10 +75,12 @@ class StepOutcome:
     Attributes:
       save: checkpoint now (besides the runner's every `checkpoint.every` steps and the end).
       stop: end training now (e.g. early stopping); the runner saves first.
+      best: this step's state is the best so far: the runner keeps it in W/checkpoints_best.
     """
 
     save: bool = False
     stop: bool = False
+    best: bool = False
 
 
 @dataclasses.dataclass
@@ -180,12 +182,15 @@ class Family:
       description: one line for `jaxmed train --help`.
       length_key: the config field that sets the run's length, and the CLI flag for it
         ("steps" or "epochs").
+      generates: the family samples images (`generator`).
     """
 
     name: ClassVar[str]
     config_type: ClassVar[type[RunConfig]]
     description: ClassVar[str]
     length_key: ClassVar[str] = "steps"
+    #: Whether `generator` returns a sampler (checked before restoring a workdir to sample from it).
+    generates: ClassVar[bool] = False
 
     # --- the pure half ------------------------------------------------------------
     def definition(self, config: RunConfig, task: Task) -> Any:

@@ -230,11 +230,12 @@ def split_dataset(dataset: data_lib.Dataset, config: ClassifierConfig) -> SplitD
     subjects = dataset.provenance.get("subjects")
     if predefined is not None:
         splits = np.asarray(predefined).astype(object)
-        # The data's own train/test split is kept; validation is carved from its training part.
-        is_train = splits == "train"
-        carved = stratified_split(dataset.labels[is_train], groups[is_train], val_fraction=0.0,
-                                  test_fraction=config.split.val_fraction, seed=config.seed)
-        splits[is_train] = np.where(carved == "test", "val", "train")
+        # The data's own splits are kept; without a validation split, one is carved from its training part.
+        if not np.any(splits == "val"):
+            is_train = splits == "train"
+            carved = stratified_split(dataset.labels[is_train], groups[is_train], val_fraction=0.0,
+                                      test_fraction=config.split.val_fraction, seed=config.seed)
+            splits[is_train] = np.where(carved == "test", "val", "train")
         splits = splits.astype(str)
     else:
         try:

@@ -72,6 +72,7 @@ class GenerativeFamily(Family):
     `write_figures` (their own figures beside the shared ones).
     """
 
+    generates = True
     loss_keys: tuple[str, ...] = ()
     loss_title: str = ""
 
@@ -97,17 +98,42 @@ class GenerativeSession(Session):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.generator: Generator = self.family.generator(self.config, self.definition)
+        self.quality = None  # a `jaxmed.evaluation.quality.QualityProbe`, built at the first measurement
         self.sample_z = jax.random.normal(jax.random.key(self.config.seed + SAMPLE_NOISE_SEED_OFFSET),
                                           (self.config.sample.n, self.generator.latent_dim))
 
+    def initial_loop(self) -> dict[str, Any]:
+        return {"position": 0, "best_fid": None, "best_step": None}
+
     def after_step(self, step: int, state: Any, loop: dict, context: RunContext) -> tuple[Any, StepOutcome]:
         config, last = self.config, step == self.total_steps
+        outcome = StepOutcome()
         # Every process computes the samples (a computation on the mesh); process 0 writes them.
         if step % config.sample.every == 0 or last:
             self.save_samples(step, state, context)
         if step % config.eval.every == 0 or last:
             self.write_plots(state, context.workdir, context.replicated, write=context.is_writer)
-        return state, StepOutcome()
+            if config.eval.fid:
+                outcome = self.measure_quality(step, state, loop, context)
+        return state, outcome
+
+    def measure_quality(self, step: int, state: Any, loop: dict, context: RunContext) -> StepOutcome:
+        """FID and friends of this step's generator (logged); a new best FID asks the runner to keep the state."""
+        if jax.process_count() > 1:  # the extractor is a run of its own; not across hosts (yet)
+            return StepOutcome()
+        if self.quality is None:
+            from jaxmed.evaluation.quality import QualityProbe  # noqa: PLC0415 -- evaluation builds on families
+
+            self.quality = QualityProbe(self.config, context.workdir, self.arrays["image"])
+        values = self.quality.measure(self.generator, state, context.replicated)
+        if context.writer:
+            context.writer.write_scalars(step, values)
+        context.log(f"step {step}: " + ", ".join(f"{key} {value:.4g}" for key, value in values.items()))
+        improved = np.isfinite(values["fid"]) and (loop["best_fid"] is None or values["fid"] < loop["best_fid"])
+        if improved:
+            loop.update(best_fid=values["fid"], best_step=step)
+        # The latest checkpoint is saved with the best one, so a resumed run knows the best FID so far.
+        return StepOutcome(save=bool(improved), best=bool(improved))
 
     def save_samples(self, step: int, state: Any, context: RunContext) -> None:
         """The fixed-noise grid of step `step`; a conditional generator's: one grid per class, the same noise."""
@@ -140,7 +166,7 @@ class GenerativeSession(Session):
         self.family.write_figures(self.definition, state, real, paths.plots, placement, write)
         if not write:
             return
-        rows = read_metrics(paths.metrics)
+        rows = [row for row in read_metrics(paths.metrics) if any(key in row for key in self.family.loss_keys)]
         if rows:
             generation_plots.plot_losses(rows, paths.plots / "losses.png", keys=self.family.loss_keys,
                             title=self.family.loss_title)

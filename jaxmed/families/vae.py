@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from flax import nnx, struct
 
-from jaxmed.config import GenerativeConfig, OptimizerConfig, require
+from jaxmed.config import EvalConfig, GenerativeConfig, OptimizerConfig, require
 from jaxmed.export import SYNTHETIC_NOTE
 from jaxmed.families.base import Generator, Task, compute_dtype, conv_backend, parameter_count
 from jaxmed.families.generative import GenerativeFamily
@@ -61,6 +61,8 @@ class VaeConfig(GenerativeConfig):
     kl_weight: float = 1.0
     kl_warmup_steps: int = 0
     optimizer: OptimizerConfig = OptimizerConfig(lr=2e-4, b1=0.9)
+    # A VAE is the default feature extractor itself: measuring its samples in another VAE's features is opt-in.
+    eval: EvalConfig = EvalConfig(fid=False)
 
     MODELS: typing.ClassVar[tuple[str, ...]] = ("vae",)
 

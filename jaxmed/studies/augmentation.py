@@ -49,7 +49,7 @@ from jaxmed.errors import UsageError
 from jaxmed.evaluation.features import load_feature_extractor
 from jaxmed.evaluation.generators import compare_with_real, train_feature_extractor
 from jaxmed.families.classifier import ClassifierConfig, EarlyStoppingConfig, SplitData, split_dataset
-from jaxmed.families.generative import GenerativeFamily, sample_images
+from jaxmed.families.generative import sample_images
 from jaxmed.training.workdir import record_skipped
 from jaxmed.viz import studies as study_plots
 
@@ -62,7 +62,7 @@ _OLD_GENERATOR_SECTIONS = ("gan", "vae")
 
 def generative_family_names() -> list[str]:
     """The registered families that generate images: what `StudyConfig.generator` may name."""
-    return [family.name for family in families.all_families() if isinstance(family, GenerativeFamily)]
+    return [family.name for family in families.all_families() if family.generates]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +127,9 @@ class StudyConfig:
         return families.get(self.generator).config_type(
             image_size=self.image_size, batch_size=self.generator_batch_size, steps=steps, seed=seed,
             data=self.data, checkpoint=CheckpointConfig(every=steps), log=LogConfig(every=20),
-            sample=SampleConfig(every=max(1, steps // 2), n=16), eval=EvalConfig(every=steps, n=256))
+            sample=SampleConfig(every=max(1, steps // 2), n=16),
+            # The study measures its synthetic images itself, against the test split (`measure_synthetic`).
+            eval=EvalConfig(every=steps, n=256, fid=False))
 
     @property
     def synthetic_ratios(self) -> tuple[float, ...]:

@@ -9,6 +9,7 @@ that restores is placed on one device.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,11 @@ from jax.sharding import SingleDeviceSharding
 
 from jaxmed import families
 from jaxmed.config import RunConfig
+from jaxmed.errors import CheckpointError, UsageError
 from jaxmed.training.checkpoint import Checkpoints, abstract_like
 from jaxmed.training.workdir import Workdir
+
+BEST, LATEST = "best", "latest"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,19 +44,45 @@ class RestoredRun:
     workdir: Workdir
 
 
-def restore_run(workdir: Path | str, wanted: str = "a jaxmed workdir") -> RestoredRun:
-    """Restores the newest checkpoint of `workdir` (a damaged one is reported and passed over).
+def parse_checkpoint(text: str) -> str | int:
+    """A `--checkpoint` value: "best", "latest" or a step number.
+
+    Raises:
+      UsageError: anything else.
+    """
+    if text in (BEST, LATEST):
+        return text
+    if text.isdigit():
+        return int(text)
+    raise UsageError(f"--checkpoint must be best, latest or a step number, got {text!r}")
+
+
+def restore_run(workdir: Path | str, wanted: str = "a jaxmed workdir", checkpoint: str | int = LATEST
+                ) -> RestoredRun:
+    """Restores a checkpoint of `workdir` (a damaged one is reported and the next older one used).
 
     Args:
       wanted: what the caller needs, for errors (e.g. "a GAN or VAE workdir").
+      checkpoint: "latest"; "best", the best step by the run's quality measure (W/checkpoints_best),
+        or the latest where the run kept none (said on stderr); or a step number.
 
     Raises:
-      CheckpointError: the workdir or its config is missing, or no checkpoint restores.
+      CheckpointError: the workdir or its config is missing, no checkpoint restores, or there is no such step.
     """
     paths = Workdir(Path(workdir))
     family, config = families.of_workdir(paths.root, wanted)
     definition = family.definition(config, family.restore_task(config, paths))
-    with Checkpoints(paths.checkpoints, keep=config.checkpoint.keep) as checkpoints:
+    folder, step = paths.checkpoints, None if checkpoint in (BEST, LATEST) else int(checkpoint)
+    if checkpoint == BEST:
+        if Workdir(paths.root).has_best_checkpoint():
+            folder = paths.best_checkpoints
+        else:
+            print(f"{paths.root}: no best checkpoint (the run measured no quality); using the latest",
+                  file=sys.stderr)
+    with Checkpoints(folder, keep=config.checkpoint.keep) as checkpoints:
+        if step is not None and step not in checkpoints.all_steps():
+            raise CheckpointError(f"{paths.checkpoints}: no checkpoint of step {step}; there are "
+                                  f"{', '.join(map(str, checkpoints.all_steps())) or 'none'}")
         abstract = jax.eval_shape(lambda key: family.init_state(config, definition, key), jax.random.key(0))
-        state, _, _ = checkpoints.restore(abstract_like(abstract, SingleDeviceSharding(jax.devices()[0])))
+        state, _, _ = checkpoints.restore(abstract_like(abstract, SingleDeviceSharding(jax.devices()[0])), step)
     return RestoredRun(family, config, definition, state, paths)

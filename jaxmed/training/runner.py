@@ -144,6 +144,14 @@ def _train(family: Family, session, state, loop: dict, checkpoints: Checkpoints,
         if writer and (step % config.log.every == 0 or step == total):
             writer.write_scalars(step, {**values, "images_per_s": timer.rate()})
 
+    best: list[Checkpoints] = []
+
+    def best_checkpoints() -> Checkpoints:
+        """W/checkpoints_best, opened on first use: one checkpoint, the session's best step so far."""
+        if not best:
+            best.append(Checkpoints(paths.best_checkpoints, keep=1))
+        return best[0]
+
     rows = sharding.batch_sharding(context.mesh)
     batches = prefetch_to_device(sharding.placed_batches(stream, rows), size=2, sharding=rows)
     try:
@@ -165,6 +173,8 @@ def _train(family: Family, session, state, loop: dict, checkpoints: Checkpoints,
                     finish(pending)
                     pending = None
                 checkpoints.save(step, state, data=loop, config=config_lib.to_dict(config))
+            if outcome.best:
+                best_checkpoints().save(step, state, data=loop, config=config_lib.to_dict(config))
             if outcome.stop:
                 break
         if pending:
@@ -172,6 +182,8 @@ def _train(family: Family, session, state, loop: dict, checkpoints: Checkpoints,
     finally:
         batches.close()
         bar.close()
+        for manager in best:
+            manager.close()
     return state, loop
 
 

@@ -3,6 +3,7 @@
     W/config.json      the run's config (written when training starts)
     W/metrics.jsonl    one JSON object per logged step, each with "step"
     W/checkpoints/     Orbax step directories
+    W/checkpoints_best/  the best step so far by the run's quality measure (generative runs with eval.fid)
     W/plots/           PNG figures (sample grids, losses, pixel distributions)
     W/events/          TensorBoard event files
     W/eval.json        evaluation results, where a command evaluates
@@ -26,7 +27,7 @@ from typing import Any
 import jax
 
 from jaxmed import files
-from jaxmed.errors import CheckpointError, UsageError
+from jaxmed.errors import UsageError
 from jaxmed import config as config_lib
 from jaxmed.training.checkpoint import Checkpoints
 
@@ -50,6 +51,10 @@ class Workdir:
         return self.root / "checkpoints"
 
     @property
+    def best_checkpoints(self) -> Path:
+        return self.root / "checkpoints_best"
+
+    @property
     def plots(self) -> Path:
         return self.root / "plots"
 
@@ -65,23 +70,12 @@ class Workdir:
     def skipped(self) -> Path:
         return self.root / "skipped.json"
 
-    def saved_model(self, wanted: str) -> str:
-        """The `model` of the run saved here (config.json), e.g. "dcgan".
-
-        Args:
-          wanted: what the caller needs, for the error, e.g. "a jaxmed GAN or VAE workdir".
-
-        Raises:
-          CheckpointError: the folder or its config.json is missing or unreadable.
-        """
-        if not self.root.is_dir():
-            raise CheckpointError(f"{self.root}: workdir does not exist")
-        if not self.config.is_file():
-            raise CheckpointError(f"{self.config}: missing; is {self.root} {wanted}?")
-        try:
-            return json.loads(self.config.read_text()).get("model")
-        except (json.JSONDecodeError, AttributeError) as error:
-            raise CheckpointError(f"{self.config}: not a jaxmed config ({error})") from None
+    def has_best_checkpoint(self) -> bool:
+        """True if the run kept a best checkpoint (W/checkpoints_best)."""
+        if not self.best_checkpoints.is_dir():
+            return False
+        with Checkpoints(self.best_checkpoints) as checkpoints:
+            return checkpoints.latest_step() is not None
 
     def has_checkpoints(self) -> bool:
         """True if a previous run saved at least one complete checkpoint here."""

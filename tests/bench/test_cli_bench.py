@@ -10,6 +10,8 @@ from jaxmed.bench import forced_devices
 from jaxmed.cli import main
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_train_step_json_on_stdout_from_a_forced_two_device_child():
     # This process's child sees one CPU device and must re-execute itself with two forced ones.
     env = {**forced_devices.forced_environment(1), forced_devices.CHILD_MARKER: ""}

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from jaxmed.bench import compare
-from jaxmed.training.config import PRECISIONS, GanConfig
+from jaxmed.config import PRECISIONS
+from jaxmed.families.gan import GanConfig
 
 PEERS = Path(__file__).resolve().parents[2] / "benchmarks" / "peers"
 

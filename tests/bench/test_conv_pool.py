@@ -23,6 +23,7 @@ def _positive(value):
     return isinstance(value, float) and math.isfinite(value) and value > 0
 
 
+@pytest.mark.slow
 def test_rows_cover_every_layer_and_implementation(dcgan_report):
     expected = {(layer.shape.describe(), impl) for layer in layers.model_layers("dcgan", 32)
                 for impl in conv_pool.implementations(layer.shape, reference=False)}
@@ -44,6 +45,7 @@ def test_convolutions_are_timed_on_both_backends():
     assert list(conv_pool.implementations(conv)) == ["lax.conv", "onednn.conv2d"]
 
 
+@pytest.mark.slow
 def test_convolution_rows_are_sane_and_consistent(dcgan_report):
     ceiling = dcgan_report["ceilings"]["matmul_gflops"]["float32"]
     assert _positive(ceiling) and _positive(dcgan_report["ceilings"]["copy_gbs"])
@@ -59,6 +61,7 @@ def test_convolution_rows_are_sane_and_consistent(dcgan_report):
         assert row["output_shape"] == list(shape.output_shape(1))
 
 
+@pytest.mark.slow
 def test_pooling_rows_use_bandwidth():
     report = conv_pool.run_conv_pool(("resnet18",), kinds=("max_pool",), resnet_width=8, **{**FAST, "image_size": 64})
     assert {row["impl"] for row in report["rows"]} == {"jaxmed.max_pool", "nnx.max_pool"}  # the stem's 3x3/2 pool
@@ -71,6 +74,7 @@ def test_pooling_rows_use_bandwidth():
     assert "nnx.max_pool" in conv_pool.format_table(report)
 
 
+@pytest.mark.slow
 def test_plot_is_written(dcgan_report, tmp_path):
     path = plot_roofline_fractions(dcgan_report, tmp_path / "plots" / "roofline.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -8,7 +8,10 @@ import pytest
 from jaxmed.bench import train_step
 from jaxmed.bench.compare import dcgan_parameter_counts
 from jaxmed.errors import UsageError
-from jaxmed.training.config import GanConfig, VaeConfig
+from jaxmed.families.gan import FAMILY as GAN
+from jaxmed.families.gan import GanConfig
+from jaxmed.families.vae import VaeConfig
+from jaxmed.training import sharding
 
 
 @pytest.fixture(scope="module")
@@ -16,6 +19,7 @@ def tiny_gan_result():
     return train_step.benchmark_train_step("dcgan-tiny", 8, steps=3, warmup=1, config=GanConfig.tiny())
 
 
+@pytest.mark.slow
 def test_fields_are_sane_and_step_counts_right(tiny_gan_result):
     result = tiny_gan_result
     assert result["final_step"] == 1 + 1 + 3  # first step, warm-up, timed steps
@@ -33,17 +37,24 @@ def test_fields_are_sane_and_step_counts_right(tiny_gan_result):
     assert result["conv_backend"] == result["environment"]["conv_backend"] == "onednn"
 
 
+@pytest.mark.slow
 def test_parameter_counts_are_the_models(tiny_gan_result):
     config = GanConfig.tiny()
     expected = dcgan_parameter_counts(config.image_size, config.channels, config.latent_dim)
     assert {k: tiny_gan_result["parameters"][k] for k in ("generator", "discriminator")} == expected
 
 
-def test_step_builder_gets_the_mesh_only_if_it_takes_one():
+def test_step_builder_gets_the_mesh(monkeypatch):
+    # Every family's make_train_step takes the mesh: the benchmark builds its step with the run's mesh.
     seen = []
-    assert train_step._make_step(lambda definition: seen.append(definition) or "old", "d", "mesh") == "old"
-    assert train_step._make_step(lambda definition, mesh=None: seen.append(mesh) or "new", "d", "mesh") == "new"
-    assert seen == ["d", "mesh"]
+    monkeypatch.setattr(GAN, "make_train_step", lambda definition, mesh=None: seen.append((definition, mesh)) or "step")
+    mesh = sharding.make_mesh(1)
+    step, state, batch, parameters = train_step._build(GanConfig.tiny(), mesh, total_steps=1)
+    assert step == "step" and len(seen) == 1 and seen[0][1] is mesh
+    assert seen[0][0].latent_dim == GanConfig.tiny().latent_dim
+    assert set(batch) == {"image"} and batch["image"].shape == (8, 32, 32, 1)
+    assert batch["image"].sharding == sharding.batch_sharding(mesh)
+    assert int(state.step) == 0 and parameters["total"] == parameters["generator"] + parameters["discriminator"]
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
@@ -62,6 +73,7 @@ def test_batch_must_divide_over_the_devices():
         train_step.run_train_steps("seed_cnn", 6, devices=(4,))
 
 
+@pytest.mark.slow
 def test_vae_step_is_benchmarked():
     config = VaeConfig.tiny()
     result = train_step.benchmark_train_step("vae-tiny", 8, steps=2, warmup=0, config=config)

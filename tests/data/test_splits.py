@@ -10,8 +10,7 @@ import jaxmed.data
 from jaxmed.data import splits
 from jaxmed.data.splits import content_groups, duplicate_groups, stratified_split
 from jaxmed.errors import DataError
-from jaxmed.training.classifier_loop import split_dataset
-from jaxmed.training.config import ClassifierConfig
+from jaxmed.families.classifier import ClassifierConfig, split_dataset
 
 
 def test_content_groups_find_identical_images():

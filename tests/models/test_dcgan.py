@@ -9,7 +9,7 @@ from flax import nnx
 from jaxmed.models.dcgan import Discriminator, Generator, num_stages
 
 
-@pytest.mark.parametrize("size", [32, 64, 128])
+@pytest.mark.parametrize("size", [32, 64, pytest.param(128, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_generator_and_discriminator_shapes(size, channels):
     generator = Generator(size, channels, latent_dim=100, rngs=nnx.Rngs(0))
@@ -20,6 +20,7 @@ def test_generator_and_discriminator_shapes(size, channels):
     assert discriminator(images).shape == (2,)
 
 
+@pytest.mark.slow
 def test_reference_architecture_at_128():
     """The dcgan128 layer sizes of docs/design.md, checked through the parameter shapes."""
     generator = Generator(128, 1, 100, rngs=nnx.Rngs(0))

@@ -1,28 +1,11 @@
-"""The oneDNN kernels for these tests: built once per session in a temporary folder, or skipped with the reason.
+"""oneDNN tests skip, with the reason, where the kernels cannot be built or loaded.
 
-Tests marked `onednn` need the compiled kernels (a C++ compiler and oneDNN's
-headers); where they cannot be built those tests skip and say why, instead of
-failing. The build goes to a session folder (`JAXMED_BUILD_CACHE`), never the
-user's cache; test subprocesses inherit it and so reuse the session's build.
+Tests marked `onednn` need the compiled kernels (a C++ compiler and oneDNN's headers);
+where they cannot be built those tests skip and say why, instead of failing. Where the
+kernels are built is set for the whole suite in tests/conftest.py (`JAXMED_BUILD_CACHE`).
 """
 
-import atexit
-import os
-import shutil
-import tempfile
-
 import pytest
-
-
-def _session_build_cache() -> str:
-    """A temporary folder for the session's kernel build, removed when the test process exits."""
-    folder = tempfile.mkdtemp(prefix="jaxmed-test-onednn-build-")
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return folder
-
-
-if "JAXMED_BUILD_CACHE" not in os.environ:  # a parent test process's folder, when there is one
-    os.environ["JAXMED_BUILD_CACHE"] = _session_build_cache()
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

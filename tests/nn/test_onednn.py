@@ -126,6 +126,8 @@ def test_subpixel_gradient_covers_the_image_layers():
     assert {case[1][2] for case in few_channel_cases} >= {1, 3, 4}
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_avx2_code_paths_in_a_capped_process():
     # The cases here run the widest kernels this CPU has. Capped at AVX2 (oneDNN's
     # ONEDNN_MAX_CPU_ISA, which narrow_conv.h honours too), an AVX-512 machine runs the AVX2

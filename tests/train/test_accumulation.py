@@ -8,13 +8,13 @@ import pytest
 from flax import nnx
 
 from jaxmed.errors import UsageError
-from jaxmed.training import config as config_lib
+from jaxmed import config as config_lib
+from jaxmed.families.base import Task
+from jaxmed.families.classifier import FAMILY as CLASSIFIER
+from jaxmed.families.classifier import NON_PARAMS, ClassifierConfig, ClassifierDefinition, ClassifierState
+from jaxmed.families.gan import FAMILY as GAN
+from jaxmed.families.gan import GanConfig, GanDefinition, GanState
 from jaxmed.training.accumulation import split_microbatches, sum_over_microbatches
-from jaxmed.training.classifier_steps import (NON_PARAMS, ClassifierDefinition, ClassifierState, classifier_definition,
-                                           init_classifier_state, make_classifier_train_step)
-from jaxmed.training.config import ClassifierConfig, GanConfig
-from jaxmed.training.gan_state import GanDefinition, GanState
-from jaxmed.training.gan_steps import make_gan_train_step
 
 BATCH = 8
 # Labels whose class mix differs between the 4 microbatches (rows k, 4 + k): (0,0), (0,1), (1,1), (0,1).
@@ -92,6 +92,7 @@ def tiny_classifier_state(accumulate_steps):
     graphdef, params, model_state = nnx.split(model, nnx.Param, NON_PARAMS)
     optimizer = optax.adamw(1e-2, weight_decay=1e-4)
     definition = ClassifierDefinition(model=graphdef, optimizer=optimizer, augment=None, num_classes=2,
+                                      class_weights=tuple(float(w) for w in CLASS_WEIGHTS),
                                       accumulate_steps=accumulate_steps)
     state = ClassifierState(step=jnp.zeros((), jnp.int32), key=jax.random.key_data(jax.random.key(0)),
                             params=params, model_state=model_state, opt_state=optimizer.init(params),
@@ -103,10 +104,10 @@ def test_classifier_step_with_accumulation_equals_the_big_batch_step():
     results = {}
     for accumulate_steps in (1, 4):
         definition, state = tiny_classifier_state(accumulate_steps)
-        step = make_classifier_train_step(definition)
+        step = CLASSIFIER.make_train_step(definition)
         history = []
         for index in range(3):
-            state, metrics = step(state, images(index), LABELS, CLASS_WEIGHTS)
+            state, metrics = step(state, {"image": images(index), "label": LABELS})
             history.append(metrics)
         results[accumulate_steps] = (state, history)
     (big, big_history), (accumulated, accumulated_history) = results[1], results[4]
@@ -121,6 +122,7 @@ def test_classifier_step_with_accumulation_equals_the_big_batch_step():
     assert_trees_close(accumulated.opt_state, big.opt_state, atol=5e-5)
 
 
+@pytest.mark.slow
 def test_gan_step_with_accumulation_equals_the_big_batch_step_without_batch_statistics():
     results = {}
     for accumulate_steps in (1, 2):
@@ -137,10 +139,10 @@ def test_gan_step_with_accumulation_equals_the_big_batch_step_without_batch_stat
                          discriminator_params=discriminator_params, discriminator_stats=discriminator_stats,
                          ema_params=jax.tree.map(jnp.copy, generator_params), ema_stats=generator_stats,
                          generator_opt=adam.init(generator_params), discriminator_opt=adam.init(discriminator_params))
-        step = make_gan_train_step(definition)
+        step = GAN.make_train_step(definition)
         history = []
         for index in range(3):
-            state, metrics = step(state, images(index))
+            state, metrics = step(state, {"image": images(index)})
             history.append(metrics)
         results[accumulate_steps] = (state, history)
     (big, big_history), (accumulated, accumulated_history) = results[1], results[2]
@@ -152,11 +154,12 @@ def test_gan_step_with_accumulation_equals_the_big_batch_step_without_batch_stat
                        (big.generator_params, big.discriminator_params, big.ema_params), atol=4e-6)
 
 
+@pytest.mark.slow
 def test_with_batchnorm_each_microbatch_is_normalised_by_its_own_statistics():
     """What accumulation means for a BatchNorm model: the loss of K separately normalised microbatches."""
     config = ClassifierConfig.tiny(dropout_rate=0.0, accumulate_steps=2)
-    definition = classifier_definition(config, num_classes=2, total_steps=10)
-    state = init_classifier_state(config, definition, jax.random.key(0))
+    definition = CLASSIFIER.definition(config, Task(class_names=("0", "1"), total_steps=10), np.asarray(CLASS_WEIGHTS))
+    state = CLASSIFIER.init_state(config, definition, jax.random.key(0))
     x = jax.random.uniform(jax.random.key(1), (BATCH, 32, 32, 1), minval=-1, maxval=1)
     weights = CLASS_WEIGHTS[LABELS]
 
@@ -174,7 +177,7 @@ def test_with_batchnorm_each_microbatch_is_normalised_by_its_own_statistics():
 
     per_microbatch = float(jnp.sum(weighted_loss_sums(jnp.array([[0, 2, 4, 6], [1, 3, 5, 7]]))))
     whole_batch = float(weighted_loss_sums(jnp.arange(BATCH)[None])[0])
-    _, metrics = make_classifier_train_step(definition)(state, x, LABELS, CLASS_WEIGHTS)
+    _, metrics = CLASSIFIER.make_train_step(definition)(state, {"image": x, "label": LABELS})
     total_weight = float(jnp.sum(weights))
     np.testing.assert_allclose(metrics["loss"], per_microbatch / total_weight, rtol=1e-5)
     assert abs(per_microbatch - whole_batch) / total_weight > 1e-3  # not the big-batch normalisation

@@ -9,21 +9,22 @@ import numpy as np
 import pytest
 
 from jaxmed.errors import CheckpointError
-from jaxmed.training import config as config_lib
+from jaxmed import config as config_lib
+from jaxmed.families.base import Task
+from jaxmed.families.gan import FAMILY as GAN
+from jaxmed.families.gan import GanConfig
 from jaxmed.training.checkpoint import Checkpoints, abstract_like, state_checksums
-from jaxmed.training.config import GanConfig
-from jaxmed.training.gan_steps import make_gan_train_step
-from jaxmed.training.gan_state import gan_definition, init_gan_state
 
 CONFIG = GanConfig.tiny()
 
 
 def trained_state(steps=2):
-    definition = gan_definition(CONFIG)
-    state = init_gan_state(CONFIG, definition, jax.random.key(CONFIG.seed))
-    step = make_gan_train_step(definition)
+    definition = GAN.definition(CONFIG, Task(class_names=(), total_steps=CONFIG.steps))
+    state = GAN.init_state(CONFIG, definition, jax.random.key(CONFIG.seed))
+    step = GAN.make_train_step(definition)
     for index in range(steps):
-        state, _ = step(state, jax.random.uniform(jax.random.key(index), (8, 32, 32, 1), minval=-1, maxval=1))
+        images = jax.random.uniform(jax.random.key(index), (8, 32, 32, 1), minval=-1, maxval=1)
+        state, _ = step(state, {"image": images})
     return definition, state
 
 
@@ -34,7 +35,8 @@ def test_round_trip_restores_every_field(tmp_path):
         checkpoints.save(2, state, data={"position": 2, "note": "x"}, config=config_lib.to_dict(CONFIG))
         checkpoints.wait()
     with Checkpoints(tmp_path / "ckpt", keep=2) as checkpoints:
-        abstract = abstract_like(jax.eval_shape(lambda: init_gan_state(CONFIG, definition, jax.random.key(CONFIG.seed))),
+        abstract = abstract_like(jax.eval_shape(lambda: GAN.init_state(CONFIG, definition,
+                                                                       jax.random.key(CONFIG.seed))),
                                  jax.sharding.SingleDeviceSharding(jax.devices()[0]))
         restored, data, config = checkpoints.restore(abstract)
     assert data == {"position": 2, "note": "x"} and config_lib.from_dict(GanConfig, config) == CONFIG

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
-from jaxmed.training import config as config_lib
+from jaxmed import config as config_lib
+from jaxmed.families.base import Task
+from jaxmed.families.gan import FAMILY as GAN
+from jaxmed.families.gan import GanConfig
 from jaxmed.training.checkpoint import Checkpoints, abstract_like
-from jaxmed.training.config import GanConfig
-from jaxmed.training.gan_state import gan_definition, init_gan_state
 
 SETTINGS = ("data.n=64", "latent_dim=16", "checkpoint.every=2", "checkpoint.keep=3", "log.every=1",
             "sample.every=1000", "sample.n=4", "eval.every=1000", "eval.n=16")
@@ -35,17 +37,19 @@ RESTORE_THEN_TRAIN = textwrap.dedent("""
     import numpy as np
 
     from jaxmed.cli import main
-    from jaxmed.training import config as config_lib, sharding
+    from jaxmed import config as config_lib
+    from jaxmed.families.base import Task
+    from jaxmed.families.gan import FAMILY as GAN
+    from jaxmed.families.gan import GanConfig
+    from jaxmed.training import sharding
     from jaxmed.training.checkpoint import Checkpoints, abstract_like
-    from jaxmed.training.config import GanConfig
-    from jaxmed.training.gan_state import gan_definition, init_gan_state
 
     workdir, leaves_path, steps = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     devices = jax.device_count()
     config = config_lib.load(GanConfig, workdir / "config.json")
-    definition = gan_definition(config)
+    definition = GAN.definition(config, Task(class_names=(), total_steps=config.steps))
     placement = sharding.replicated(sharding.make_mesh(devices))
-    abstract = abstract_like(jax.eval_shape(lambda: init_gan_state(config, definition, jax.random.key(config.seed))),
+    abstract = abstract_like(jax.eval_shape(lambda: GAN.init_state(config, definition, jax.random.key(config.seed))),
                              placement)
     with Checkpoints(workdir / "checkpoints") as checkpoints:
         state, _, _ = checkpoints.restore(abstract, step=4)
@@ -73,8 +77,8 @@ def host_leaves(state) -> list[np.ndarray]:
 def restore_here(workdir: Path, step: int):
     """The state of `step`, restored in this (test) process onto its first device."""
     config = config_lib.load(GanConfig, workdir / "config.json")
-    definition = gan_definition(config)
-    abstract = abstract_like(jax.eval_shape(lambda: init_gan_state(config, definition, jax.random.key(config.seed))),
+    definition = GAN.definition(config, Task(class_names=(), total_steps=config.steps))
+    abstract = abstract_like(jax.eval_shape(lambda: GAN.init_state(config, definition, jax.random.key(config.seed))),
                              jax.sharding.SingleDeviceSharding(jax.devices()[0]))
     with Checkpoints(workdir / "checkpoints") as checkpoints:
         state, data, _ = checkpoints.restore(abstract, step=step)
@@ -82,6 +86,8 @@ def restore_here(workdir: Path, step: int):
     return host_leaves(state)
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_checkpoint_saved_on_4_devices_restores_on_1_and_8(tmp_path):
     saved = tmp_path / "four"
     done = subprocess.run([sys.executable, "-m", "jaxmed", *TRAIN, "--steps", "4", "--set", "mesh.data=4",

@@ -3,15 +3,17 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from jaxmed.training.classifier_loop import class_weights, train_classifier
-from jaxmed.training.config import ClassifierConfig
+from jaxmed.families.classifier import FAMILY as CLASSIFIER
+from jaxmed.families.classifier import ClassifierConfig, class_weights
+from jaxmed.training import runner
 from jaxmed.training.metrics_writer import read_metrics
 
 
 def test_train_evaluate_and_resume(tmp_path):
-    report = train_classifier(ClassifierConfig.tiny(epochs=1), tmp_path, progress=False)
+    report = runner.run(CLASSIFIER, ClassifierConfig.tiny(epochs=1), tmp_path, progress=False).eval
     saved = json.loads((tmp_path / "eval.json").read_text())
     assert saved["split"] == "test" and saved["n"] == saved["split_sizes"]["test"] > 0
     for key in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "confusion_matrix",
@@ -21,9 +23,12 @@ def test_train_evaluate_and_resume(tmp_path):
     assert {"training_curves.png", "roc.png", "confusion_matrix.png"} <= {p.name for p in (tmp_path / "plots").iterdir()}
     assert report["epochs_trained"] == 1
     # Rerun with more epochs: resumes at epoch 1 instead of starting over.
-    resumed = train_classifier(ClassifierConfig.tiny(epochs=2), tmp_path, progress=False)
+    resumed = runner.run(CLASSIFIER, ClassifierConfig.tiny(epochs=2), tmp_path, progress=False).eval
     assert resumed["epochs_trained"] == 2
-    assert [row["epoch"] for row in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    assert [row["epoch"] for row in rows if "epoch" in row] == [1, 2]
+    # Besides the per-epoch rows, per-step rows every log.every steps.
+    assert {"loss", "accuracy", "images_per_s"} <= set(next(row for row in rows if "epoch" not in row))
 
 
 def test_balanced_class_weights():
@@ -32,6 +37,7 @@ def test_balanced_class_weights():
     np.testing.assert_allclose(class_weights(np.array([0, 1]), 2, "none"), [1, 1])
 
 
+@pytest.mark.slow
 def test_works_on_a_folder_of_class_subfolders(tmp_path):
     rng = np.random.default_rng(0)
     for name, brightness in (("no", 60), ("yes", 190)):
@@ -41,7 +47,7 @@ def test_works_on_a_folder_of_class_subfolders(tmp_path):
             pixels = np.clip(rng.normal(brightness, 30, size), 0, 255).astype(np.uint8)
             Image.fromarray(pixels).convert("RGB").save(tmp_path / "data" / name / f"{index}.jpg")
     config = ClassifierConfig.tiny(**{"data.spec": str(tmp_path / "data"), "epochs": 3})
-    report = train_classifier(config, tmp_path / "run", progress=False)
+    report = runner.run(CLASSIFIER, config, tmp_path / "run", progress=False).eval
     assert report["class_names"] == ["no", "yes"]
     assert report["n"] == report["split_sizes"]["test"] > 0
     assert report["accuracy"] > 0.5  # the classes differ in brightness: better than chance

@@ -3,8 +3,9 @@
 import pytest
 
 from jaxmed.errors import UsageError
-from jaxmed.training import config as config_lib
-from jaxmed.training.config import GanConfig
+from jaxmed import config as config_lib
+from jaxmed.families import base
+from jaxmed.families.gan import GanConfig
 
 
 def test_dotted_overrides_are_typed():
@@ -44,10 +45,10 @@ def test_resume_allows_only_resumable_changes():
 
 
 def test_conv_backend_resolves_over_the_run_mesh(monkeypatch):
-    assert config_lib.model_conv_backend(GanConfig.tiny(conv_backend="xla")) == "xla"
-    assert config_lib.model_conv_backend(GanConfig.tiny()) == "onednn"  # one CPU device in this process
-    assert config_lib.model_conv_backend(GanConfig.tiny(**{"mesh.data": 2})) == "xla"
-    monkeypatch.setattr(config_lib, "resolve_conv_backend", lambda *args: (_ for _ in ()).throw(
-        config_lib.OneDnnUnavailable("no C++ compiler")))
+    assert base.conv_backend(GanConfig.tiny(conv_backend="xla")) == "xla"
+    assert base.conv_backend(GanConfig.tiny()) == "onednn"  # one CPU device in this process
+    assert base.conv_backend(GanConfig.tiny(**{"mesh.data": 2})) == "xla"
+    monkeypatch.setattr(base, "resolve_conv_backend", lambda *args: (_ for _ in ()).throw(
+        base.OneDnnUnavailable("no C++ compiler")))
     with pytest.raises(UsageError, match="conv_backend=onednn: no C\\+\\+ compiler"):
-        config_lib.model_conv_backend(GanConfig.tiny(conv_backend="onednn"))
+        base.conv_backend(GanConfig.tiny(conv_backend="onednn"))

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from jaxmed.cli import main
+from jaxmed.families.gan import FAMILY as GAN
+from jaxmed.families.gan import GanConfig
+from jaxmed.training import runner
 from jaxmed.training.checkpoint import Checkpoints
-from jaxmed.training.config import GanConfig
-from jaxmed.training.gan_loop import train_gan
 from jaxmed.training.metrics_writer import read_metrics
 
 IMAGES = np.random.default_rng(0).uniform(-1, 1, (40, 32, 32, 1)).astype(np.float32)
@@ -29,8 +30,8 @@ def losses(workdir):
 def runs(tmp_path_factory):
     """An uninterrupted 6-step run, and a 4-step run with checkpoints at steps 2 and 4."""
     root = tmp_path_factory.mktemp("runs")
-    straight = train_gan(GanConfig.tiny(steps=6), root / "straight", IMAGES, progress=False)
-    train_gan(GanConfig.tiny(steps=4), root / "interrupted", IMAGES, progress=False)
+    straight = runner.run(GAN, GanConfig.tiny(steps=6), root / "straight", IMAGES, progress=False).state
+    runner.run(GAN, GanConfig.tiny(steps=4), root / "interrupted", IMAGES, progress=False)
     return root, leaves(straight)
 
 
@@ -58,8 +59,9 @@ def garbage_in_data_json(step_dir):
     (step_dir / "data" / "metadata").write_text('{"position": 4')
 
 
-@pytest.mark.parametrize("damage", [truncate_data_file, flip_one_byte, delete_state_item,
-                                    garbage_in_data_json], ids=lambda damage: damage.__name__)
+@pytest.mark.parametrize("damage", [truncate_data_file, flip_one_byte, pytest.param(delete_state_item, marks=pytest.mark.slow),
+                                    pytest.param(garbage_in_data_json, marks=pytest.mark.slow)],
+                         ids=lambda damage: damage.__name__)
 def test_training_resumes_from_the_previous_checkpoint(runs, tmp_path, capsys, damage):
     root, straight = runs
     workdir = tmp_path / "run"
@@ -67,7 +69,7 @@ def test_training_resumes_from_the_previous_checkpoint(runs, tmp_path, capsys, d
     damage(workdir / "checkpoints" / "4")
     capsys.readouterr()
 
-    resumed = train_gan(GanConfig.tiny(steps=6), workdir, IMAGES, progress=False)
+    resumed = runner.run(GAN, GanConfig.tiny(steps=6), workdir, IMAGES, progress=False).state
 
     err = capsys.readouterr().err
     reports = [line for line in err.splitlines() if "cannot restore" in line]

@@ -17,11 +17,13 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
-from jaxmed.training import config as config_lib
+from jaxmed import config as config_lib
+from jaxmed.families.base import Task
+from jaxmed.families.gan import FAMILY as GAN
+from jaxmed.families.gan import GanConfig
 from jaxmed.training.checkpoint import Checkpoints, abstract_like
-from jaxmed.training.config import GanConfig
-from jaxmed.training.gan_state import gan_definition, init_gan_state
 from jaxmed.training.metrics_writer import read_metrics
 
 STEPS = 14
@@ -91,8 +93,8 @@ def kill_during_save(process, workdir, resume_step, started_ns) -> bool | None:
 
 def abstract_state(workdir: Path):
     config = config_lib.load(GanConfig, workdir / "config.json")
-    definition = gan_definition(config)
-    return abstract_like(jax.eval_shape(lambda: init_gan_state(config, definition, jax.random.key(config.seed))),
+    definition = GAN.definition(config, Task(class_names=(), total_steps=config.steps))
+    return abstract_like(jax.eval_shape(lambda: GAN.init_state(config, definition, jax.random.key(config.seed))),
                          jax.sharding.SingleDeviceSharding(jax.devices()[0]))
 
 
@@ -104,6 +106,8 @@ def final_state(workdir: Path):
     return state
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_sigkill_at_random_points_then_resume_is_bit_identical(tmp_path):
     reference = start(tmp_path / "straight", tmp_path / "straight.log")
     assert reference.wait(timeout=600) == 0, (tmp_path / "straight.log").read_text()

@@ -8,11 +8,13 @@ from PIL import Image
 
 from jaxmed import data as data_lib
 from jaxmed.errors import CheckpointError, DataError
-from jaxmed.training.classifier_loop import train_classifier
-from jaxmed.training.config import ClassifierConfig, GanConfig
-from jaxmed.training.evaluation import evaluate_generator, memorization
-from jaxmed.training.feature_extractor import load_feature_extractor
-from jaxmed.training.gan_loop import train_gan
+from jaxmed.evaluation.features import load_feature_extractor
+from jaxmed.evaluation.generators import evaluate_generator, memorization
+from jaxmed.families.classifier import FAMILY as CLASSIFIER
+from jaxmed.families.classifier import ClassifierConfig
+from jaxmed.families.gan import FAMILY as GAN
+from jaxmed.families.gan import GanConfig
+from jaxmed.training import runner
 
 BRAIN = {"data.spec": "phantom:brain", "data.n": 64}
 
@@ -21,8 +23,8 @@ BRAIN = {"data.spec": "phantom:brain", "data.n": 64}
 def runs(tmp_path_factory):
     """A 4-step GAN and a 1-epoch classifier (the feature extractor) on 32 px brain phantoms."""
     root = tmp_path_factory.mktemp("evaluation")
-    train_gan(GanConfig.tiny(**BRAIN), root / "gan", progress=False)
-    train_classifier(ClassifierConfig.tiny(**BRAIN, epochs=1), root / "classifier", progress=False)
+    runner.run(GAN, GanConfig.tiny(**BRAIN), root / "gan", progress=False)
+    runner.run(CLASSIFIER, ClassifierConfig.tiny(**BRAIN, epochs=1), root / "classifier", progress=False)
     return root
 
 
@@ -50,6 +52,7 @@ def test_report_of_an_untrained_gan(runs, tmp_path):
     assert "SYNTHETIC" in Image.open(tmp_path / "plots" / "samples.png").text["Description"]
 
 
+@pytest.mark.slow
 def test_a_classifier_embeds_with_its_hidden_layer(runs, tmp_path):
     extractor = load_feature_extractor(runs / "classifier")
     images = data_lib.load("phantom:brain", 32, n=10, seed=3).images
@@ -65,12 +68,14 @@ def test_a_classifier_embeds_with_its_hidden_layer(runs, tmp_path):
     assert report["counts"]["reference"] == 20 and report["counts"]["reference_available"] == 64
     assert 0 <= report["feature_extractor"]["test_accuracy"] <= 1
     assert not (tmp_path / "feature_extractor").exists()
-    with pytest.raises(CheckpointError, match="a 'dcgan' run; a feature extractor is a jaxmed VAE or classifier"):
+    with pytest.raises(CheckpointError,
+                       match="a 'dcgan' run; a feature extractor is a jaxmed VAE or finished classifier workdir$"):
         load_feature_extractor(runs / "gan")
 
 
+@pytest.mark.slow
 def test_a_feature_extractor_for_other_images_is_refused(runs, tmp_path):
-    train_classifier(ClassifierConfig.tiny(**BRAIN, epochs=1, image_size=64), tmp_path / "wide", progress=False)
+    runner.run(CLASSIFIER, ClassifierConfig.tiny(**BRAIN, epochs=1, image_size=64), tmp_path / "wide", progress=False)
     with pytest.raises(DataError, match="takes 64 px, 1 channel"):
         evaluate_generator(runs / "gan", tmp_path / "out", features=tmp_path / "wide", n=8, progress=False)
 

@@ -8,9 +8,10 @@ import pytest
 from PIL import Image
 
 from jaxmed.errors import TrainingDiverged
+from jaxmed.families.gan import FAMILY as GAN
+from jaxmed.families.gan import GanConfig
+from jaxmed.training import runner
 from jaxmed.training.checkpoint import Checkpoints
-from jaxmed.training.config import GanConfig
-from jaxmed.training.gan_loop import train_gan
 from jaxmed.training.metrics_writer import read_metrics
 
 IMAGES = np.random.default_rng(0).uniform(-1, 1, (40, 32, 32, 1)).astype(np.float32)
@@ -21,7 +22,7 @@ def leaves(state):
 
 
 def test_outputs_of_a_run(tmp_path):
-    train_gan(GanConfig.tiny(), tmp_path, IMAGES, progress=False)
+    runner.run(GAN, GanConfig.tiny(), tmp_path, IMAGES, progress=False)
     assert json.loads((tmp_path / "config.json").read_text())["image_size"] == 32
     rows = read_metrics(tmp_path / "metrics.jsonl")
     assert [row["step"] for row in rows] == [1, 2, 3, 4]
@@ -35,11 +36,11 @@ def test_outputs_of_a_run(tmp_path):
 
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):
-    train_gan(GanConfig.tiny(steps=3), tmp_path / "resumed", IMAGES, progress=False)  # checkpoints at 2 and 3
+    runner.run(GAN, GanConfig.tiny(steps=3), tmp_path / "resumed", IMAGES, progress=False)  # checkpoints at 2 and 3
     # Simulate a crash after step 3's metrics were logged but before a later checkpoint:
     # the resumed run must drop them and redo the steps from checkpoint 3.
-    resumed = train_gan(GanConfig.tiny(steps=6), tmp_path / "resumed", IMAGES, progress=False)
-    straight = train_gan(GanConfig.tiny(steps=6), tmp_path / "straight", IMAGES, progress=False)
+    resumed = runner.run(GAN, GanConfig.tiny(steps=6), tmp_path / "resumed", IMAGES, progress=False).state
+    straight = runner.run(GAN, GanConfig.tiny(steps=6), tmp_path / "straight", IMAGES, progress=False).state
     assert int(resumed.step) == 6
     for got, want in zip(leaves(resumed), leaves(straight)):
         np.testing.assert_array_equal(got, want)
@@ -52,22 +53,22 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
-    good = train_gan(GanConfig.tiny(steps=4), tmp_path, IMAGES, progress=False)
+    good = runner.run(GAN, GanConfig.tiny(steps=4), tmp_path, IMAGES, progress=False).state
     good_leaves = leaves(good)
     poisoned = np.full_like(IMAGES, np.nan)
     with pytest.raises(TrainingDiverged, match="non-finite loss at step 5.*last good checkpoint is step 4"):
-        train_gan(GanConfig.tiny(steps=8), tmp_path, poisoned, progress=False)
+        runner.run(GAN, GanConfig.tiny(steps=8), tmp_path, poisoned, progress=False)
     assert Checkpoints(tmp_path / "checkpoints").latest_step() == 4
     # The checkpoint still holds the good state: resuming on clean data continues from it.
-    again = train_gan(GanConfig.tiny(steps=4), tmp_path, IMAGES, progress=False)
+    again = runner.run(GAN, GanConfig.tiny(steps=4), tmp_path, IMAGES, progress=False).state
     for got, want in zip(leaves(again), good_leaves):
         np.testing.assert_array_equal(got, want)
 
 
 def test_a_checkpoint_saved_mid_run_is_not_changed_by_later_steps(tmp_path):
     """Steps after an asynchronous save donate the state's buffers; the saved step must stay intact."""
-    train_gan(GanConfig.tiny(steps=4), tmp_path / "long", IMAGES, progress=False)  # saves 2, then steps 3-4
-    short = train_gan(GanConfig.tiny(steps=2), tmp_path / "short", IMAGES, progress=False)
+    runner.run(GAN, GanConfig.tiny(steps=4), tmp_path / "long", IMAGES, progress=False)  # saves 2, then steps 3-4
+    short = runner.run(GAN, GanConfig.tiny(steps=2), tmp_path / "short", IMAGES, progress=False).state
     with Checkpoints(tmp_path / "long" / "checkpoints") as checkpoints:
         restored, data, _ = checkpoints.restore(jax.tree.map(
             lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding), short), step=2)

@@ -6,9 +6,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxmed.training.config import GanConfig
-from jaxmed.training.gan_steps import generate, make_gan_train_step
-from jaxmed.training.gan_state import gan_definition, init_gan_state
+from jaxmed.families.base import Task
+from jaxmed.families.gan import FAMILY as GAN
+from jaxmed.families.gan import GanConfig, generate
 
 CONFIG = GanConfig.tiny()
 
@@ -18,8 +18,8 @@ def real_batch(seed=0):
 
 
 def fresh():
-    definition = gan_definition(CONFIG)
-    return definition, init_gan_state(CONFIG, definition, jax.random.key(CONFIG.seed))
+    definition = GAN.definition(CONFIG, Task(class_names=(), total_steps=CONFIG.steps))
+    return definition, GAN.init_state(CONFIG, definition, jax.random.key(CONFIG.seed))
 
 
 def test_first_step_matches_an_independent_computation():
@@ -42,7 +42,7 @@ def test_first_step_matches_an_independent_computation():
     expected_g = -np.mean(np.log(sigmoid(fake_logits)))
     generator_grads = jax.grad(lambda p: -jnp.mean(jax.nn.log_sigmoid(logits(p)[1])))(state.generator_params)
 
-    new_state, metrics = make_gan_train_step(definition)(state, real)
+    new_state, metrics = GAN.make_train_step(definition)(state, {"image": real})
     np.testing.assert_allclose(metrics["d_loss"], expected_d, rtol=1e-4)
     np.testing.assert_allclose(metrics["g_loss"], expected_g, rtol=1e-4)
     assert int(new_state.step) == 1
@@ -63,13 +63,13 @@ def test_first_step_matches_an_independent_computation():
 
 def test_step_is_deterministic_and_compiles_once():
     definition, _ = fresh()
-    step = make_gan_train_step(definition)
+    step = GAN.make_train_step(definition)
     results = []
     for _ in range(2):
-        state = init_gan_state(CONFIG, definition, jax.random.key(CONFIG.seed))
+        state = GAN.init_state(CONFIG, definition, jax.random.key(CONFIG.seed))
         losses = []
         for index in range(3):
-            state, metrics = step(state, real_batch(index))
+            state, metrics = step(state, {"image": real_batch(index)})
             losses.append(float(metrics["g_loss"]))
         results.append((losses, jax.tree.map(np.asarray, state.ema_params)))
     assert results[0][0] == results[1][0]
@@ -80,7 +80,7 @@ def test_step_is_deterministic_and_compiles_once():
 def test_step_updates_running_statistics_and_ema():
     definition, state = fresh()
     before = jax.tree.map(np.asarray, (state.generator_stats, state.ema_params, state.key))
-    new_state, _ = make_gan_train_step(definition)(state, real_batch())
+    new_state, _ = GAN.make_train_step(definition)(state, {"image": real_batch()})
     after = (new_state.generator_stats, new_state.ema_params, new_state.key)
     for old, new in zip(before, after):
         assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(old), jax.tree.leaves(new)))

@@ -18,8 +18,8 @@ import pytest
 from jaxmed import cli
 from jaxmed.errors import UsageError
 from jaxmed.training import distributed
-from jaxmed.training.sampling import restore_from_workdir
 from jaxmed.training.metrics_writer import read_metrics
+from jaxmed.training.restore import restore_run
 
 LOSS_RTOL = 1e-5
 PARAM_ATOL = 5e-5
@@ -40,8 +40,7 @@ def gan_losses(workdir):
 
 
 def final_gan_state(workdir):
-    config, _, state = restore_from_workdir(workdir)
-    return state
+    return restore_run(workdir).state
 
 
 def free_port() -> int:
@@ -64,6 +63,8 @@ def jaxmed(args, env):
                             stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_processes_train_in_step_and_equal_one_process(tmp_path):
     coordinator = f"127.0.0.1:{free_port()}"
     multi = tmp_path / "two_processes"

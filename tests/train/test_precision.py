@@ -3,12 +3,14 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.extend import core as jax_core
 
-from jaxmed.training.classifier_steps import classifier_definition, init_classifier_state, make_classifier_train_step
-from jaxmed.training.config import ClassifierConfig, GanConfig
-from jaxmed.training.gan_state import gan_definition, init_gan_state
-from jaxmed.training.gan_steps import gan_train_step, make_gan_train_step
+from jaxmed.families.base import Task
+from jaxmed.families.classifier import FAMILY as CLASSIFIER
+from jaxmed.families.classifier import ClassifierConfig
+from jaxmed.families.gan import FAMILY as GAN
+from jaxmed.families.gan import GanConfig, gan_train_step
 
 FP32 = GanConfig.tiny()
 BF16 = GanConfig.tiny(precision="bf16")
@@ -38,13 +40,17 @@ def heavy_operand_dtypes(jaxpr):
     return found
 
 
+def gan_definition(config):
+    return GAN.definition(config, Task(class_names=(), total_steps=config.steps))
+
+
 def train(config):
     definition = gan_definition(config)
-    state = init_gan_state(config, definition, jax.random.key(config.seed))
-    step = make_gan_train_step(definition)
+    state = GAN.init_state(config, definition, jax.random.key(config.seed))
+    step = GAN.make_train_step(definition)
     history = []
     for index in range(STEPS):
-        state, metrics = step(state, real_batch(index))
+        state, metrics = step(state, {"image": real_batch(index)})
         history.append(metrics)
     return state, history
 
@@ -52,12 +58,13 @@ def train(config):
 def test_bf16_gan_step_runs_its_convolutions_and_matmuls_in_bfloat16():
     for config, expected in ((BF16, {jnp.dtype(jnp.bfloat16)}), (FP32, {jnp.dtype(jnp.float32)})):
         definition = gan_definition(config)
-        state = jax.eval_shape(lambda key: init_gan_state(config, definition, key), jax.random.key(0))
+        state = jax.eval_shape(lambda key: GAN.init_state(config, definition, key), jax.random.key(0))
         jaxpr = jax.make_jaxpr(lambda s, x: gan_train_step(definition, s, x))(state, real_batch(0)).jaxpr
         # Forward and backward: every convolution and matmul, including the weight gradients.
         assert heavy_operand_dtypes(jaxpr) == expected, config.precision
 
 
+@pytest.mark.slow
 def test_bf16_gan_keeps_float32_state_and_losses_and_trains_close_to_fp32():
     fp32_state, fp32_history = train(FP32)
     bf16_state, bf16_history = train(BF16)
@@ -72,18 +79,18 @@ def test_bf16_gan_keeps_float32_state_and_losses_and_trains_close_to_fp32():
     assert any(float(bf16[name]) != float(fp32[name]) for bf16, fp32 in zip(bf16_history, fp32_history)
                for name in bf16)
     moved = [np.max(np.abs(np.asarray(a) - np.asarray(b))) for a, b in
-             zip(jax.tree.leaves(bf16_state.generator_params), jax.tree.leaves(init_gan_state(
+             zip(jax.tree.leaves(bf16_state.generator_params), jax.tree.leaves(GAN.init_state(
                  BF16, gan_definition(BF16), jax.random.key(BF16.seed)).generator_params))]
     assert min(moved) > 0  # every parameter tensor was updated
 
 
 def test_bf16_classifier_keeps_float32_parameters_and_loss():
     config = ClassifierConfig.tiny(precision="bf16")
-    definition = classifier_definition(config, num_classes=2, total_steps=10)
-    state = init_classifier_state(config, definition, jax.random.key(0))
+    definition = CLASSIFIER.definition(config, Task(class_names=("0", "1"), total_steps=10), np.ones(2))
+    state = CLASSIFIER.init_state(config, definition, jax.random.key(0))
     images = jax.random.uniform(jax.random.key(1), (config.batch_size, 32, 32, 1), minval=-1, maxval=1)
     labels = jnp.arange(config.batch_size) % 2
-    new_state, metrics = make_classifier_train_step(definition)(state, images, labels, jnp.ones(2))
+    new_state, metrics = CLASSIFIER.make_train_step(definition)(state, {"image": images, "label": labels})
     assert float_dtypes((new_state.params, new_state.opt_state, new_state.model_state)) == {jnp.dtype(jnp.float32)}
     assert metrics["loss"].dtype == jnp.float32 and np.isfinite(metrics["loss"])
     # Two balanced classes at initialisation: the cross-entropy is near log 2.

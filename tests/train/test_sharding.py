@@ -23,10 +23,11 @@ import numpy as np
 import pytest
 
 from jaxmed.errors import UsageError
+from jaxmed.families.base import Task
+from jaxmed.families.gan import FAMILY as GAN
 from jaxmed.training import sharding
-from jaxmed.training.sampling import restore_from_workdir
 from jaxmed.training.metrics_writer import read_metrics
-from jaxmed.training.gan_state import gan_definition, init_gan_state
+from jaxmed.training.restore import restore_run
 
 LOSS_RTOL = 1e-5
 PARAM_ATOL = 5e-5
@@ -49,9 +50,10 @@ SCRIPT = textwrap.dedent("""
     jax.config.update("jax_num_cpu_devices", {devices})
     import numpy as np
     from jaxmed.cli import main
+    from jaxmed.families.base import Task
+    from jaxmed.families.classifier import FAMILY as CLASSIFIER
+    from jaxmed.families.classifier import ClassifierConfig
     from jaxmed.training import sharding
-    from jaxmed.training.classifier_steps import classifier_definition, init_classifier_state, make_classifier_train_step
-    from jaxmed.training.config import ClassifierConfig
 
     root, flags = sys.argv[1], json.loads(sys.argv[2])
     assert jax.device_count() == {devices}
@@ -62,23 +64,22 @@ SCRIPT = textwrap.dedent("""
         assert main(vae_flags + ["--workdir", f"{{root}}/vae_mesh{{count}}", "--set", f"mesh.data={{count}}"]) == 0
 
     config = ClassifierConfig.tiny(batch_size=16, accumulate_steps=2)
-    definition = classifier_definition(config, num_classes=2, total_steps=10)
+    definition = CLASSIFIER.definition(config, Task(class_names=("0", "1"), total_steps=10),
+                                       np.array([1.0, 2.0], np.float32))
     rng = np.random.default_rng(0)
     batches = [(rng.uniform(-1, 1, (16, 32, 32, 1)).astype(np.float32), rng.integers(0, 2, 16).astype(np.int32))
                for _ in range(2)]
     results = {{}}
     for name, mesh in (("mesh", sharding.make_mesh({devices})), ("single", None)):
-        state = init_classifier_state(config, definition, jax.random.key(0))
-        step = make_classifier_train_step(definition, mesh)
-        weights = np.array([1.0, 2.0], np.float32)
+        state = CLASSIFIER.init_state(config, definition, jax.random.key(0))
+        step = CLASSIFIER.make_train_step(definition, mesh)
         if mesh is not None:
             state = jax.device_put(state, sharding.replicated(mesh))
-            weights = sharding.place_global(weights, sharding.replicated(mesh))
         losses = []
         for images, labels in batches:
             if mesh is not None:
                 images, labels = (sharding.place_global(a, sharding.batch_sharding(mesh)) for a in (images, labels))
-            state, metrics = step(state, images, labels, weights)
+            state, metrics = step(state, {{"image": images, "label": labels}})
             losses.append(float(metrics["loss"]))
         assert step._cache_size() == 1  # placed inputs: one compilation
         results[name + "_losses"] = np.array(losses)
@@ -106,10 +107,12 @@ def gan_losses(workdir):
 
 def final_state(workdir):
     """(config, state) of a GAN or VAE workdir."""
-    config, _, state = restore_from_workdir(workdir)
-    return config, state
+    run = restore_run(workdir)
+    return run.config, run.state
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_gan_on_8_devices_equals_1_device(eight_device_runs):
     eight_config, eight = final_state(eight_device_runs / f"mesh{DEVICES}")
     one_config, one = final_state(eight_device_runs / "mesh1")
@@ -122,13 +125,16 @@ def test_gan_on_8_devices_equals_1_device(eight_device_runs):
     # image would differ from the batch's, so agreement shows they span the global batch.
     for got, want in zip(jax.tree.leaves(eight), jax.tree.leaves(one), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=PARAM_ATOL)
+    definition = GAN.definition(one_config, Task(class_names=(), total_steps=one_config.steps))
     moved = [np.max(np.abs(np.asarray(a) - np.asarray(b))) for a, b in zip(
         jax.tree.leaves(one.discriminator_params),
-        jax.tree.leaves(init_gan_state(one_config, gan_definition(one_config), jax.random.key(0)).discriminator_params))]
+        jax.tree.leaves(GAN.init_state(one_config, definition, jax.random.key(0)).discriminator_params))]
     # The tolerance is small against what training changed.
     assert min(moved) > PARAM_ATOL and max(moved) > 10 * PARAM_ATOL
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_vae_on_8_devices_equals_1_device(eight_device_runs):
     runs = [eight_device_runs / f"vae_mesh{count}" for count in (DEVICES, 1)]
     losses = [np.array([[row["step"], row["loss"], row["reconstruction"], row["kl"]]
@@ -156,6 +162,8 @@ def test_vae_on_8_devices_equals_1_device(eight_device_runs):
     assert outliers <= 5e-3 * total
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_classifier_with_accumulation_on_8_devices_equals_1_device(eight_device_runs):
     results = np.load(eight_device_runs / "classifier.npz")
     np.testing.assert_allclose(results["mesh_losses"], results["single_losses"], rtol=LOSS_RTOL)

@@ -9,14 +9,15 @@ import pytest
 from PIL import Image
 
 from jaxmed.errors import CheckpointError, TrainingDiverged
+from jaxmed.families.base import Task
+from jaxmed.families.classifier import FAMILY as CLASSIFIER
+from jaxmed.families.classifier import ClassifierConfig
+from jaxmed.families.vae import FAMILY as VAE
+from jaxmed.families.vae import VaeConfig, kl_weight_at
+from jaxmed.sampling import restore_generator, sample_from_workdir
+from jaxmed.training import runner
 from jaxmed.training.checkpoint import Checkpoints
-from jaxmed.training.config import ClassifierConfig, VaeConfig
 from jaxmed.training.metrics_writer import read_metrics
-from jaxmed.training.sampling import restore_from_workdir, sample_from_workdir
-from jaxmed.training.vae_loop import train_vae
-from jaxmed.training.vae_state import init_vae_state, vae_definition
-from jaxmed.training.vae_steps import kl_weight_at, make_vae_train_step
-from jaxmed.training import config as config_lib
 
 # Smooth blobs, so a few dozen steps visibly learn them.
 _grid = np.linspace(-1, 1, 32)
@@ -24,6 +25,10 @@ _centers = np.random.default_rng(0).uniform(-0.5, 0.5, (40, 2))
 IMAGES = (2 * np.exp(-((_grid[None, :, None] - _centers[:, 0, None, None]) ** 2
                        + (_grid[None, None, :] - _centers[:, 1, None, None]) ** 2) / 0.1) - 1)[..., None]
 IMAGES = IMAGES.astype(np.float32)
+
+
+def vae_definition(config):
+    return VAE.definition(config, Task(class_names=(), total_steps=config.steps))
 
 
 def leaves(state):
@@ -40,18 +45,19 @@ def test_kl_weight_warms_up_linearly_then_stays():
 def test_steps_lower_the_loss_on_a_fixed_batch():
     config = VaeConfig.tiny(**{"optimizer.lr": 2e-3})
     definition = vae_definition(config)
-    state = init_vae_state(config, definition, jax.random.key(0))
-    step = make_vae_train_step(definition)
+    state = VAE.init_state(config, definition, jax.random.key(0))
+    step = VAE.make_train_step(definition)
     batch = jnp.asarray(IMAGES[:8])
     losses = []
     for _ in range(30):
-        state, metrics = step(state, batch)
+        state, metrics = step(state, {"image": batch})
         losses.append(float(metrics["loss"]))
         assert float(metrics["loss"]) == pytest.approx(float(metrics["reconstruction"] + metrics["kl"]), rel=1e-5)
     assert int(state.step) == 30
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
 
 
+@pytest.mark.slow
 def test_accumulated_microbatches_make_one_update():
     """K=2 microbatches: one update, a loss that differs from the plain step's only by per-microbatch BatchNorm."""
     plain = VaeConfig.tiny()
@@ -59,8 +65,8 @@ def test_accumulated_microbatches_make_one_update():
     results = []
     for config in (plain, accumulated):
         definition = vae_definition(config)
-        state = init_vae_state(config, definition, jax.random.key(0))
-        state, metrics = make_vae_train_step(definition)(state, jnp.asarray(IMAGES[:8]))
+        state = VAE.init_state(config, definition, jax.random.key(0))
+        state, metrics = VAE.make_train_step(definition)(state, {"image": jnp.asarray(IMAGES[:8])})
         results.append((state, metrics))
     (plain_state, plain_metrics), (accumulated_state, accumulated_metrics) = results
     assert int(accumulated_state.step) == 1
@@ -70,7 +76,7 @@ def test_accumulated_microbatches_make_one_update():
 
 
 def test_outputs_of_a_run(tmp_path):
-    train_vae(VaeConfig.tiny(), tmp_path, IMAGES, progress=False)
+    runner.run(VAE, VaeConfig.tiny(), tmp_path, IMAGES, progress=False)
     assert json.loads((tmp_path / "config.json").read_text())["model"] == "vae"
     rows = read_metrics(tmp_path / "metrics.jsonl")
     assert [row["step"] for row in rows] == [1, 2, 3, 4]
@@ -83,39 +89,42 @@ def test_outputs_of_a_run(tmp_path):
     assert Checkpoints(tmp_path / "checkpoints").all_steps() == [2, 4]
 
 
+@pytest.mark.slow
 def test_resume_equals_an_uninterrupted_run(tmp_path):
-    train_vae(VaeConfig.tiny(steps=3), tmp_path / "resumed", IMAGES, progress=False)
-    resumed = train_vae(VaeConfig.tiny(steps=6), tmp_path / "resumed", IMAGES, progress=False)
-    straight = train_vae(VaeConfig.tiny(steps=6), tmp_path / "straight", IMAGES, progress=False)
+    runner.run(VAE, VaeConfig.tiny(steps=3), tmp_path / "resumed", IMAGES, progress=False)
+    resumed = runner.run(VAE, VaeConfig.tiny(steps=6), tmp_path / "resumed", IMAGES, progress=False).state
+    straight = runner.run(VAE, VaeConfig.tiny(steps=6), tmp_path / "straight", IMAGES, progress=False).state
     assert int(resumed.step) == 6
     for got, want in zip(leaves(resumed), leaves(straight)):
         np.testing.assert_array_equal(got, want)
 
 
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
-    train_vae(VaeConfig.tiny(steps=4), tmp_path, IMAGES, progress=False)
+    runner.run(VAE, VaeConfig.tiny(steps=4), tmp_path, IMAGES, progress=False)
     with pytest.raises(TrainingDiverged, match="non-finite loss at step 5.*last good checkpoint is step 4"):
-        train_vae(VaeConfig.tiny(steps=8), tmp_path, np.full_like(IMAGES, np.nan), progress=False)
+        runner.run(VAE, VaeConfig.tiny(steps=8), tmp_path, np.full_like(IMAGES, np.nan), progress=False)
     assert Checkpoints(tmp_path / "checkpoints").latest_step() == 4
 
 
 def test_sampling_a_workdir_decodes_the_prior(tmp_path):
-    state = train_vae(VaeConfig.tiny(), tmp_path, IMAGES, progress=False)
+    state = runner.run(VAE, VaeConfig.tiny(), tmp_path, IMAGES, progress=False).state
     images, step = sample_from_workdir(tmp_path, 5, seed=3)
     again, _ = sample_from_workdir(tmp_path, 5, seed=3)
     other, _ = sample_from_workdir(tmp_path, 5, seed=4)
     assert step == 4 and images.shape == (5, 32, 32, 1) and np.abs(images).max() <= 1.0
     np.testing.assert_array_equal(images, again)
     assert not np.allclose(images, other)
-    config, model, restored = restore_from_workdir(tmp_path)
-    assert isinstance(config, VaeConfig) and model.name == "vae"
-    for got, want in zip(leaves(restored), leaves(state)):
+    run, generator = restore_generator(tmp_path)
+    assert isinstance(run.config, VaeConfig) and run.family.name == "vae"
+    for got, want in zip(leaves(run.state), leaves(state)):
         np.testing.assert_array_equal(got, want)
-    z = jax.random.normal(jax.random.key(3), (5, config.latent_dim))
-    np.testing.assert_allclose(images, np.asarray(model.generate(restored, z)), atol=1e-6)
+    z = jax.random.normal(jax.random.key(3), (5, generator.latent_dim))
+    np.testing.assert_allclose(images, np.asarray(generator.generate(run.state, z)), atol=1e-6)
 
 
 def test_sampling_a_classifier_workdir_is_a_clear_error(tmp_path):
-    config_lib.save(ClassifierConfig.tiny(), tmp_path / "config.json")
-    with pytest.raises(CheckpointError, match="config.json: a 'seed_cnn' run; this needs a GAN"):
+    # A classifier is restorable once trained (its classes come from eval.json), so train one epoch.
+    runner.run(CLASSIFIER, ClassifierConfig.tiny(epochs=1), tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="config.json: a 'seed_cnn' run does not generate images; this needs "
+                                              "a generative"):
         sample_from_workdir(tmp_path, 2)

@@ -13,7 +13,8 @@ def test_record_skipped_lists_every_entry_and_says_where(tmp_path, capsys):
     assert json.loads(workdir.skipped.read_text()) == {
         "spec": "data/scans", "count": 2,
         "skipped": [{"file": "a/x.png", "reason": "truncated or corrupt image"},
-                    {"file": "b/y.dcm", "reason": "no pixel data"}]}
+                    {"file": "b/y.dcm", "reason": "no pixel data"}],
+        "ignored": []}
     assert capsys.readouterr().err == f"skipped 2 files (see {workdir.skipped})\n"
 
     # Data read cleanly later: no list, and no stale one from before.
