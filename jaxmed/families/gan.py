@@ -222,7 +222,7 @@ def _build_networks(config: GanConfig, key: jax.Array, num_classes: int = 0) -> 
 
 
 def _regularisation(config: GanConfig) -> Regularisation:
-    return Regularisation(loss=config.loss, augment=config.gan_augment, ada_target=config.ada_target,
+    return Regularisation(augment=config.gan_augment, ada_target=config.ada_target,
                           ada_images_to_full=config.ada_images_to_full, r1_gamma=config.r1_gamma,
                           r1_every=config.r1_every, lecam_weight=config.lecam_weight)
 
@@ -266,7 +266,7 @@ def gan_train_step(definition: GanDefinition, state: GanState, real_BxHxWxC: jax
                 frozen = nnx.merge(definition.discriminator, discriminator_params, discriminator_stats, copy=True)
                 frozen.eval()
             loss_pair, (real_logits_b, fake_logits_b, extra) = microbatch_losses(
-                settings, generator, discriminator, frozen, real_bxHxWxC, z_bxZ, labels_b,
+                settings, definition.loss, generator, discriminator, frozen, real_bxHxWxC, z_bxZ, labels_b,
                 jax.random.wrap_key_data(augment_key[0]) if settings.augments else None, p, anchors, r1_due)
             updated_stats = (nnx.state(generator, nnx.BatchStat), nnx.state(discriminator, nnx.BatchStat))
             return loss_pair, (updated_stats, real_logits_b, fake_logits_b, extra)

@@ -35,7 +35,6 @@ class Regularisation:
     """The small-data options of a GAN run (static: part of its definition).
 
     Attributes:
-      loss: the adversarial loss (`jaxmed.losses.GAN_LOSSES`).
       augment: one of `AUGMENTS`.
       ada_target: ADA's target for the mean sign of D's logits on augmented reals.
       ada_images_to_full: real images over which ADA's p may go from 0 to 1.
@@ -44,7 +43,6 @@ class Regularisation:
       lecam_weight: LeCam weight (0: off).
     """
 
-    loss: str = "non_saturating"
     augment: str = "none"
     ada_target: float = 0.6
     ada_images_to_full: int = 500_000
@@ -62,7 +60,7 @@ def augment_probability(settings: Regularisation, ada_p: jax.Array | None) -> ja
     return ada_p if settings.augment == "ada" else 1.0
 
 
-def microbatch_losses(settings: Regularisation, generator: nnx.Module, discriminator: nnx.Module,
+def microbatch_losses(settings: Regularisation, loss: str, generator: nnx.Module, discriminator: nnx.Module,
                       frozen_discriminator: nnx.Module | None, real: jax.Array, z: jax.Array,
                       labels: jax.Array | None, key: jax.Array | None, p: jax.Array | float,
                       anchors: tuple[jax.Array, jax.Array] | None, r1_due: jax.Array | None
@@ -71,6 +69,7 @@ def microbatch_losses(settings: Regularisation, generator: nnx.Module, discrimin
 
     Args:
       settings: the run's options.
+      loss: the adversarial loss (`jaxmed.losses.GAN_LOSSES`).
       generator, discriminator: the merged networks in training mode.
       frozen_discriminator: D in evaluation mode for R1 (None when R1 is off).
       real: real images in [-1, 1]; z: noise; labels: class indices (None: unconditional).
@@ -88,7 +87,7 @@ def microbatch_losses(settings: Regularisation, generator: nnx.Module, discrimin
     fake = generator(z, *conditioning)
     real_logits = discriminator(seen(real, real_key), *conditioning)
     fake_logits = discriminator(seen(fake, fake_key), *conditioning)
-    d_loss = discriminator_loss(real_logits, fake_logits, settings.loss)
+    d_loss = discriminator_loss(real_logits, fake_logits, loss)
     metrics = {}
     if settings.lecam_weight > 0:
         metrics["lecam"] = lecam(real_logits, fake_logits, *anchors)
@@ -99,4 +98,4 @@ def microbatch_losses(settings: Regularisation, generator: nnx.Module, discrimin
 
         metrics["r1"] = jax.lax.cond(r1_due, penalty, lambda: jnp.zeros((), jnp.float32))
         d_loss = d_loss + settings.r1_gamma / 2 * settings.r1_every * metrics["r1"]
-    return (d_loss, generator_loss(fake_logits, settings.loss)), (real_logits, fake_logits, metrics)
+    return (d_loss, generator_loss(fake_logits, loss)), (real_logits, fake_logits, metrics)
