@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--checkpoint", default="best", metavar="best|latest|STEP",
                         help="which checkpoint: the best by FID where the run measured it, else the latest "
                              "(default best), the latest, or a step")
+    sample.add_argument("--class", dest="class_name", metavar="NAME", default=None,
+                        help="the class to draw, for a class-conditional GAN (default: its classes in turn)")
     sample.add_argument("--format", choices=("png", "npz", "dcm"), default="png",
                         help="file format: png, npz, or dcm (DICOM Secondary Capture marked synthetic, no patient "
                              "attributes) (default png)")
@@ -254,8 +256,9 @@ def _sample(args: argparse.Namespace) -> None:
     from jaxmed.training.restore import parse_checkpoint
 
     images, step = sample_from_workdir(args.workdir, args.n, seed=args.seed,
-                                       checkpoint=parse_checkpoint(args.checkpoint))
-    paths = write_images(images, args.out, args.format, source=f"{args.workdir} step {step} seed {args.seed}")
+                                       checkpoint=parse_checkpoint(args.checkpoint), class_name=args.class_name)
+    source = f"{args.workdir} step {step} seed {args.seed}" + (f" class {args.class_name}" if args.class_name else "")
+    paths = write_images(images, args.out, args.format, source=source)
     print(f"wrote {args.n} synthetic images to {args.out} ({len(paths)} file(s), checkpoint step {step})",
           file=sys.stderr)
 

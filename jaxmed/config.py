@@ -133,6 +133,8 @@ class RunConfig:
     #: Fields a resumed run may change; everything else must match the checkpoint.
     RESUMABLE: typing.ClassVar[frozenset[str]] = frozenset({
         "checkpoint.every", "checkpoint.keep", "log.every", "mesh.data", "conv_backend"})
+    #: Named sets of defaults (`recipe` field): {recipe: {dotted key: value}}; see `apply_overrides`.
+    RECIPES: typing.ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: Dotted keys of configs saved before FORMAT_VERSION: old key -> new key (None: dropped, with the keys
     #: below it).
     MIGRATIONS: typing.ClassVar[Mapping[str, str | None]] = {}
@@ -272,6 +274,9 @@ def apply_overrides(config, overrides: Mapping[str, Any]):
       overrides: {"optimizer.lr": "1e-4", "steps": 300, ...}; string values are parsed
         to the field's type.
 
+    A config with `RECIPES` whose `recipe` changes takes the new recipe's values first,
+    then the other overrides: the keys given explicitly always win over the recipe.
+
     Raises:
       UsageError: on an unknown key, an ill-typed value or a failed validation.
     """
@@ -279,7 +284,19 @@ def apply_overrides(config, overrides: Mapping[str, Any]):
     for key in overrides:
         if key not in known:
             raise UsageError(f"unknown config key {key!r}; known keys: {', '.join(sorted(known))}")
-    return _replace_nested(config, overrides)
+    return _replace_nested(config, _with_recipe(config, overrides))
+
+
+def _with_recipe(config, overrides: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`overrides` preceded by the values of the recipe they switch to, if they switch `recipe`."""
+    recipes = getattr(config, "RECIPES", None)  # any config dataclass, e.g. DataOptions, may come here
+    if not recipes or "recipe" not in overrides:
+        return overrides
+    recipe = _parse("recipe", overrides["recipe"], str)
+    require(recipe in recipes, f"recipe must be one of {', '.join(recipes)}, got {recipe!r}")
+    if recipe == config.recipe:
+        return overrides
+    return {**recipes[recipe], **overrides}
 
 
 def _replace_nested(config, overrides: Mapping[str, Any], prefix: str = ""):

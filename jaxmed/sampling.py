@@ -39,7 +39,7 @@ def restore_generator(workdir: Path | str, checkpoint: str | int = BEST) -> tupl
 
 
 def sample_from_workdir(workdir: Path | str, n: int, seed: int = 0, batch_size: int = 64,
-                        checkpoint: str | int = BEST) -> tuple[np.ndarray, int]:
+                        checkpoint: str | int = BEST, class_name: str | None = None) -> tuple[np.ndarray, int]:
     """`n` images from the model of `workdir`'s latest checkpoint; the same workdir, `n` and `seed` give the same.
 
     Args:
@@ -48,13 +48,32 @@ def sample_from_workdir(workdir: Path | str, n: int, seed: int = 0, batch_size: 
       seed: noise seed.
       batch_size: images generated per device call.
       checkpoint: which checkpoint ("best", "latest" or a step; see `restore_generator`).
+      class_name: the class to draw, for a class-conditional model (None: a conditional
+        model draws its classes in turn).
 
     Returns:
       (images (n, H, W, C) in [-1, 1], the checkpoint step used).
 
     Raises:
-      CheckpointError: if the workdir has no generative checkpoint.
+      CheckpointError: if the workdir has no generative checkpoint, or `class_name` is
+        given and its model is unconditional or has no such class.
     """
     run, generator = restore_generator(workdir, checkpoint)
+    labels = None if class_name is None else np.full(n, class_index(run, generator, class_name), np.int32)
     z = jax.random.normal(jax.random.key(seed), (n, generator.latent_dim))
-    return sample_images(generator.generate, run.state, z, batch_size), int(run.state.step)
+    return sample_images(generator.generate, run.state, z, batch_size, labels_N=labels), int(run.state.step)
+
+
+def class_index(run: RestoredRun, generator: Generator, class_name: str) -> int:
+    """The index of `class_name` among the classes `run`'s generator was trained on.
+
+    Raises:
+      CheckpointError: the generator is unconditional, or does not know the class.
+    """
+    if not generator.class_names:
+        raise CheckpointError(f"{run.workdir.root}: an unconditional model has no classes to sample; "
+                              "train with conditional=true to sample by class")
+    if class_name not in generator.class_names:
+        raise CheckpointError(f"{run.workdir.root}: unknown class {class_name!r}; the model's classes: "
+                              f"{', '.join(generator.class_names)}")
+    return generator.class_names.index(class_name)

@@ -90,7 +90,7 @@ def test_train_vae_then_sample_dicom(tmp_path, capsys):
     assert (tmp_path / "vae" / "plots" / "reconstructions.png").is_file()
     # The GAN command refuses a VAE workdir rather than reading its config as a GAN's.
     status, err = run(capsys, "train", "gan", "--workdir", workdir, "--steps", "3", "--no-progress")
-    assert status == 2 and one_line_error(err) and "holds a 'vae' run, not a dcgan one" in err
+    assert status == 2 and one_line_error(err) and "holds a 'vae' run, not a dcgan or resnet one" in err
     assert main(["sample", "--workdir", workdir, "--n", "2", "--out", str(tmp_path / "dcm"), "--format", "dcm"]) == 0
     written = sorted((tmp_path / "dcm").iterdir())
     assert len(written) == 2 and all(path.suffix == ".dcm" for path in written)

@@ -163,11 +163,13 @@ class Generator:
     Attributes:
       latent_dim: length of the noise vectors.
       class_names: the classes it can be asked for (empty: unconditional).
-      generate: (state, z_BxZ) -> images in [-1, 1] on the device.
+      generate: (state, z_BxZ) -> images in [-1, 1] on the device; a conditional generator
+        also takes (state, z_BxZ, labels_B), labels indexing `class_names` (without them it
+        draws every class in turn).
     """
 
     latent_dim: int
-    generate: Callable[[Any, jax.Array], jax.Array]
+    generate: Callable[..., jax.Array]
     class_names: tuple[str, ...] = ()
 
 

@@ -2,7 +2,8 @@
 
 `GenerativeSession` is the `Session` of every family that draws images from noise: it
 streams the training images (restricted to `class_name`), saves a fixed-noise sample
-grid every `sample.every` steps (plots/samples_step_NNNNNN.png and TensorBoard), and
+grid every `sample.every` steps (plots/samples_step_NNNNNN.png and TensorBoard; a
+class-conditional generator's: one grid per class, samples_step_NNNNNN_CLASS.png), and
 every `eval.every` steps and at the end redraws the loss curves (the seed paper's
 Figure 2), the real-versus-generated pixel distribution (Figure 3) and the family's own
 figures (e.g. a VAE's reconstructions).
@@ -40,8 +41,8 @@ def load_training_images(config: GenerativeConfig, workdir: Workdir | None = Non
     return data_lib.select_class(dataset, config.class_name), dataset.class_names
 
 
-def sample_images(generate: Callable[[Any, jax.Array], jax.Array], state: Any, z_NxZ: jax.Array, batch_size: int,
-                  placement: jax.sharding.Sharding | None = None) -> np.ndarray:
+def sample_images(generate: Callable[..., jax.Array], state: Any, z_NxZ: jax.Array, batch_size: int,
+                  placement: jax.sharding.Sharding | None = None, labels_N: np.ndarray | None = None) -> np.ndarray:
     """Generated images for `z_NxZ`, in batches, as a host array in [-1, 1].
 
     Args:
@@ -50,14 +51,17 @@ def sample_images(generate: Callable[[Any, jax.Array], jax.Array], state: Any, z
       batch_size: images per device call.
       placement: where to put each batch of z, e.g. `sharding.replicated(mesh)` for a
         state on a mesh (required when the mesh spans several processes); None lets jit decide.
+      labels_N: class indices for a conditional generator (None: the generator's default).
     """
     z_NxZ = np.asarray(z_NxZ)
     chunks = []
     for start in range(0, len(z_NxZ), batch_size):
-        z_chunk = z_NxZ[start:start + batch_size]
+        inputs = [z_NxZ[start:start + batch_size]]
+        if labels_N is not None:
+            inputs.append(np.asarray(labels_N, np.int32)[start:start + batch_size])
         if placement is not None:
-            z_chunk = sharding.place_global(z_chunk, placement)
-        chunks.append(generate(state, z_chunk))
+            inputs = [sharding.place_global(array, placement) for array in inputs]
+        chunks.append(generate(state, *inputs))
     return np.concatenate([np.asarray(chunk) for chunk in chunks])
 
 
@@ -106,12 +110,7 @@ class GenerativeSession(Session):
         outcome = StepOutcome()
         # Every process computes the samples (a computation on the mesh); process 0 writes them.
         if step % config.sample.every == 0 or last:
-            samples = sample_images(self.generator.generate, state, self.sample_z, config.batch_size,
-                                    context.replicated)
-            if context.writer:
-                save_image_grid(samples, context.workdir.plots / f"samples_step_{step:06d}.png",
-                                    description=SYNTHETIC_NOTE)
-                context.writer.write_image("samples", image_grid(samples), step)
+            self.save_samples(step, state, context)
         if step % config.eval.every == 0 or last:
             self.write_plots(state, context.workdir, context.replicated, write=context.is_writer)
             if config.eval.fid:
@@ -135,6 +134,19 @@ class GenerativeSession(Session):
             loop.update(best_fid=values["fid"], best_step=step)
         # The latest checkpoint is saved with the best one, so a resumed run knows the best FID so far.
         return StepOutcome(save=bool(improved), best=bool(improved))
+
+    def save_samples(self, step: int, state: Any, context: RunContext) -> None:
+        """The fixed-noise grid of step `step`; a conditional generator's: one grid per class, the same noise."""
+        names = self.generator.class_names
+        for index, name in enumerate(names or ("",)):
+            labels = np.full(len(self.sample_z), index, np.int32) if names else None
+            samples = sample_images(self.generator.generate, state, self.sample_z, self.config.batch_size,
+                                    context.replicated, labels)
+            if context.writer:
+                suffix = f"_{name}" if names else ""
+                save_image_grid(samples, context.workdir.plots / f"samples_step_{step:06d}{suffix}.png",
+                                description=SYNTHETIC_NOTE)
+                context.writer.write_image(f"samples{'/' if names else ''}{name}", image_grid(samples), step)
 
     def write_plots(self, state: Any, paths: Workdir, placement: jax.sharding.Sharding | None = None, *,
                     write: bool = True) -> None:
