@@ -17,7 +17,7 @@
     jaxmed data inspect SPEC [--json [FILE]] [--montage FILE] [--image-size N] [--skip-bad]
                      [--set data.KEY=VALUE ...]
     (train, study and data inspect take --skip-bad: skip unreadable files, listing each)
-    jaxmed bench conv-pool [--models dcgan,vae,seed_cnn,resnet18] [--batch-sizes 1,32,128]
+    jaxmed bench conv-pool [--models dcgan,vae,unet,seed_cnn,resnet18] [--batch-sizes 1,32,128]
                      [--dtypes float32,bfloat16] [--plot FILE] [--json [FILE]]
     jaxmed bench train-step --model dcgan128|dcgan64|vae128|unet64|seed_cnn|resnet18 --batch-size N [--steps N]
                      [--precision fp32[,bf16]] [--conv-backend auto|xla|onednn[,...]] [--devices N[,N...]]
@@ -353,8 +353,9 @@ def _add_bench_parsers(commands) -> None:
                     "ceiling measured in the same run. The full sweep: --batch-sizes 1,32,128 "
                     "--dtypes float32,bfloat16 (long on a CPU).")
     conv_pool.add_argument("--models", type=_comma_list(str, "model names"), default=None,
-                           help="of dcgan, vae, seed_cnn, resnet18 (default all four; shapes the VAE shares with "
-                                "the DCGAN are timed once)")
+                           help="of dcgan, vae, unet, seed_cnn, resnet18 (default all but unet, the diffusion U-Net, "
+                                "whose many large layers take long; shapes the VAE shares with the DCGAN are timed "
+                                "once)")
     conv_pool.add_argument("--batch-sizes", type=_comma_list(_positive_int, "positive integers"), default=[32],
                            help="default 32")
     conv_pool.add_argument("--dtypes", type=_comma_list(str, "dtypes"), default=["float32"],
