@@ -58,11 +58,14 @@ def train(family: str, workdir: str | Path, *, data: Any = None, progress: bool 
     return run_family.train(run_config, paths.root, data, progress=progress)
 
 
-def sample(workdir: str | Path, n: int, *, seed: int = 0) -> np.ndarray:
-    """`n` images (n, H, W, C) in [-1, 1] from a generative workdir's latest checkpoint (deterministic per seed)."""
+def sample(workdir: str | Path, n: int, *, seed: int = 0, settings: dict[str, Any] | None = None) -> np.ndarray:
+    """`n` images (n, H, W, C) in [-1, 1] from a generative workdir's latest checkpoint (deterministic per seed).
+
+    `settings` override the run's drawing keys for this call, e.g. {"sampling.steps": 10} for a diffusion run.
+    """
     from jaxmed.sampling import sample_from_workdir  # noqa: PLC0415
 
-    images, _ = sample_from_workdir(workdir, n, seed=seed)
+    images, _ = sample_from_workdir(workdir, n, seed=seed, settings=settings)
     return images
 
 

@@ -137,9 +137,6 @@ class DiffusionConfig(GenerativeConfig):
         require(self.unet_width >= 0 and self.unet_width % groups == 0,
                 f"unet_width must be 0 (the size's own) or a positive multiple of {groups} (the {self.unet_size} "
                 f"U-Net's GroupNorm groups), got {self.unet_width}")
-        levels = len(UNET_SIZES[self.unet_size]["channel_multipliers"])
-        require(self.image_size % 2 ** (levels - 1) == 0 and self.image_size >= 2 ** (levels - 1),
-                f"image_size {self.image_size} does not fit the {self.unet_size} U-Net's {levels} levels")
         require(self.prediction in PREDICTIONS, f"prediction must be one of {', '.join(PREDICTIONS)}, "
                                                 f"got {self.prediction!r}")
         require(self.timesteps >= 2, "timesteps must be at least 2")
@@ -284,7 +281,10 @@ def _generate(definition: DiffusionDefinition, plan: SamplingPlan, state: Diffus
     if labels is not None:
         if not definition.conditional:
             raise UsageError("this diffusion run is unconditional (conditional=false): it takes no class labels")
-        labels = jnp.asarray(labels, jnp.int32)
+        labels = np.asarray(labels, np.int32)
+        if labels.shape != (len(z_BxZ),) or labels.min(initial=0) < 0 or labels.max(initial=0) >= definition.null_label:
+            raise UsageError(f"labels must be one class index in [0, {definition.null_label}) per noise vector, "
+                             f"got {labels.tolist()}")
     return draw(definition.model, plan, state.ema_params, z_BxZ, labels)
 
 
