@@ -32,7 +32,8 @@ from jaxmed.bench.environment import environment_record
 from jaxmed.bench.stats import step_fields, summarize_ms, time_samples
 from jaxmed.config import RunConfig
 from jaxmed.errors import UsageError
-from jaxmed.families.base import Task, conv_backend
+from jaxmed.families.base import Task
+from jaxmed.families.base import conv_backend as resolved_conv_backend
 from jaxmed.training import sharding
 
 # Benchmark name -> config fields (the family is the one whose config takes the `model`).
@@ -158,7 +159,7 @@ def benchmark_train_step(model: str, batch_size: int, *, steps: int = 20, warmup
         "channels": config.channels,
         "batch_size": config.batch_size,
         "precision": config.precision,
-        "conv_backend": conv_backend(config),
+        "conv_backend": resolved_conv_backend(config),
         "devices": devices,
         "steps": steps,
         "warmup": warmup,

@@ -11,12 +11,13 @@ from flax import nnx
 
 from jaxmed import config as config_lib
 from jaxmed import families
+from jaxmed.bench import layers
 from jaxmed.bench import train_step as bench_train_step
 from jaxmed.cli import main
 from jaxmed.diffusion import cosine_schedule, diffusion_loss
 from jaxmed.errors import UsageError
 from jaxmed.families.base import Task
-from jaxmed.families.diffusion import DiffusionConfig
+from jaxmed.families.diffusion import DiffusionConfig, build_unet
 from jaxmed.sampling import sample_from_workdir
 from jaxmed.training.workdir import Workdir
 
@@ -157,6 +158,16 @@ def test_bench_train_step_runs_the_unet():
     assert set(result["final_metrics"]) == {"loss", "mse"}
     assert np.isfinite(result["images_per_s"])
     assert bench_train_step.benchmark_config("unet64", 4).image_size == 64
+
+
+def test_conv_pool_lists_every_unet_convolution_once():
+    found = layers.model_layers("unet", 32)
+    unet = nnx.eval_shape(lambda: build_unet(DiffusionConfig(image_size=32, conv_backend="xla"), None,
+                                             jax.random.key(0)))
+    convolutions = [module for _, module in nnx.iter_modules(unet) if isinstance(module, nnx.Conv)]
+    names = [name for layer in found for name in layer.names]
+    assert len(names) == len(set(names)) == len(convolutions)
+    assert all(name.startswith("unet/") for name in names)
 
 
 def test_classes_of_a_conditional_run_are_read_back(tmp_path):
