@@ -17,7 +17,7 @@ A class-conditional model (`conditional=true`) trains on every class of its data
 label dropout to the null class, so one network is both the conditional and the unconditional
 model that classifier-free guidance combines; its class names are kept in WORKDIR/classes.json.
 
-Example (small U-Net, 32 px; about 15 minutes on a 2-core CPU):
+Example (the small U-Net at 32 px, a CPU-sized run):
 
     jaxmed train diffusion --data phantom:brain --image-size 32 --batch-size 16 --steps 1000 --workdir runs/ddpm
 """
