@@ -59,16 +59,18 @@ def train(family: str, workdir: str | Path, *, data: Any = None, progress: bool 
 
 
 def sample(workdir: str | Path, n: int, *, seed: int = 0, checkpoint: str | int = "best",
-           class_name: str | None = None) -> np.ndarray:
+           class_name: str | None = None, settings: dict[str, Any] | None = None) -> np.ndarray:
     """`n` images (n, H, W, C) in [-1, 1] from a generative workdir (deterministic per seed).
 
     `checkpoint`: "best" (the best step by FID where the run measured it, else the latest),
-    "latest" or a step number. `class_name` picks the class of a class-conditional GAN
-    (`jaxmed sample --class`).
+    "latest" or a step number. `class_name` picks the class of a class-conditional model
+    (`jaxmed sample --class`). `settings` override the run's drawing keys for this call, e.g.
+    {"sampling.steps": 10} for a diffusion run.
     """
     from jaxmed.sampling import sample_from_workdir  # noqa: PLC0415
 
-    images, _ = sample_from_workdir(workdir, n, seed=seed, checkpoint=checkpoint, class_name=class_name)
+    images, _ = sample_from_workdir(workdir, n, seed=seed, checkpoint=checkpoint, class_name=class_name,
+                                    settings=settings)
     return images
 
 

@@ -7,16 +7,19 @@
     jaxmed train classifier --data SPEC --workdir DIR [--epochs N] [--batch-size N]
                      [--image-size N] [--seed N] [--set key=value ...]
     (all three also take --coordinator HOST:PORT --num-processes N --process-id I for multi-host runs)
+    jaxmed train diffusion --data SPEC --workdir DIR [--steps N] [--batch-size N]
+                     [--image-size N] [--seed N] [--set key=value ...]
     jaxmed sample --workdir DIR --n N --out DIR [--seed N] [--format png|npz|dcm]
+                  [--sampler ddpm|ddim|dpm_solver_2m] [--sampling-steps K] [--guidance S]
     jaxmed evaluate --workdir DIR --out DIR [--data SPEC] [--features DIR] [--feature-steps N] [--n N] [--seed N]
                     [--max-reference N]
     jaxmed study augmentation --data SPEC --workdir DIR [--seeds N] [--set key=value ...]
     jaxmed data inspect SPEC [--json [FILE]] [--montage FILE] [--image-size N] [--skip-bad]
                      [--set data.KEY=VALUE ...]
     (train, study and data inspect take --skip-bad: skip unreadable files, listing each)
-    jaxmed bench conv-pool [--models dcgan,vae,seed_cnn,resnet18] [--batch-sizes 1,32,128]
+    jaxmed bench conv-pool [--models dcgan,vae,unet,seed_cnn,resnet18] [--batch-sizes 1,32,128]
                      [--dtypes float32,bfloat16] [--plot FILE] [--json [FILE]]
-    jaxmed bench train-step --model dcgan128|dcgan64|vae128|seed_cnn|resnet18 --batch-size N [--steps N]
+    jaxmed bench train-step --model dcgan128|dcgan64|vae128|unet64|seed_cnn|resnet18 --batch-size N [--steps N]
                      [--precision fp32[,bf16]] [--conv-backend auto|xla|onednn[,...]] [--devices N[,N...]]
                      [--json [FILE]]
 
@@ -72,6 +75,17 @@ _positive_int = _int_at_least(1, "positive")
 _non_negative_int = _int_at_least(0, "non-negative")
 
 
+def _non_negative_float(text: str) -> float:
+    """An argparse type: a finite number of at least 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return value
+
+
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -107,8 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common_run_flags(run_parser)
         _add_distributed_flags(run_parser)
 
-    sample = commands.add_parser("sample", help="write images from a trained GAN (EMA generator) or VAE (decoder)")
-    sample.add_argument("--workdir", required=True, help="a GAN or VAE run directory")
+    sample = commands.add_parser(
+        "sample", help="write images from a trained GAN (EMA generator), VAE (decoder) or diffusion model")
+    sample.add_argument("--workdir", required=True, help="a GAN, VAE or diffusion run directory")
     sample.add_argument("--n", type=_positive_int, required=True, help="number of images")
     sample.add_argument("--out", required=True, help="output folder")
     sample.add_argument("--seed", type=_non_negative_int, default=0, help="noise seed (default 0)")
@@ -120,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--format", choices=("png", "npz", "dcm"), default="png",
                         help="file format: png, npz, or dcm (DICOM Secondary Capture marked synthetic, no patient "
                              "attributes) (default png)")
+    drawing = sample.add_argument_group(
+        "diffusion sampling", "override the run's sampling.* settings (a run that has none refuses them)")
+    drawing.add_argument("--sampler", help="ddpm, ddim or dpm_solver_2m (= sampling.sampler)")
+    drawing.add_argument("--sampling-steps", type=_positive_int,
+                         help="network evaluations of ddim and dpm_solver_2m (= sampling.steps)")
+    drawing.add_argument("--guidance", type=_non_negative_float,
+                         help="classifier-free guidance scale of a conditional model: 0 unconditional, 1 conditional "
+                              "(= sampling.guidance)")
 
     evaluate = commands.add_parser(
         "evaluate", help="FID, KID, precision/recall, diversity and memorisation of a trained GAN or VAE",
@@ -250,13 +273,19 @@ def _study(args: argparse.Namespace) -> None:
     print(f"study written to {Path(args.workdir) / 'study.json'}: {summary['summary']}", file=sys.stderr)
 
 
+# `jaxmed sample` flags that override a restored run's config key ({config key: argparse dest}).
+SAMPLING_FLAGS = {"sampling.sampler": "sampler", "sampling.steps": "sampling_steps", "sampling.guidance": "guidance"}
+
+
 def _sample(args: argparse.Namespace) -> None:
     from jaxmed.export import write_images
     from jaxmed.sampling import sample_from_workdir
     from jaxmed.training.restore import parse_checkpoint
 
+    settings = {key: getattr(args, dest) for key, dest in SAMPLING_FLAGS.items() if getattr(args, dest) is not None}
     images, step = sample_from_workdir(args.workdir, args.n, seed=args.seed,
-                                       checkpoint=parse_checkpoint(args.checkpoint), class_name=args.class_name)
+                                       checkpoint=parse_checkpoint(args.checkpoint), class_name=args.class_name,
+                                       settings=settings)
     source = f"{args.workdir} step {step} seed {args.seed}" + (f" class {args.class_name}" if args.class_name else "")
     paths = write_images(images, args.out, args.format, source=source)
     print(f"wrote {args.n} synthetic images to {args.out} ({len(paths)} file(s), checkpoint step {step})",
@@ -337,8 +366,9 @@ def _add_bench_parsers(commands) -> None:
                     "ceiling measured in the same run. The full sweep: --batch-sizes 1,32,128 "
                     "--dtypes float32,bfloat16 (long on a CPU).")
     conv_pool.add_argument("--models", type=_comma_list(str, "model names"), default=None,
-                           help="of dcgan, vae, seed_cnn, resnet18 (default all four; shapes the VAE shares with "
-                                "the DCGAN are timed once)")
+                           help="of dcgan, vae, unet, seed_cnn, resnet18 (default all but unet, the diffusion U-Net, "
+                                "whose many large layers take long; shapes the VAE shares with the DCGAN are timed "
+                                "once)")
     conv_pool.add_argument("--batch-sizes", type=_comma_list(_positive_int, "positive integers"), default=[32],
                            help="default 32")
     conv_pool.add_argument("--dtypes", type=_comma_list(str, "dtypes"), default=["float32"],
@@ -358,7 +388,8 @@ def _add_bench_parsers(commands) -> None:
         description="Times a model's full jitted train step on random data. --devices, --precision and "
                     "--conv-backend take lists (a sweep: each combination in its own process); more devices "
                     "than visible run on forced CPU devices in a child process.")
-    train_step.add_argument("--model", required=True, choices=("dcgan128", "dcgan64", "vae128", "seed_cnn", "resnet18"))
+    train_step.add_argument("--model", required=True,
+                            choices=("dcgan128", "dcgan64", "vae128", "unet64", "seed_cnn", "resnet18"))
     train_step.add_argument("--batch-size", type=_positive_int, required=True, help="global batch size")
     train_step.add_argument("--steps", type=_positive_int, default=20, help="timed steps (default 20)")
     train_step.add_argument("--warmup", type=_non_negative_int, default=3, help="untimed steps after the first")

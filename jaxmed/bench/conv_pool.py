@@ -44,6 +44,8 @@ from jaxmed.nn import max_pool, onednn, upsample_conv
 
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 DTYPES = ("float32", "bfloat16")
+# The diffusion U-Net ("unet") is not among them: at 128 px it has 24 distinct layer shapes and
+# about 3x the convolution work of these four together, so it is timed only when asked for.
 DEFAULT_MODELS = ("dcgan", "vae", "seed_cnn", "resnet18")
 # What each of jaxmed's own formulations replaces, timed beside it with reference=True.
 REFERENCE_IMPLS = ("lax.conv_transpose", "nnx.max_pool")

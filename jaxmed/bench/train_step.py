@@ -32,15 +32,17 @@ from jaxmed.bench.environment import environment_record
 from jaxmed.bench.stats import step_fields, summarize_ms, time_samples
 from jaxmed.config import RunConfig
 from jaxmed.errors import UsageError
-from jaxmed.families.base import Task, conv_backend as resolved_conv_backend  # the name conv_backend is a setting here
+from jaxmed.families.base import Task
+from jaxmed.families.base import conv_backend as resolved_conv_backend  # `conv_backend` is a setting here
 from jaxmed.training import sharding
 
 # Benchmark name -> config fields (the family is the one whose config takes the `model`).
 # "dcgan128" is the seed paper's reference network (docs/design.md); "vae128" is the VAE
-# built from its layers (`jaxmed.models.vae`); generators' sizes are part of their name.
+# built from its layers (`jaxmed.models.vae`); "unet64" the diffusion family's small U-Net;
+# generators' sizes are part of their name.
 MODELS = {"dcgan128": {"model": "dcgan", "image_size": 128}, "dcgan64": {"model": "dcgan", "image_size": 64},
-          "vae128": {"model": "vae", "image_size": 128}, "seed_cnn": {"model": "seed_cnn"},
-          "resnet18": {"model": "resnet18"}}
+          "vae128": {"model": "vae", "image_size": 128}, "unet64": {"model": "unet", "image_size": 64},
+          "seed_cnn": {"model": "seed_cnn"}, "resnet18": {"model": "resnet18"}}
 PRECISIONS = ("fp32", "bf16")
 # The classifiers' image side unless --image-size says otherwise.
 CLASSIFIER_IMAGE_SIZE = 128

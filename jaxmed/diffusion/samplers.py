@@ -101,15 +101,19 @@ def _denoise(model_fn: ModelFn, schedule: NoiseSchedule, prediction: Prediction,
     return x0_hat, eps_hat
 
 
-def _start(key: jax.Array, shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
-    """(x_T ~ N(0, I), the key of the per-step noise); shared so DDPM and DDIM draw alike."""
+def _start(key: jax.Array, shape: tuple[int, ...], x_T: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """(x_T, the key of the per-step noise): x_T ~ N(0, I) from `key` unless given; shared so DDPM and DDIM agree."""
     start_key, noise_key = jax.random.split(key)
-    return jax.random.normal(start_key, shape, jnp.float32), noise_key
+    if x_T is None:
+        return jax.random.normal(start_key, shape, jnp.float32), noise_key
+    if x_T.shape != tuple(shape):
+        raise ValueError(f"x_T has shape {x_T.shape}, the samples {tuple(shape)}")
+    return x_T.astype(jnp.float32), noise_key
 
 
 def ddpm_sample(model_fn: ModelFn, schedule: NoiseSchedule, shape: tuple[int, ...], key: jax.Array,
                 labels_B: jax.Array | None = None, *, prediction: Prediction = "v",
-                clip_x0: bool = True) -> jax.Array:
+                clip_x0: bool = True, x_T: jax.Array | None = None) -> jax.Array:
     """Ancestral sampling over all T steps of the schedule.
 
     Args:
@@ -120,11 +124,13 @@ def ddpm_sample(model_fn: ModelFn, schedule: NoiseSchedule, shape: tuple[int, ..
       labels_B: labels for a conditional model (or None).
       prediction: what `model_fn` predicts, "v" or "eps".
       clip_x0: clip predicted x0 to [-1, 1].
+      x_T: the start noise, of `shape` (None: drawn from `key`). `key` always draws the
+        per-step noise, so a deterministic sampler given x_T does not depend on `key`.
 
     Returns:
       float32 samples of `shape`.
     """
-    x, noise_key = _start(key, shape)
+    x, noise_key = _start(key, shape, x_T)
     num_steps = schedule.num_steps
 
     def step(index, x):
@@ -144,20 +150,20 @@ def ddpm_sample(model_fn: ModelFn, schedule: NoiseSchedule, shape: tuple[int, ..
 
 def ddim_sample(model_fn: ModelFn, schedule: NoiseSchedule, shape: tuple[int, ...], key: jax.Array,
                 num_steps: int, labels_B: jax.Array | None = None, *, eta: float = 0.0, prediction: Prediction = "v",
-                clip_x0: bool = True) -> jax.Array:
+                clip_x0: bool = True, x_T: jax.Array | None = None) -> jax.Array:
     """DDIM over `num_steps` evenly spaced steps; eta 0 is deterministic, eta 1 is ancestral.
 
     Args:
       num_steps: K in [1, T].
       eta: the fraction of the posterior's noise added per step (Song et al.'s eta).
-      model_fn, schedule, shape, key, labels_B, prediction, clip_x0: as `ddpm_sample`.
+      model_fn, schedule, shape, key, labels_B, prediction, clip_x0, x_T: as `ddpm_sample`.
 
     Returns:
       float32 samples of `shape`.
     """
     timesteps_K = jnp.asarray(sampling_timesteps(schedule.num_steps, num_steps))
     previous_K = jnp.concatenate([timesteps_K[1:], jnp.array([-1], jnp.int32)])  # -1: the clean image
-    x, noise_key = _start(key, shape)
+    x, noise_key = _start(key, shape, x_T)
 
     def step(index, x):
         timestep, previous = timesteps_K[index], previous_K[index]
@@ -174,7 +180,7 @@ def ddim_sample(model_fn: ModelFn, schedule: NoiseSchedule, shape: tuple[int, ..
 
 def dpm_solver_2m_sample(model_fn: ModelFn, schedule: NoiseSchedule, shape: tuple[int, ...], key: jax.Array,
                          num_steps: int, labels_B: jax.Array | None = None, *, prediction: Prediction = "v",
-                         clip_x0: bool = True) -> jax.Array:
+                         clip_x0: bool = True, x_T: jax.Array | None = None) -> jax.Array:
     """DPM-Solver++ (2M) over `num_steps` evenly spaced steps; deterministic given the key's start noise.
 
     With lambda = log(sqrt(alpha_bar) / sqrt(1 - alpha_bar)), h_k = lambda_{k+1} - lambda_k and
@@ -184,13 +190,13 @@ def dpm_solver_2m_sample(model_fn: ModelFn, schedule: NoiseSchedule, shape: tupl
 
     Args:
       num_steps: K in [1, T] network evaluations.
-      model_fn, schedule, shape, key, labels_B, prediction, clip_x0: as `ddpm_sample`.
+      model_fn, schedule, shape, key, labels_B, prediction, clip_x0, x_T: as `ddpm_sample`.
 
     Returns:
       float32 samples of `shape`.
     """
     timesteps_K = jnp.asarray(sampling_timesteps(schedule.num_steps, num_steps))
-    x, _ = _start(key, shape)
+    x, _ = _start(key, shape, x_T)
 
     def log_snr_half(alpha_bar_value):  # lambda = log(alpha / sigma)
         return 0.5 * (jnp.log(alpha_bar_value) - jnp.log1p(-alpha_bar_value))
@@ -219,18 +225,18 @@ def dpm_solver_2m_sample(model_fn: ModelFn, schedule: NoiseSchedule, shape: tupl
 
 def sample(sampler: SamplerName, model_fn: ModelFn, schedule: NoiseSchedule, shape: tuple[int, ...],
            key: jax.Array, num_steps: int | None = None, labels_B: jax.Array | None = None, *,
-           prediction: Prediction = "v", clip_x0: bool = True) -> jax.Array:
+           prediction: Prediction = "v", clip_x0: bool = True, x_T: jax.Array | None = None) -> jax.Array:
     """Samples with the sampler named `sampler` (DDIM with eta 0); `num_steps` is ignored by "ddpm".
 
     Args:
       sampler: one of `SAMPLERS`.
       num_steps: steps for "ddim" and "dpm_solver_2m" (None: all T).
-      model_fn, schedule, shape, key, labels_B, prediction, clip_x0: as `ddpm_sample`.
+      model_fn, schedule, shape, key, labels_B, prediction, clip_x0, x_T: as `ddpm_sample`.
 
     Raises:
       ValueError: unknown sampler name.
     """
-    options = dict(prediction=prediction, clip_x0=clip_x0)
+    options = dict(prediction=prediction, clip_x0=clip_x0, x_T=x_T)
     steps = schedule.num_steps if num_steps is None else num_steps
     if sampler == "ddpm":
         return ddpm_sample(model_fn, schedule, shape, key, labels_B, **options)

@@ -18,6 +18,7 @@ from jaxmed.errors import CheckpointError, UsageError
 FAMILIES: dict[str, str] = {
     "gan": "jaxmed.families.gan",
     "vae": "jaxmed.families.vae",
+    "diffusion": "jaxmed.families.diffusion",
     "classifier": "jaxmed.families.classifier",
 }
 

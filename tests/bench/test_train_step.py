@@ -58,7 +58,7 @@ def test_step_builder_gets_the_mesh(monkeypatch):
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
-    ({"model": "unet", "batch_size": 8}, "unknown model"),
+    ({"model": "wavenet", "batch_size": 8}, "unknown model"),
     ({"model": "dcgan128", "batch_size": 8, "image_size": 64}, "128 px by definition"),
     ({"model": "seed_cnn", "batch_size": 8, "precision": "fp16"}, "precision"),
     ({"model": "seed_cnn", "batch_size": 8, "conv_backend": "cudnn"}, "conv_backend"),

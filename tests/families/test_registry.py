@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_every_registered_family_loads_with_its_name_and_config():
-    assert list(families.FAMILIES) == ["gan", "vae", "classifier"]
+    assert list(families.FAMILIES) == ["gan", "vae", "diffusion", "classifier"]
     for name in families.FAMILIES:
         family = families.get(name)
         assert isinstance(family, Family) and family.name == name
@@ -24,7 +24,7 @@ def test_every_registered_family_loads_with_its_name_and_config():
 
 
 def test_unknown_family_and_model():
-    with pytest.raises(UsageError, match="unknown model family 'diffusionx'; choose one of gan, vae, classifier"):
+    with pytest.raises(UsageError, match="unknown model family 'diffusionx'; choose one of gan, vae, diffusion, classifier"):
         families.get("diffusionx")
     assert families.for_model("no-such-model") is None
 
