@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import typing
 from collections.abc import Callable
 
@@ -37,23 +36,17 @@ import optax
 from flax import nnx, struct
 from jax import lax
 
-from jaxmed import data as data_lib
-from jaxmed import files
 from jaxmed.config import GenerativeConfig, OptimizerConfig, require
 from jaxmed.diffusion import SAMPLERS, cosine_schedule, diffusion_loss, guided, sample
 from jaxmed.diffusion.schedule import PREDICTIONS
-from jaxmed.errors import CheckpointError, UsageError
+from jaxmed.errors import UsageError
 from jaxmed.families.base import Generator, Task, compute_dtype, conv_backend, parameter_count
 from jaxmed.families.gan import EMA_WARMUP
-from jaxmed.families.generative import GenerativeFamily, GenerativeSession
+from jaxmed.families.generative import GenerativeFamily
 from jaxmed.models.unet import UNET_SIZES, UNet
-from jaxmed.training import distributed
 from jaxmed.training.accumulation import sum_over_microbatches
 from jaxmed.training.optimizer import build_optimizer
-from jaxmed.training.workdir import Workdir, record_skipped
 
-#: Where a conditional run keeps its data's class names (its U-Net has one label per class).
-CLASSES_FILE = "classes.json"
 # The noise level at which the conv-pool benchmark traces the U-Net (its layers do not depend on it).
 TRACE_TIME = 0.5
 
@@ -288,22 +281,6 @@ def _generate(definition: DiffusionDefinition, plan: SamplingPlan, state: Diffus
     return draw(definition.model, plan, state.ema_params, z_BxZ, labels)
 
 
-def read_class_names(workdir: Workdir) -> tuple[str, ...]:
-    """The class names a conditional run saved (`CLASSES_FILE`).
-
-    Raises:
-      CheckpointError: the file is missing or unreadable.
-    """
-    path = workdir.root / CLASSES_FILE
-    try:
-        names = json.loads(path.read_text())["class_names"]
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing; a conditional diffusion run writes it when it starts") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{path}: unreadable ({error!r})") from None
-    return tuple(str(name) for name in names)
-
-
 class _AtFixedTime(nnx.Module):
     """The U-Net at one noise level as a one-input module: what the conv-pool benchmark traces."""
 
@@ -344,25 +321,6 @@ class DiffusionFamily(GenerativeFamily):
 
     def train_step(self, definition: DiffusionDefinition, state: DiffusionState, batch) -> tuple[DiffusionState, dict]:
         return diffusion_train_step(definition, state, batch)
-
-    def session(self, config: DiffusionConfig, workdir: Workdir, data: np.ndarray | None = None):
-        """`data`: training images (N, H, W, C) in [-1, 1] instead of `config.data`'s (unconditional runs only)."""
-        if not config.conditional:
-            return super().session(config, workdir, data)
-        if data is not None:
-            raise UsageError("conditional=true trains on labelled data: give a data spec, not bare images")
-        dataset = data_lib.load(config.data, config.image_size, config.channels, seed=config.seed)
-        record_skipped(dataset.provenance, workdir)
-        if distributed.is_main_process():
-            files.write_text(workdir.root / CLASSES_FILE,
-                             json.dumps({"class_names": list(dataset.class_names)}, indent=2) + "\n")
-        definition = self.definition(config, Task(class_names=tuple(dataset.class_names), total_steps=config.steps))
-        arrays = {"image": dataset.images, "label": dataset.labels.astype(np.int32)}
-        return GenerativeSession(self, config, definition, arrays, config.steps)
-
-    def restore_task(self, config: DiffusionConfig, workdir: Workdir) -> Task:
-        class_names = read_class_names(workdir) if config.conditional else ()
-        return Task(class_names=class_names, total_steps=config.steps)
 
     def benchmark_batch(self, config: DiffusionConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
         batch = super().benchmark_batch(config, rng)

@@ -26,36 +26,27 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import typing
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx, struct
 
-from jaxmed import data as data_lib
-from jaxmed import files
 from jaxmed.config import GenerativeConfig, require
-from jaxmed.data.dataset import Dataset
-from jaxmed.errors import CheckpointError, UsageError
-from jaxmed.families.base import Generator, Session, Task, compute_dtype, conv_backend, parameter_count
+from jaxmed.families.base import Generator, Task, compute_dtype, conv_backend, parameter_count
 from jaxmed.families.gan_losses import AUGMENTS, Regularisation, augment_probability, microbatch_losses
-from jaxmed.families.generative import GenerativeFamily, GenerativeSession
+from jaxmed.families.generative import GenerativeFamily
 from jaxmed.losses import GAN_LOSSES, lecam_anchors
 from jaxmed.models import dcgan, resnet_gan
 from jaxmed.nn.ada import real_sign_mean, update_probability
-from jaxmed.training import distributed
 from jaxmed.training.accumulation import sum_over_microbatches
 from jaxmed.training.optimizer import build_optimizer
-from jaxmed.training.workdir import Workdir, record_skipped
 
 # The EMA warms up like tf.train.ExponentialMovingAverage(num_updates=step): early
 # samples follow the live generator instead of averaging in the random initialisation.
 EMA_WARMUP = 10.0
 #: A conditional run's class names, in its workdir: sampling needs them without the data.
-CLASSES_FILE = "classes.json"
 
 #: The values of the seed paper's DCGAN: also the field defaults, so a config without a recipe is "seed".
 SEED_RECIPE = {"model": "dcgan", "loss": "non_saturating", "gan_augment": "none", "r1_gamma": 0.0, "r1_every": 16,
@@ -357,23 +348,6 @@ def _generate_ema(definition: GanDefinition, state: GanState, z_BxZ: jax.Array,
     return generate_jit(definition.generator, state.ema_params, state.ema_stats, z_BxZ, labels_B)
 
 
-def labelled_data(config: GanConfig, workdir: Workdir | None, data: Dataset | None) -> Dataset:
-    """The images and labels a conditional run trains on: `data`, or `config.data` read.
-
-    Raises:
-      UsageError: `data` is not a `jaxmed.data.Dataset` (a conditional run needs labels), or it has one class.
-    """
-    if data is None:
-        data = data_lib.load(config.data, config.image_size, config.channels, seed=config.seed)
-        if workdir is not None:
-            record_skipped(data.provenance, workdir)
-    if not isinstance(data, Dataset):
-        raise UsageError("conditional=true needs labelled images: pass a jaxmed.data.Dataset, not an image array")
-    if len(data.class_names) < 2:
-        raise UsageError(f"conditional=true needs data with at least 2 classes, got {list(data.class_names)}")
-    return data
-
-
 class GanFamily(GenerativeFamily):
     """DCGAN or ResNet GAN, unconditional or class-conditional: `jaxmed train gan`."""
 
@@ -429,32 +403,6 @@ class GanFamily(GenerativeFamily):
 
     def train_step(self, definition: GanDefinition, state: GanState, batch) -> tuple[GanState, dict]:
         return gan_train_step(definition, state, batch["image"], batch.get("label") if definition.num_classes else None)
-
-    def session(self, config: GanConfig, workdir: Workdir, data=None) -> Session:
-        """`data`: training images (N, H, W, C) in [-1, 1], or a `jaxmed.data.Dataset` (required if conditional)."""
-        if not config.conditional:
-            if isinstance(data, Dataset):
-                data = data_lib.select_class(data, config.class_name)
-            return super().session(config, workdir, data)
-        dataset = labelled_data(config, workdir, data)
-        definition = self.definition(config, Task(class_names=tuple(dataset.class_names), total_steps=config.steps))
-        if distributed.is_main_process():
-            files.write_text(workdir.root / CLASSES_FILE, json.dumps(list(dataset.class_names)) + "\n")
-        arrays = {"image": dataset.images, "label": np.asarray(dataset.labels, np.int32)}
-        return GenerativeSession(self, config, definition, arrays, config.steps)
-
-    def restore_task(self, config: GanConfig, workdir: Workdir) -> Task:
-        """A conditional run's classes come from its classes.json (written when it started training)."""
-        if not config.conditional:
-            return super().restore_task(config, workdir)
-        path = workdir.root / CLASSES_FILE
-        try:
-            class_names = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"{path}: a conditional GAN needs its class names ({error})") from None
-        if not (isinstance(class_names, list) and all(isinstance(name, str) for name in class_names)):
-            raise CheckpointError(f"{path}: not a list of class names")
-        return Task(class_names=tuple(class_names), total_steps=config.steps)
 
     def parameter_counts(self, state: GanState) -> dict[str, int]:
         return {"generator": parameter_count(state.generator_params),

@@ -11,6 +11,7 @@ figures (e.g. a VAE's reconstructions).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,15 +20,20 @@ import jax
 import numpy as np
 
 from jaxmed import data as data_lib
+from jaxmed import files
 from jaxmed.config import GenerativeConfig
+from jaxmed.data import Dataset
+from jaxmed.errors import CheckpointError, UsageError
 from jaxmed.export import SYNTHETIC_NOTE
 from jaxmed.families.base import Family, Generator, RunContext, Session, StepOutcome, Task
-from jaxmed.training import sharding
+from jaxmed.training import distributed, sharding
 from jaxmed.training.metrics_writer import read_metrics
 from jaxmed.training.workdir import Workdir, record_skipped
 from jaxmed.viz import generation as generation_plots
 from jaxmed.viz.figures import image_grid, save_image_grid
 
+# Where a class-conditional run keeps its class names.
+CLASSES_FILE = "classes.json"
 # Offsets that derive independent streams from the one run seed.
 SAMPLE_NOISE_SEED_OFFSET = 1_000_003
 EVAL_SEED_OFFSET = 2_000_003
@@ -76,14 +82,53 @@ class GenerativeFamily(Family):
     loss_keys: tuple[str, ...] = ()
     loss_title: str = ""
 
-    def session(self, config: GenerativeConfig, workdir: Workdir, data: np.ndarray | None = None) -> Session:
-        """`data`: training images (N, H, W, C) in [-1, 1] instead of `config.data`'s."""
+    def session(self, config: GenerativeConfig, workdir: Workdir, data: np.ndarray | Dataset | None = None
+                ) -> Session:
+        """`data`: training images (N, H, W, C) in [-1, 1], or a `jaxmed.data.Dataset`, instead of `config.data`'s.
+
+        A class-conditional run (`conditional=true`) streams every class with its labels and
+        saves the class names in W/classes.json, from which `restore_task` reads them back.
+
+        Raises:
+          UsageError: a conditional run without labelled data of at least two classes.
+        """
+        if not getattr(config, "conditional", False):
+            if isinstance(data, Dataset):
+                data = data_lib.select_class(data, config.class_name)
+            if data is None:
+                data, _ = load_training_images(config, workdir)
+            definition = self.definition(config, Task(class_names=(), total_steps=config.steps))
+            return GenerativeSession(self, config, definition, {"image": data}, config.steps)
         if data is None:
-            data, class_names = load_training_images(config, workdir)
-        else:
-            class_names = ()
-        definition = self.definition(config, Task(class_names=tuple(class_names), total_steps=config.steps))
-        return GenerativeSession(self, config, definition, {"image": data}, config.steps)
+            data = data_lib.load(config.data, config.image_size, config.channels, seed=config.seed)
+            record_skipped(data.provenance, workdir)
+        if not isinstance(data, Dataset):
+            raise UsageError("conditional=true needs labelled images: a data spec or a jaxmed.data.Dataset, not an "
+                             "image array")
+        if len(data.class_names) < 2:
+            raise UsageError(f"conditional=true needs data with at least 2 classes, got {list(data.class_names)}")
+        if distributed.is_main_process():
+            files.write_text(workdir.root / CLASSES_FILE, json.dumps({"class_names": list(data.class_names)}) + "\n")
+        definition = self.definition(config, Task(class_names=tuple(data.class_names), total_steps=config.steps))
+        arrays = {"image": data.images, "label": np.asarray(data.labels, np.int32)}
+        return GenerativeSession(self, config, definition, arrays, config.steps)
+
+    def restore_task(self, config: GenerativeConfig, workdir: Workdir) -> Task:
+        """A conditional run's classes come from its classes.json (written when it started training).
+
+        Raises:
+          CheckpointError: that file is missing or unreadable.
+        """
+        if not getattr(config, "conditional", False):
+            return Task(class_names=(), total_steps=config.steps)
+        path = workdir.root / CLASSES_FILE
+        try:
+            names = json.loads(path.read_text())["class_names"]
+        except FileNotFoundError:
+            raise CheckpointError(f"{path}: missing; a conditional run writes it when it starts") from None
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise CheckpointError(f"{path}: unreadable ({error!r})") from None
+        return Task(class_names=tuple(str(name) for name in names), total_steps=config.steps)
 
     def write_figures(self, definition: Any, state: Any, real: np.ndarray, plots: Path,
                       placement: jax.sharding.Sharding | None, write: bool) -> None:

@@ -67,7 +67,7 @@ def old_workdir(tmp_path_factory):
 def test_a_conditional_run_writes_a_grid_per_class_and_its_classes(conditional_workdir):
     plots = {path.name for path in (conditional_workdir / "plots").iterdir()}
     assert {"samples_step_000002_healthy.png", "samples_step_000002_tumor.png"} <= plots
-    assert json.loads((conditional_workdir / "classes.json").read_text()) == list(CLASSES)
+    assert json.loads((conditional_workdir / "classes.json").read_text()) == {"class_names": list(CLASSES)}
 
 
 def test_the_label_changes_the_image_for_the_same_noise(conditional_workdir):
