@@ -213,8 +213,9 @@ def evaluate_generator(workdir: Path | str, out: Path | str, *, data: str | None
       out: output folder (created).
       data: reference data spec; None uses the generator's own source.
       features: a VAE or finished classifier workdir to embed images with
-        (`jaxmed.evaluation.features`); None trains a VAE for `feature_steps` steps in
-        `out/feature_extractor`, or reuses the one a previous run left there.
+        (`jaxmed.evaluation.features`); None uses the one the run measured its quality with
+        during training (W/feature_extractor), else trains a VAE for `feature_steps` steps in
+        `out/feature_extractor`, or reuses the one a previous evaluation left there.
       n: number of generated images; None: as many as reference images.
       seed: noise seed of the generated images (and of the reference subset).
       max_reference: reference images used at most; a larger reference set is subsampled
@@ -248,6 +249,8 @@ def evaluate_generator(workdir: Path | str, out: Path | str, *, data: str | None
         _check_counts(n, len(reference))  # before minutes of training a feature extractor
         z = jax.random.normal(jax.random.key(seed), (n, generator.latent_dim))
         generated = sample_images(generator.generate, state, z, batch_size=64)
+        if features is None and Workdir(run.workdir.root / "feature_extractor").has_checkpoints():
+            features = run.workdir.root / "feature_extractor"  # the one the run measured its quality with
         if features is None:
             features = out / "feature_extractor"
             train_feature_extractor(config, dataset.images, features, steps=feature_steps, progress=progress)
