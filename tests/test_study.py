@@ -56,7 +56,7 @@ def test_gan_and_classifiers_never_see_test_images(tmp_path, monkeypatch):
 
     def fake_train_gan(config, workdir, images, progress=True):
         seen["gan"].append(images)
-        return SimpleNamespace(state=None, definition=SimpleNamespace(latent_dim=config.latent_dim))
+        return SimpleNamespace(state=None, definition=SimpleNamespace(latent_dim=config.latent_dim, class_names=()))
 
     def fake_sample_images(generate, state, z, batch_size):
         return np.full((len(z), 32, 32, 1), 0.5, np.float32)
@@ -101,5 +101,5 @@ def test_a_vae_can_be_the_generator(tmp_path):
     assert (tmp_path / "seed_0" / "vae" / "plots" / "reconstructions.png").is_file()
     assert not (tmp_path / "seed_0" / "gan").exists()
     assert set(summary["per_seed"]) == set(arm_names(config))
-    with pytest.raises(UsageError, match="generator must be one of gan, vae"):
-        StudyConfig.tiny(generator="diffusion")
+    with pytest.raises(UsageError, match="generator must be one of gan, vae, diffusion, got 'wavenet'"):
+        StudyConfig.tiny(generator="wavenet")

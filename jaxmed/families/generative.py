@@ -158,8 +158,9 @@ class GenerativeSession(Session):
             self.save_samples(step, state, context)
         if step % config.eval.every == 0 or last:
             self.write_plots(state, context.workdir, context.replicated, write=context.is_writer)
-            if config.eval.fid:
-                outcome = self.measure_quality(step, state, loop, context)
+        # Not at the end of a run shorter than `eval.every`: a short run would pay for training an extractor.
+        if config.eval.fid and step % config.eval.every == 0:
+            outcome = self.measure_quality(step, state, loop, context)
         return state, outcome
 
     def measure_quality(self, step: int, state: Any, loop: dict, context: RunContext) -> StepOutcome:

@@ -52,7 +52,7 @@ class TrainResult:
       workdir: the run directory.
       step: the final train step.
       epoch: the final epoch, for families trained by epochs (else None).
-      metrics: the last logged metrics row (metrics.jsonl), {} if none.
+      metrics: what was logged at the last logged step (metrics.jsonl rows of that step, merged), {} if none.
       eval: the evaluation written to eval.json, if the family evaluates at the end.
       eval_path: that file (None if there is none).
       state: the final train state (on the device).
@@ -114,8 +114,9 @@ def run(family: Family, config: RunConfig, workdir: Path | str, data: Any = None
             if writer:
                 writer.close()
     rows = read_metrics(paths.metrics) if paths.metrics.is_file() else []
+    last = {key: value for row in rows if row["step"] == rows[-1]["step"] for key, value in row.items()} if rows else {}
     return TrainResult(family=family.name, workdir=paths.root, step=int(state.step), epoch=loop.get("epoch"),
-                       metrics=rows[-1] if rows else {}, eval=evaluation,
+                       metrics=last, eval=evaluation,
                        eval_path=paths.eval if evaluation is not None else None, state=state,
                        definition=session.definition)
 

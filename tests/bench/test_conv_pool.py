@@ -80,7 +80,7 @@ def test_plot_is_written(dcgan_report, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("argument, value", [("models", ("unet",)), ("dtypes", ("float16",)), ("kinds", ("dense",))])
+@pytest.mark.parametrize("argument, value", [("models", ("wavenet",)), ("dtypes", ("float16",)), ("kinds", ("dense",))])
 def test_unknown_names_are_usage_errors(argument, value):
     with pytest.raises(UsageError, match=value[0]):
         conv_pool.run_conv_pool(**{**FAST, argument: value})
