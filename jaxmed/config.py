@@ -168,12 +168,12 @@ class SampleConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    """What a generative run measures every `every` train steps (and at the end).
+    """What a generative run measures every `every` train steps (the plots also at the end).
 
     Attributes:
       every: the cadence, in train steps.
       n: images behind the loss and pixel-distribution plots.
-      fid: also measure FID, KID and precision/recall of `fid_images` generated images against
+      fid: also measure (every `every` steps only) FID, KID and precision/recall of `fid_images` generated images against
         real ones in in-domain features (`jaxmed.evaluation.quality`), log them, and keep the
         checkpoint with the best FID beside the latest ones (`sample` and `evaluate` use it).
       fid_images: generated (and at most as many reference) images per measurement.
