@@ -173,9 +173,10 @@ class EvalConfig:
     Attributes:
       every: the cadence, in train steps.
       n: images behind the loss and pixel-distribution plots.
-      fid: also measure (every `every` steps only) FID, KID and precision/recall of `fid_images` generated images against
-        real ones in in-domain features (`jaxmed.evaluation.quality`), log them, and keep the
-        checkpoint with the best FID beside the latest ones (`sample` and `evaluate` use it).
+      fid: also measure (every `every` steps only) FID, KID and precision/recall of
+        `fid_images` generated images against real ones in in-domain features
+        (`jaxmed.evaluation.quality`), log them, and keep the checkpoint with the best FID
+        beside the latest ones (`sample` and `evaluate` use it).
       fid_images: generated (and at most as many reference) images per measurement.
       feature_steps: train steps of the VAE that embeds the images, trained once per run.
     """
