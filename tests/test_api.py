@@ -55,6 +55,7 @@ def test_readme_python_quickstart_runs(tmp_path, monkeypatch):
     assert namespace["summary"]["total"] == 48
 
 
+@pytest.mark.slow
 def test_every_family_returns_one_result_type(tmp_path):
     gan = jaxmed.train("gan", tmp_path / "gan", data="phantom:brain", image_size=32, batch_size=8, steps=2,
                        latent_dim=8, progress=False, **{"data.n": 32, "sample.every": 2, "eval.n": 8})

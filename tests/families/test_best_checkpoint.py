@@ -29,6 +29,7 @@ def _train(workdir, steps):
                            "log.every": 1})
 
 
+@pytest.mark.slow
 def test_the_best_step_by_fid_is_kept_and_sampled_by_default(tmp_path, scripted_fid):
     _train(tmp_path / "gan", 8)
     rows = [row for row in map(json.loads, (tmp_path / "gan" / "metrics.jsonl").read_text().splitlines())

@@ -21,6 +21,9 @@ from jaxmed.families.diffusion import DiffusionConfig, build_unet
 from jaxmed.sampling import sample_from_workdir
 from jaxmed.training.workdir import Workdir
 
+# Each test trains or samples a U-Net: tens of seconds of compilation on a CPU.
+pytestmark = pytest.mark.slow
+
 IMAGES = np.random.default_rng(0).uniform(-1, 1, (40, 32, 32, 1)).astype(np.float32)
 FAMILY = families.get("diffusion")
 

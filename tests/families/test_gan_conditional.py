@@ -16,6 +16,9 @@ from jaxmed.families.gan import FAMILY, GanConfig
 from jaxmed.sampling import restore_generator, sample_from_workdir
 from jaxmed.training.checkpoint import Checkpoints
 
+# Each test trains a ResNet GAN: tens of seconds on a CPU.
+pytestmark = pytest.mark.slow
+
 CLASSES = ("healthy", "tumor")
 RNG = np.random.default_rng(0)
 IMAGES = RNG.uniform(-1, 1, (24, 32, 32, 1)).astype(np.float32)

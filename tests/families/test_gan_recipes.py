@@ -12,6 +12,9 @@ from jaxmed.errors import UsageError
 from jaxmed.families.base import Task
 from jaxmed.families.gan import FAMILY, SEED_RECIPE, GanConfig, GanState
 
+# Most tests compile a regularised ResNet GAN step.
+pytestmark = pytest.mark.slow
+
 BATCH = 4
 
 

@@ -1,5 +1,6 @@
 """Workdirs written before config format 2 (no format_version; classifier cadences in epochs) still resume."""
 
+import pytest
 import json
 
 import jax
@@ -37,6 +38,7 @@ def test_an_old_gan_workdir_resumes_without_measuring_quality(tmp_path):
     assert json.loads((tmp_path / "gan" / "config.json").read_text())["format_version"] == config_lib.FORMAT_VERSION
 
 
+@pytest.mark.slow
 def test_an_old_classifier_workdir_resumes_with_its_epoch_bookkeeping(tmp_path):
     classifier = families.get("classifier")
     config = classifier.config_type.tiny(epochs=1)

@@ -12,6 +12,9 @@ from jaxmed.losses import discriminator_loss
 from jaxmed.models.resnet_gan import Discriminator, Generator, block_features, num_blocks
 from jaxmed.nn.spectral_norm import SpectralVector
 
+# ResNet GAN shapes and steps: many compilations.
+pytestmark = pytest.mark.slow
+
 SMALL = dict(base_features=8, max_features=32)
 
 

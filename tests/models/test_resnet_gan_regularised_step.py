@@ -20,6 +20,9 @@ from jaxmed.models.resnet_gan import Discriminator, Generator
 from jaxmed.nn.ada import real_sign_mean, update_probability
 from jaxmed.nn.diffaugment import augment
 
+# A jitted step with R1, LeCam and DiffAugment: long to compile.
+pytestmark = pytest.mark.slow
+
 R1_GAMMA = 1.0
 LECAM_WEIGHT = 0.3
 

@@ -103,6 +103,7 @@ def test_small_config_layout_shapes_and_parameter_count(image_size, num_classes)
     assert out.shape == (2, image_size, image_size, 1) and out.dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_untrained_small_model_predicts_zero():
     """The zero-initialised output layer: a fresh network's prediction is exactly 0 (as improved-diffusion)."""
     model = build_unet("small", 32, 1, num_classes=3, conv_backend="xla", rngs=nnx.Rngs(0))
@@ -131,6 +132,7 @@ def test_timestep_embedding_separates_neighbouring_steps():
     assert float(jnp.linalg.norm(embedding[1] - embedding[0])) > 0.5  # one step of a 1000-step schedule
 
 
+@pytest.mark.slow
 def test_gradient_step_lowers_the_diffusion_loss():
     """The pure-step pattern of the train steps: split, merge inside the loss, optax update."""
     graphdef, params = nnx.split(_random_unet(16, 1, num_classes=2), nnx.Param)
