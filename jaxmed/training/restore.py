@@ -9,7 +9,6 @@ that restores is placed on one device.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +63,7 @@ def restore_run(workdir: Path | str, wanted: str = "a jaxmed workdir", checkpoin
     Args:
       wanted: what the caller needs, for errors (e.g. "a GAN or VAE workdir").
       checkpoint: "latest"; "best", the best step by the run's quality measure (W/checkpoints_best),
-        or the latest where the run kept none (said on stderr); or a step number.
+        or the latest where the run measured none; or a step number.
 
     Raises:
       CheckpointError: the workdir or its config is missing, no checkpoint restores, or there is no such step.
@@ -73,12 +72,8 @@ def restore_run(workdir: Path | str, wanted: str = "a jaxmed workdir", checkpoin
     family, config = families.of_workdir(paths.root, wanted)
     definition = family.definition(config, family.restore_task(config, paths))
     folder, step = paths.checkpoints, None if checkpoint in (BEST, LATEST) else int(checkpoint)
-    if checkpoint == BEST:
-        if Workdir(paths.root).has_best_checkpoint():
-            folder = paths.best_checkpoints
-        else:
-            print(f"{paths.root}: no best checkpoint (the run measured no quality); using the latest",
-                  file=sys.stderr)
+    if checkpoint == BEST and paths.has_best_checkpoint():
+        folder = paths.best_checkpoints
     with Checkpoints(folder, keep=config.checkpoint.keep) as checkpoints:
         if step is not None and step not in checkpoints.all_steps():
             raise CheckpointError(f"{paths.checkpoints}: no checkpoint of step {step}; there are "
