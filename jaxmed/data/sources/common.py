@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import math
 import os
 from collections import Counter
 from typing import Any, BinaryIO
