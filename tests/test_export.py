@@ -105,6 +105,7 @@ def test_png_export_says_it_is_synthetic(tmp_path):
     assert Image.open(path).text["Description"] == SYNTHETIC_NOTE
 
 
+@pytest.mark.slow
 def test_sample_format_dcm_through_the_cli(tmp_path, strict_pydicom):
     workdir = str(tmp_path / "w")
     tiny = ["--image-size", "32", "--batch-size", "8", "--set", "data.n=16", "--set", "latent_dim=8",

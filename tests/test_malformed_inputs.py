@@ -403,6 +403,7 @@ def test_malformed_input(case, tmp_path, capsys):
     assert report["total"] >= 2  # the good images were read
 
 
+@pytest.mark.slow
 @pytest.mark.multiprocess
 def test_no_traceback_from_the_console_command(tmp_path):
     """Two real processes: a stop on bad input, and the same input skipped."""

@@ -94,7 +94,8 @@ def train(capsys, spec: str, workdir: Path, *extra: str) -> dict:
     return json.loads((workdir / "eval.json").read_text())
 
 
-@pytest.mark.parametrize("kind", [pytest.param("jpeg", marks=pytest.mark.slow), "dicom", "nifti", "medmnist"])
+@pytest.mark.parametrize("kind", [pytest.param("jpeg", marks=pytest.mark.slow), pytest.param("dicom", marks=pytest.mark.slow),
+                                  pytest.param("nifti", marks=pytest.mark.slow), "medmnist"])
 def test_inspect_and_train_on_real_data(kind, tmp_path, capsys):
     if kind == "jpeg":
         spec = jpeg_folder(tmp_path / "jpeg")

@@ -6,8 +6,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from jaxmed.errors import UsageError
-from jaxmed.studies.augmentation import arm_names, paired_interval, run_study, StudyConfig
+from jaxmed.data import Dataset
+from jaxmed.errors import DataError, UsageError
+from jaxmed.studies.augmentation import StudyConfig, arm_names, paired_interval, run_study, with_minority_class
 
 
 def test_paired_interval():
@@ -15,6 +16,20 @@ def test_paired_interval():
     assert interval["mean"] == pytest.approx(0.2)
     assert interval["low"] < 0.2 < interval["high"]
     assert paired_interval([0.1])["low"] is None
+
+
+def test_the_minority_class_is_the_rarest_unless_named(capsys):
+    dataset = Dataset(np.zeros((7, 4, 4, 1), np.float32), np.array([0, 0, 1, 2, 2, 2, 1], np.int32),
+                      ("effusion", "nodule", "normal"), {"spec": "chest"})
+    chosen = with_minority_class(StudyConfig(), dataset)
+    # Two classes tie at 2 images: the first name in sorted order wins.
+    assert chosen.minority_class == "effusion"
+    assert "minority class: 'effusion', the rarest (2 of 7 images" in capsys.readouterr().err
+    assert with_minority_class(StudyConfig(minority_class="normal"), dataset).minority_class == "normal"
+    with pytest.raises(DataError, match="mass"):
+        with_minority_class(StudyConfig(minority_class="mass"), dataset)
+    # The default phantom data: tumours are the rarer class.
+    assert StudyConfig().minority_class == "" and StudyConfig().data.class_fraction < 0.5
 
 
 @pytest.mark.slow
@@ -42,6 +57,7 @@ def test_tiny_study_writes_every_arm_and_seed(tmp_path):
     assert (tmp_path / "seed_0" / "synthetic" / "plots" / "nearest_training.png").is_file()
 
 
+@pytest.mark.slow
 def test_gan_and_classifiers_never_see_test_images(tmp_path, monkeypatch):
     """The GAN trains on training-split minority images only; every arm shares one untouched test split."""
     from jaxmed import families

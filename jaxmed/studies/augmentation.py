@@ -73,7 +73,7 @@ class StudyConfig:
       data: the real data (phantom options apply to phantom specs).
       image_size: side of the images for both the generator and the classifier.
       seeds: number of repetitions (seed 0, 1, ...); each re-splits, re-trains and re-samples.
-      minority_class: the class the generator synthesizes (e.g. "tumor").
+      minority_class: the class the generator synthesizes ("": the rarest class of the data).
       generator: which registered generative family synthesizes it ("gan", "vae", ...).
       minority_train_count: real minority images kept for training (0 = all): the scarcity.
       synthetic_ratio_small, synthetic_ratio_large: synthetic minority images per real minority
@@ -86,10 +86,11 @@ class StudyConfig:
 
     # Difficulty 0.6: at 64 px the default phantom lesions (1.0) are mostly a few pixels wide and
     # seed_cnn stays near chance even with all 420 tumor images (measured: test accuracy 0.56).
-    data: DataOptions = DataOptions(spec="phantom:brain", n=1200, class_fraction=0.5, difficulty=0.6)
+    # Tumours are the rarer class (40%), as in practice: the default minority class is the rarest.
+    data: DataOptions = DataOptions(spec="phantom:brain", n=1200, class_fraction=0.4, difficulty=0.6)
     image_size: int = 64
     seeds: int = 3
-    minority_class: str = "tumor"
+    minority_class: str = ""
     generator: str = "gan"
     minority_train_count: int = 40
     synthetic_ratio_small: float = 1.0
@@ -138,7 +139,7 @@ class StudyConfig:
     @classmethod
     def tiny(cls, **overrides: Any) -> StudyConfig:
         """Seconds-long: 32 px, 2 seeds, a few GAN steps and classifier epochs (for tests)."""
-        tiny = cls(data=DataOptions(spec="phantom:brain", n=160), image_size=32, seeds=2, minority_train_count=12,
+        tiny = cls(data=DataOptions(spec="phantom:brain", n=160, class_fraction=0.4), image_size=32, seeds=2, minority_train_count=12,
                    synthetic_ratio_small=1.0, synthetic_ratio_large=1.0, generator_steps=3, generator_batch_size=4,
                    classifier=ClassifierConfig.tiny(epochs=2, batch_size=8), feature_steps=3)
         return config_lib.apply_overrides(tiny, overrides)
@@ -161,6 +162,18 @@ def make_scarce(data: SplitData, minority: int, keep: int, seed: int) -> SplitDa
     return dataclasses.replace(data, train=(images[kept], labels[kept]))
 
 
+def with_minority_class(config: StudyConfig, dataset: data_lib.Dataset) -> StudyConfig:
+    """`config` with its minority class named: the rarest class of `dataset` unless one is set (and said)."""
+    if config.minority_class:
+        data_lib.class_index(dataset, config.minority_class)  # an unknown name fails here, before any training
+        return config
+    name = data_lib.rarest_class(dataset.labels, dataset.class_names)
+    count = int(np.sum(dataset.labels == data_lib.class_index(dataset, name)))
+    _log(f"minority class: '{name}', the rarest ({count} of {len(dataset.labels)} images; "
+         f"--set minority_class=NAME chooses another)")
+    return dataclasses.replace(config, minority_class=name)
+
+
 def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True) -> dict:
     """Runs (or resumes) the study and writes W/study.json and W/plots/study.png.
 
@@ -169,12 +182,13 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    dataset = data_lib.load(config.data, config.image_size, config.classifier.channels, seed=0)
+    config = with_minority_class(config, dataset)
     if (workdir / "config.json").is_file():
         # Resuming: the finished runs under W/seed_S/ must belong to the same study.
         saved = config_lib.load(StudyConfig, workdir / "config.json")
         config_lib.check_resumable(saved, {key: value for key, value in config_lib.flat_items(config).items()})
     config_lib.save(config, workdir / "config.json")
-    dataset = data_lib.load(config.data, config.image_size, config.classifier.channels, seed=0)
     record_skipped(dataset.provenance, workdir)
     minority = data_lib.class_index(dataset, config.minority_class)
     results: dict[str, dict[str, dict[str, Any]]] = {arm: {} for arm in arm_names(config)}

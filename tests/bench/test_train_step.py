@@ -44,6 +44,7 @@ def test_parameter_counts_are_the_models(tiny_gan_result):
     assert {k: tiny_gan_result["parameters"][k] for k in ("generator", "discriminator")} == expected
 
 
+@pytest.mark.slow
 def test_step_builder_gets_the_mesh(monkeypatch):
     # Every family's make_train_step takes the mesh: the benchmark builds its step with the run's mesh.
     seen = []

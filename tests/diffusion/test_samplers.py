@@ -60,6 +60,7 @@ def test_oracle_model_recovers_its_image(sampler, prediction):
     np.testing.assert_allclose(result, x0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_ddim_with_eta_one_on_the_full_grid_is_ddpm():
     schedule = cosine_schedule(30)
     key = jax.random.key(2)
@@ -124,7 +125,7 @@ def test_guided_sampling_at_scale_zero_samples_the_unconditional_model():
     assert not np.allclose(conditional, unconditional, atol=1e-3)
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim_eta", "dpm_solver_2m"])
+@pytest.mark.parametrize("sampler", ["ddpm", pytest.param("ddim_eta", marks=pytest.mark.slow), "dpm_solver_2m"])
 def test_samplers_are_deterministic_per_key_and_jit(sampler):
     schedule = cosine_schedule(20)
     run = functools.partial(SAMPLER_CALLS[sampler], _toy_model, schedule)

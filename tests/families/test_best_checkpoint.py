@@ -42,6 +42,7 @@ def test_the_best_step_by_fid_is_kept_and_sampled_by_default(tmp_path, scripted_
     assert not np.array_equal(best, jaxmed.sample(tmp_path / "gan", 4, seed=1, checkpoint="latest"))
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_the_same_best(tmp_path, scripted_fid):
     _train(tmp_path / "gan", 6)
     _train(tmp_path / "gan", 8)  # resumes at 6; step 8's FID 4.0 does not beat step 4's 3.0

@@ -46,6 +46,7 @@ def test_cross_validation_reports_means_intervals_folds_and_a_fold_ensemble(tmp_
     assert again.eval == report
 
 
+@pytest.mark.slow
 def test_the_tuned_operating_point_is_reported_beside_argmax(tmp_path):
     data = _npz(tmp_path / "toy.npz", np.random.default_rng(1))
     report = jaxmed.train("classifier", tmp_path / "c", data=str(data), **TINY).eval

@@ -23,6 +23,7 @@ def _old_workdir(root, family_name, config, old_config, loop, class_names=("a", 
         checkpoints.save(int(state.step), state, data=loop, config=old_config)
 
 
+@pytest.mark.slow
 def test_an_old_gan_workdir_resumes_without_measuring_quality(tmp_path):
     gan = families.get("gan")
     config = config_lib.apply_overrides(gan.config_type(), {"image_size": 32, "batch_size": 8, "steps": 2,

@@ -9,7 +9,7 @@ from flax import nnx
 from jaxmed.models.dcgan import Discriminator, Generator, num_stages
 
 
-@pytest.mark.parametrize("size", [32, 64, pytest.param(128, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("size", [32, *(pytest.param(size, marks=pytest.mark.slow) for size in (64, 128))])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_generator_and_discriminator_shapes(size, channels):
     generator = Generator(size, channels, latent_dim=100, rngs=nnx.Rngs(0))

@@ -163,6 +163,7 @@ def test_gradient_step_lowers_the_diffusion_loss():
     assert float(loss) < float(first)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_parameters_and_output():
     model = _random_unet(16, 1, num_classes=2, dtype=jnp.bfloat16)
     assert model.stem.kernel.dtype == jnp.float32
@@ -184,6 +185,7 @@ def test_bad_sizes_and_labels_are_named():
         model.null_label
 
 
+@pytest.mark.slow
 def test_onednn_and_xla_convolutions_agree():
     """The CPU's oneDNN kernels ("auto" picks them on one CPU device) compute the same network."""
     x = jax.random.normal(jax.random.key(5), (2, 16, 16, 1))

@@ -14,7 +14,7 @@ def parameter_shapes(module):
     return jax.tree.map(lambda leaf: leaf.shape, nnx.state(module, nnx.Param))
 
 
-@pytest.mark.parametrize("size, channels", [(32, 1), (64, 3)])
+@pytest.mark.parametrize("size, channels", [(32, 1), pytest.param(64, 3, marks=pytest.mark.slow)])
 def test_shapes(size, channels):
     vae = VAE(size, channels, latent_dim=12, rngs=nnx.Rngs(0))
     images = jax.random.uniform(jax.random.key(0), (3, size, size, channels), minval=-1, maxval=1)
@@ -25,6 +25,7 @@ def test_shapes(size, channels):
     assert vae.reconstruct(images).shape == images.shape
 
 
+@pytest.mark.slow
 def test_decoder_is_the_dcgan_generator_and_encoder_the_discriminator_stack():
     vae = VAE(128, 1, latent_dim=100, rngs=nnx.Rngs(0))
     assert parameter_shapes(vae.decoder) == parameter_shapes(Generator(128, 1, 100, rngs=nnx.Rngs(0)))
@@ -64,6 +65,7 @@ def test_gradients_reach_the_encoder_through_the_sample():
     assert float(jnp.max(jnp.abs(grads.encoder.down_blocks[0].kernel[...]))) > 0
 
 
+@pytest.mark.slow
 def test_backends_agree():
     images = jax.random.uniform(jax.random.key(6), (2, 32, 32, 1), minval=-1, maxval=1)
     noise = jax.random.normal(jax.random.key(7), (2, 8))

@@ -37,7 +37,8 @@ def values_gradients_statistics(layer, x, cotangent):
 
 
 @pytest.mark.parametrize("one_pass_sums", [False, True])
-@pytest.mark.parametrize("shape", [(8, 6, 5, 4), (32, 16, 16, 32), (3, 7, 7, 1), (16, 12), (600, 37)])
+@pytest.mark.parametrize("shape", [(8, 6, 5, 4), (32, 16, 16, 32), *(pytest.param(shape, marks=pytest.mark.slow)
+                                                    for shape in [(3, 7, 7, 1), (16, 12), (600, 37)])])
 def test_training_mode_equals_nnx_batch_norm(shape, one_pass_sums):
     rng = np.random.default_rng(2)
     x = jnp.asarray(rng.normal(0.7, 3.0, shape), jnp.float32)
@@ -51,6 +52,7 @@ def test_training_mode_equals_nnx_batch_norm(shape, one_pass_sums):
         np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-5 * float(jnp.abs(w).max()), err_msg=name)
 
 
+@pytest.mark.slow
 def test_gradient_through_a_following_activation_and_loss_equals_nnx():
     """What the DCGAN does: BatchNorm, LeakyReLU, a scalar loss, gradients of all inputs."""
     x = jax.random.normal(jax.random.key(3), (16, 8, 8, 8)) * 2 + 1
@@ -67,6 +69,7 @@ def test_gradient_through_a_following_activation_and_loss_equals_nnx():
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_bfloat16_computation_keeps_float32_statistics():
     x = jax.random.normal(jax.random.key(4), (8, 4, 4, 16)).astype(jnp.bfloat16)
     reference, fast = layer_pair(16, dtype=jnp.bfloat16)

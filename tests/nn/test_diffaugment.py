@@ -66,6 +66,7 @@ def test_same_key_same_geometric_transform_on_different_batches():
     np.testing.assert_allclose(augment(x, key, 1.0, policy), expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_translation_shifts_by_at_most_an_eighth_and_keeps_the_content():
     x = images((32, 16, 16, 1))
     y = np.asarray(augment(x, jax.random.key(4), 1.0, ("translation",)))
@@ -83,7 +84,7 @@ def test_cutout_blanks_a_quarter_of_the_area_at_most():
     assert blanked.max() == 64 and blanked.min() > 0  # an 8 x 8 square, clipped at the border
 
 
-@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("channels", [1, pytest.param(3, marks=pytest.mark.slow)])
 def test_gradient_matches_finite_differences(channels):
     x = images((2, 8, 8, channels), seed=2)
     key = jax.random.key(9)

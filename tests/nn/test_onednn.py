@@ -236,6 +236,7 @@ def test_conv_general_dilated_hands_over_only_what_it_supports():
     assert library.target_name("forward") not in lowered
 
 
+@pytest.mark.slow
 def test_dcgan_is_the_same_function_with_either_backend():
     x, _ = _problem(8, (2, 32, 32, 1), (1, 1, 1, 1))
     z, _ = _problem(9, (2, 16), (1, 1, 1, 1))

@@ -97,6 +97,7 @@ def _blocked_on_a_lock(pid: int) -> bool:
                .splitlines())
 
 
+@pytest.mark.slow
 def test_processes_starting_together_build_once(toolchain, monkeypatch):
     monkeypatch.setenv("FAKE_CXX_SECONDS", "3")  # long enough for both to reach the lock while one compiles
     processes = [toolchain.run("build") for _ in range(2)]
@@ -107,6 +108,7 @@ def test_processes_starting_together_build_once(toolchain, monkeypatch):
     assert toolchain.compiles() == 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux's /proc/locks to see a process wait")
 def test_a_second_process_waits_for_the_first_build_then_loads_it(toolchain):
     _, _, folder = library._build_folder()

@@ -35,6 +35,7 @@ def test_normalised_linear_has_spectral_norm_one():
     assert largest_singular_value(effective) == pytest.approx(1.0, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_normalised_conv_is_the_conv_of_the_normalised_kernel():
     conv = nnx.Conv(3, 5, kernel_size=(3, 3), padding="SAME", rngs=nnx.Rngs(0))
     conv.bias[...] = jnp.arange(5.0)

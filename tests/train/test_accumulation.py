@@ -100,6 +100,7 @@ def tiny_classifier_state(accumulate_steps):
     return definition, state
 
 
+@pytest.mark.slow
 def test_classifier_step_with_accumulation_equals_the_big_batch_step():
     results = {}
     for accumulate_steps in (1, 4):

@@ -12,6 +12,7 @@ from jaxmed.training import runner
 from jaxmed.training.metrics_writer import read_metrics
 
 
+@pytest.mark.slow
 def test_train_evaluate_and_resume(tmp_path):
     report = runner.run(CLASSIFIER, ClassifierConfig.tiny(epochs=1), tmp_path, progress=False).eval
     saved = json.loads((tmp_path / "eval.json").read_text())

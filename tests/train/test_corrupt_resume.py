@@ -59,7 +59,7 @@ def garbage_in_data_json(step_dir):
     (step_dir / "data" / "metadata").write_text('{"position": 4')
 
 
-@pytest.mark.parametrize("damage", [truncate_data_file, flip_one_byte, pytest.param(delete_state_item, marks=pytest.mark.slow),
+@pytest.mark.parametrize("damage", [truncate_data_file, pytest.param(flip_one_byte, marks=pytest.mark.slow), pytest.param(delete_state_item, marks=pytest.mark.slow),
                                     pytest.param(garbage_in_data_json, marks=pytest.mark.slow)],
                          ids=lambda damage: damage.__name__)
 def test_training_resumes_from_the_previous_checkpoint(runs, tmp_path, capsys, damage):

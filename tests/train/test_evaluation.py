@@ -20,17 +20,24 @@ BRAIN = {"data.spec": "phantom:brain", "data.n": 64}
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """A 4-step GAN and a 1-epoch classifier (the feature extractor) on 32 px brain phantoms."""
-    root = tmp_path_factory.mktemp("evaluation")
-    runner.run(GAN, GanConfig.tiny(**BRAIN), root / "gan", progress=False)
-    runner.run(CLASSIFIER, ClassifierConfig.tiny(**BRAIN, epochs=1), root / "classifier", progress=False)
-    return root
+def gan(tmp_path_factory):
+    """A 4-step GAN on 32 px brain phantoms."""
+    workdir = tmp_path_factory.mktemp("evaluation") / "gan"
+    runner.run(GAN, GanConfig.tiny(**BRAIN), workdir, progress=False)
+    return workdir
 
 
-def test_report_of_an_untrained_gan(runs, tmp_path):
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    """A 1-epoch classifier on the same phantoms: a feature extractor."""
+    workdir = tmp_path_factory.mktemp("evaluation") / "classifier"
+    runner.run(CLASSIFIER, ClassifierConfig.tiny(**BRAIN, epochs=1), workdir, progress=False)
+    return workdir
+
+
+def test_report_of_an_untrained_gan(gan, tmp_path):
     # No extractor given: a VAE is trained on the generator's data (all classes) in out/feature_extractor.
-    report = evaluate_generator(runs / "gan", tmp_path, feature_steps=20, n=40, progress=False)
+    report = evaluate_generator(gan, tmp_path, feature_steps=20, n=40, progress=False)
     assert json.loads((tmp_path / "eval.json").read_text()) == report
     # Reference phantoms are drawn with another seed: all 64 are unseen patients.
     assert report["counts"] == {"generated": 40, "training": 64, "reference": 64, "held_out": 64,
@@ -53,15 +60,15 @@ def test_report_of_an_untrained_gan(runs, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_classifier_embeds_with_its_hidden_layer(runs, tmp_path):
-    extractor = load_feature_extractor(runs / "classifier")
+def test_a_classifier_embeds_with_its_hidden_layer(gan, classifier, tmp_path):
+    extractor = load_feature_extractor(classifier)
     images = data_lib.load("phantom:brain", 32, n=10, seed=3).images
     features = extractor(images, batch_size=4)
     assert features.shape == (10, 128) and features.dtype == np.float32
     np.testing.assert_allclose(extractor(images[:3], batch_size=4), features[:3], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"takes images of shape \(N, 32, 32, 1\)"):
         extractor(np.zeros((2, 64, 64, 1), np.float32))
-    report = evaluate_generator(runs / "gan", tmp_path, features=runs / "classifier", n=8, max_reference=20,
+    report = evaluate_generator(gan, tmp_path, features=classifier, n=8, max_reference=20,
                                 progress=False)
     assert report["feature_extractor"]["model"] == "seed_cnn"
     # A large reference set is subsampled.
@@ -70,14 +77,14 @@ def test_a_classifier_embeds_with_its_hidden_layer(runs, tmp_path):
     assert not (tmp_path / "feature_extractor").exists()
     with pytest.raises(CheckpointError,
                        match="a 'dcgan' run; a feature extractor is a jaxmed VAE or finished classifier workdir$"):
-        load_feature_extractor(runs / "gan")
+        load_feature_extractor(gan)
 
 
 @pytest.mark.slow
-def test_a_feature_extractor_for_other_images_is_refused(runs, tmp_path):
+def test_a_feature_extractor_for_other_images_is_refused(gan, tmp_path):
     runner.run(CLASSIFIER, ClassifierConfig.tiny(**BRAIN, epochs=1, image_size=64), tmp_path / "wide", progress=False)
     with pytest.raises(DataError, match="takes 64 px, 1 channel"):
-        evaluate_generator(runs / "gan", tmp_path / "out", features=tmp_path / "wide", n=8, progress=False)
+        evaluate_generator(gan, tmp_path / "out", features=tmp_path / "wide", n=8, progress=False)
 
 
 def test_memorization_finds_copies_and_the_data_copying_test_flags_them():

@@ -65,6 +65,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_saved_mid_run_is_not_changed_by_later_steps(tmp_path):
     """Steps after an asynchronous save donate the state's buffers; the saved step must stay intact."""
     runner.run(GAN, GanConfig.tiny(steps=4), tmp_path / "long", IMAGES, progress=False)  # saves 2, then steps 3-4

@@ -84,6 +84,7 @@ def test_bf16_gan_keeps_float32_state_and_losses_and_trains_close_to_fp32():
     assert min(moved) > 0  # every parameter tensor was updated
 
 
+@pytest.mark.slow
 def test_bf16_classifier_keeps_float32_parameters_and_loss():
     config = ClassifierConfig.tiny(precision="bf16", augment=False)  # the step sees `images` as they are
     definition = CLASSIFIER.definition(config, Task(class_names=("0", "1"), total_steps=10), np.ones(2))

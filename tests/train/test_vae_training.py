@@ -75,6 +75,7 @@ def test_accumulated_microbatches_make_one_update():
     assert not np.allclose(float(accumulated_metrics["loss"]), float(plain_metrics["loss"]), rtol=1e-7)
 
 
+@pytest.mark.slow
 def test_outputs_of_a_run(tmp_path):
     runner.run(VAE, VaeConfig.tiny(), tmp_path, IMAGES, progress=False)
     assert json.loads((tmp_path / "config.json").read_text())["model"] == "vae"
@@ -106,6 +107,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     assert Checkpoints(tmp_path / "checkpoints").latest_step() == 4
 
 
+@pytest.mark.slow
 def test_sampling_a_workdir_decodes_the_prior(tmp_path):
     state = runner.run(VAE, VaeConfig.tiny(), tmp_path, IMAGES, progress=False).state
     images, step = sample_from_workdir(tmp_path, 5, seed=3)
