@@ -156,7 +156,7 @@ def test_skip_bad_lists_skipped_files_in_the_workdir(tmp_path, capsys):
 
     # The study lists them in its own directory (here it then stops: the folder has no 'tumor' class).
     status, err = run(capsys, "study", "augmentation", "--data", data, "--workdir", str(tmp_path / "study"),
-                      "--skip-bad", "--no-progress")
+                      "--skip-bad", "--no-progress", "--set", "minority_class=tumor")
     assert status == 1 and "no class 'tumor'" in err
     assert json.loads((tmp_path / "study" / "skipped.json").read_text())["skipped"][0]["file"] == "a/cut.png"
 

@@ -183,13 +183,13 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     dataset = data_lib.load(config.data, config.image_size, config.classifier.channels, seed=0)
+    record_skipped(dataset.provenance, workdir)
     config = with_minority_class(config, dataset)
     if (workdir / "config.json").is_file():
         # Resuming: the finished runs under W/seed_S/ must belong to the same study.
         saved = config_lib.load(StudyConfig, workdir / "config.json")
         config_lib.check_resumable(saved, {key: value for key, value in config_lib.flat_items(config).items()})
     config_lib.save(config, workdir / "config.json")
-    record_skipped(dataset.provenance, workdir)
     minority = data_lib.class_index(dataset, config.minority_class)
     results: dict[str, dict[str, dict[str, Any]]] = {arm: {} for arm in arm_names(config)}
     synthetic_quality: dict[str, dict[str, Any]] = {}
