@@ -4,8 +4,9 @@ One train step draws the reparameterisation noise from the state's key, computes
 negative ELBO (`jaxmed.losses.vae_loss`) and its gradient in one reverse pass, and applies
 one optimizer update (microbatched as in the GAN step with `accumulate_steps`). Samples
 are the decoder on z ~ N(0, I); the encoder's posterior mean is jaxmed's default in-domain
-feature extractor (`jaxmed.evaluation.features`). Its own figure: real images above their
-reconstructions (plots/reconstructions.png).
+feature extractor (`jaxmed.evaluation.features`). Its own figures: real images above their
+reconstructions (plots/reconstructions.png), and the decoded straight lines between pairs of
+real images' codes (plots/interpolation.png).
 
 Example (a few minutes on a 2-core CPU):
 
@@ -36,8 +37,10 @@ from jaxmed.training.accumulation import sum_over_microbatches
 from jaxmed.training.optimizer import build_optimizer
 from jaxmed.viz.figures import save_image_grid
 
-# Images in the reconstruction figure.
+# Images in the reconstruction figure; its first and second halves are the interpolation figure's ends.
 RECONSTRUCTION_COLUMNS = 8
+# Images along each row of the interpolation figure (the two ends included).
+INTERPOLATION_STEPS = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +179,20 @@ def posterior_means(model_def: nnx.GraphDef, params: nnx.State, stats: nnx.State
     return mean_BxZ.astype(jnp.float32)
 
 
+def interpolation_path(definition: VaeDefinition, state: VaeState, images: jax.Array, pairs: int,
+                       placement: jax.sharding.Sharding | None = None) -> np.ndarray:
+    """(pairs * INTERPOLATION_STEPS, H, W, C): image i's code moving to image pairs + i's, decoded.
+
+    A smooth path means the latent space, not only its training points, decodes to anatomy:
+    what sampling from the prior relies on.
+    """
+    means = np.asarray(posterior_means(definition.model, state.params, state.stats, images))
+    weights = np.linspace(0.0, 1.0, INTERPOLATION_STEPS, dtype=np.float32)[None, :, None]
+    z = ((1.0 - weights) * means[:pairs, None] + weights * means[pairs:2 * pairs, None]).reshape(-1, means.shape[-1])
+    placed = sharding.place_global(z, placement) if placement is not None else z
+    return np.asarray(decode(definition.model, state.params, state.stats, placed))
+
+
 def _decode_prior(definition: VaeDefinition, state: VaeState, z_BxZ: jax.Array) -> jax.Array:
     return decode(definition.model, state.params, state.stats, z_BxZ)
 
@@ -226,8 +243,15 @@ class VaeFamily(GenerativeFamily):
         reconstructions = np.asarray(reconstruct(definition.model, state.params, state.stats, placed))
         if write:
             save_image_grid(np.concatenate([originals, reconstructions]), plots / "reconstructions.png",
-                                columns=len(originals),
-                                description=f"top row: real images; bottom row: {SYNTHETIC_NOTE}")
+                            columns=len(originals),
+                            description=f"top row: real images; bottom row: {SYNTHETIC_NOTE}")
+        pairs = len(originals) // 2
+        if pairs:
+            path = interpolation_path(definition, state, placed, pairs, placement)
+            if write:
+                save_image_grid(path, plots / "interpolation.png", columns=INTERPOLATION_STEPS,
+                                description=f"each row: the decoded straight line between two real images' "
+                                            f"posterior means; {SYNTHETIC_NOTE}")
 
 
 FAMILY = VaeFamily()

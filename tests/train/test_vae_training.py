@@ -13,7 +13,7 @@ from jaxmed.families.base import Task
 from jaxmed.families.classifier import FAMILY as CLASSIFIER
 from jaxmed.families.classifier import ClassifierConfig
 from jaxmed.families.vae import FAMILY as VAE
-from jaxmed.families.vae import VaeConfig, kl_weight_at
+from jaxmed.families.vae import INTERPOLATION_STEPS, VaeConfig, interpolation_path, kl_weight_at, reconstruct
 from jaxmed.sampling import restore_generator, sample_from_workdir
 from jaxmed.training import runner
 from jaxmed.training.checkpoint import Checkpoints
@@ -57,6 +57,23 @@ def test_steps_lower_the_loss_on_a_fixed_batch():
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
 
 
+def test_interpolation_runs_from_one_reconstruction_to_the_other():
+    config = VaeConfig.tiny()
+    definition = vae_definition(config)
+    state = VAE.init_state(config, definition, jax.random.key(0))
+    images = jnp.asarray(IMAGES[:4])
+    path = interpolation_path(definition, state, images, pairs=2)
+    assert path.shape == (2 * INTERPOLATION_STEPS, *IMAGES.shape[1:])
+    rows = path.reshape(2, INTERPOLATION_STEPS, *IMAGES.shape[1:])
+    ends = np.asarray(reconstruct(definition.model, state.params, state.stats, images))
+    # Row i starts at image i's reconstruction and ends at image 2 + i's; between them it moves.
+    np.testing.assert_allclose(rows[:, 0], ends[:2], atol=1e-5)
+    np.testing.assert_allclose(rows[:, -1], ends[2:], atol=1e-5)
+    middle = rows[:, INTERPOLATION_STEPS // 2]
+    assert np.all(np.abs(middle - rows[:, 0]).max(axis=(1, 2, 3)) > 1e-4)
+    assert np.all(np.abs(middle - rows[:, -1]).max(axis=(1, 2, 3)) > 1e-4)
+
+
 @pytest.mark.slow
 def test_accumulated_microbatches_make_one_update():
     """K=2 microbatches: one update, a loss that differs from the plain step's only by per-microbatch BatchNorm."""
@@ -84,7 +101,7 @@ def test_outputs_of_a_run(tmp_path):
     assert {"loss", "reconstruction", "kl", "kl_weight", "images_per_s"} <= set(rows[0])
     plots = {path.name for path in (tmp_path / "plots").iterdir()}
     assert {"samples_step_000002.png", "samples_step_000004.png", "losses.png", "pixel_distribution.png",
-            "reconstructions.png"} <= plots
+            "reconstructions.png", "interpolation.png"} <= plots
     description = Image.open(tmp_path / "plots" / "reconstructions.png").text["Description"]
     assert description.startswith("top row: real images; bottom row: SYNTHETIC")
     assert Checkpoints(tmp_path / "checkpoints").all_steps() == [2, 4]
