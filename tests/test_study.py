@@ -138,8 +138,10 @@ def test_the_synthetic_stream_is_fixed_by_seed_and_index():
 
 @pytest.mark.slow
 def test_a_resumed_study_equals_an_uninterrupted_one(tmp_path, monkeypatch):
-    """Interrupted in its 5th classifier run (after the generators), the rerun writes the same study.json."""
-    uninterrupted = run_study(StudyConfig.tiny(feature_steps=0), tmp_path / "whole", progress=False)
+    """Interrupted at its 5th classifier run (the filtered arm, whose filter then needs the restored baseline
+    classifier), the rerun writes the same study.json."""
+    tiny = StudyConfig.tiny(seeds=1, feature_steps=0)
+    uninterrupted = run_study(tiny, tmp_path / "whole", progress=False)
 
     real_train = type(families.get("classifier")).train
     calls = []
@@ -153,9 +155,10 @@ def test_a_resumed_study_equals_an_uninterrupted_one(tmp_path, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(type(families.get("classifier")), "train", failing_train)
         with pytest.raises(KeyboardInterrupt):
-            run_study(StudyConfig.tiny(feature_steps=0), tmp_path / "resumed", progress=False)
+            run_study(tiny, tmp_path / "resumed", progress=False)
     assert not (tmp_path / "resumed" / "study.json").exists()
-    resumed = run_study(StudyConfig.tiny(feature_steps=0), tmp_path / "resumed", progress=False)
+    assert calls[-1].name == "gan_plus_filtered_x1"
+    resumed = run_study(tiny, tmp_path / "resumed", progress=False)
     assert json.loads((tmp_path / "resumed" / "study.json").read_text()) == \
         json.loads((tmp_path / "whole" / "study.json").read_text())
     assert resumed["per_seed"] == uninterrupted["per_seed"]
@@ -166,7 +169,7 @@ def test_a_resumed_study_equals_an_uninterrupted_one(tmp_path, monkeypatch):
 def test_the_command_needs_only_data_and_workdir(tmp_path, capsys):
     """On a labelled folder the study picks the rarest class itself and writes study.json and report.md."""
     rng = np.random.default_rng(0)
-    for name, count, brightness in (("common", 30, 60), ("rare", 18, 180)):
+    for name, count, brightness in (("common", 50, 60), ("rare", 40, 180)):
         (tmp_path / "data" / name).mkdir(parents=True)
         for i in range(count):
             pixels = np.clip(rng.normal(brightness, 20, (32, 32)), 0, 255).astype(np.uint8)
@@ -178,7 +181,7 @@ def test_the_command_needs_only_data_and_workdir(tmp_path, capsys):
                    "--no-progress", *[f"--set={item}" for item in tiny]])
     err = capsys.readouterr().err
     assert status == 0, err
-    assert "minority class: 'rare', the rarest (18 of 48 images" in err
+    assert "minority class: 'rare', the rarest (40 of 90 images" in err
     saved = json.loads((tmp_path / "w" / "study.json").read_text())
     assert saved["minority_class"] == "rare" and saved["config"]["minority_class"] == "rare"
     assert set(saved["per_seed"]["seed_cnn"]["6"]["gan+tstr"]) == {"0", "1"}

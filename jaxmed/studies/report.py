@@ -35,7 +35,7 @@ def write_report(summary: dict, workdir: Path) -> Path:
              f"{_counts(config['minority_train_counts'])} real training images; generators "
              f"{', '.join(config['generators'])}; classifiers {', '.join(config['classifiers'])}. Every arm is "
              f"compared with `{BASELINE}` (scarce real data with classic augmentation) on the same seed's test "
-             f"split; metrics are {summary['metrics_of']}.", "", "## Can the study answer?", ""]
+             f"split; the metrics are those {summary['metrics_of']}.", "", "## Can the study answer?", ""]
     for model, entry in summary["informative_by_classifier"].items():
         auc = "n/a" if entry["all_real_auc"] is None else f"{entry['all_real_auc']:.3f}"
         if entry["informative"]:
@@ -80,6 +80,7 @@ def _interval(entry: dict) -> str:
 def _cell_section(summary: dict, model: str, count: str, workdir: Path) -> list[str]:
     """Verdicts, power, the effect table and figures of one classifier at one scarcity."""
     title = f"`{model}`, {'all' if count == '0' else count} real '{summary['minority_class']}' training images"
+    plot_title = title.replace("`", "")
     lines = ["", f"## {title}", ""]
     verdicts = summary["verdicts"].get(model, {}).get(count)
     if verdicts is None:
@@ -87,8 +88,8 @@ def _cell_section(summary: dict, model: str, count: str, workdir: Path) -> list[
     else:
         lines += ["| arm | verdict (AUC difference to `augment`) |", "|---|---|"]
         lines += [f"| `{arm}` | {text} |" for arm, text in verdicts.items()] + [""]
-    lines += ["Power: " + "; ".join(entry["text"] for entry in summary["power_statement"][model][count].values())
-              + ".", ""]
+    lines += ["Power (the smallest differences to `augment` this run could detect):", ""]
+    lines += [f"- {entry['text']}." for entry in summary["power_statement"][model][count].values()] + [""]
     header = "| arm | AUC mean ± sd | " + " | ".join(f"Δ {METRIC_LABELS[m]} (95% CI)" for m in METRICS) + \
              " | Δ AUC detectable | synthetic images |"
     lines += [header, "|---" * (len(METRICS) + 4) + "|"]
@@ -108,13 +109,13 @@ def _cell_section(summary: dict, model: str, count: str, workdir: Path) -> list[
     arms_plot = study_plots.plot_study(
         {"arms": arms, "baseline": BASELINE, "differences": differences, "confidence": summary["confidence"]},
         workdir / "plots" / f"arms_{slug}.png", metrics=("roc_auc", "recall", "specificity", "f1"),
-        title=f"Augmentation study: {title}")
+        title=f"Augmentation study: {plot_title}")
     lines += ["", f"![every arm]({arms_plot.relative_to(workdir).as_posix()})", ""]
     series = _ratio_series(summary, model, count)
     if series:
         ratio_plot = study_plots.plot_effects(
             series, workdir / "plots" / f"effect_vs_ratio_{slug}.png", xlabel="synthetic images per real minority image",
-            ylabel="AUC difference to augment (95% CI)", title=f"Effect vs synthetic:real ratio, {title}", log_x=True)
+            ylabel="AUC difference to augment (95% CI)", title=f"Effect vs synthetic:real ratio, {plot_title}", log_x=True)
         lines += [f"![effect vs ratio]({ratio_plot.relative_to(workdir).as_posix()})", ""]
     return lines
 

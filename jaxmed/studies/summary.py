@@ -66,7 +66,7 @@ def summarize(config: StudyConfig, results: dict, quality: dict, filtering: dict
     return {
         "study": "augmentation", "minority_class": config.minority_class, "baseline": BASELINE,
         "metrics": list(METRICS),
-        "metrics_of": f"the minority class '{config.minority_class}' (one-vs-rest); accuracy over all classes",
+        "metrics_of": f"of the minority class '{config.minority_class}' (one-vs-rest); accuracy over all classes",
         "confidence": statistics.CONFIDENCE, "power": statistics.POWER, "alpha": statistics.ALPHA,
         "seeds": config.seeds, "informative": is_informative, "informative_by_classifier": informative,
         "arms": arms, "differences": differences, "power_statement": power, "verdicts": verdicts,
