@@ -114,8 +114,9 @@ def _cell_section(summary: dict, model: str, count: str, workdir: Path) -> list[
     series = _ratio_series(summary, model, count)
     if series:
         ratio_plot = study_plots.plot_effects(
-            series, workdir / "plots" / f"effect_vs_ratio_{slug}.png", xlabel="synthetic images per real minority image",
-            ylabel="AUC difference to augment (95% CI)", title=f"Effect vs synthetic:real ratio, {plot_title}", log_x=True)
+            series, workdir / "plots" / f"effect_vs_ratio_{slug}.png",
+            xlabel="synthetic images per real minority image", ylabel="AUC difference to augment (95% CI)",
+            title=f"Effect vs synthetic:real ratio, {plot_title}", log_x=True)
         lines += [f"![effect vs ratio]({ratio_plot.relative_to(workdir).as_posix()})", ""]
     return lines
 
