@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "report.md and plots/.")
     augmentation.add_argument("--data", help=f"data spec: {', '.join(SPECS)} (default phantom:brain)")
     augmentation.add_argument("--workdir", required=True, help="study directory")
-    augmentation.add_argument("--seeds", type=_positive_int, help="number of seeds (default 3)")
+    augmentation.add_argument("--seeds", type=_positive_int, help="number of seeds, repeated splits (default 5)")
     _add_common_run_flags(augmentation)
     _add_data_parsers(commands)
     _add_bench_parsers(commands)

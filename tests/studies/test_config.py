@@ -51,3 +51,13 @@ def test_resuming_may_add_seeds_and_cells_but_not_change_runs():
     study_config.check_resumable(saved, apply_overrides(saved, {"seeds": "5", "synthetic_ratios": "1,2"}))
     with pytest.raises(UsageError, match="generator_steps=3, got 9; use a new --workdir"):
         study_config.check_resumable(saved, apply_overrides(saved, {"generator_steps": "9"}))
+
+
+def test_the_accelerator_configuration_is_valid_and_complete():
+    full = StudyConfig.accelerator()
+    assert full.generators == ("gan", "vae", "diffusion") and full.synthetic_ratios == (0.25, 0.5, 1.0, 2.0, 4.0)
+    assert full.minority_train_counts == (20, 50, 100, 200) and full.classifiers == ("seed_cnn", "resnet18")
+    assert full.image_size == 128 and full.seeds == 20
+    assert StudyConfig.accelerator(seeds="30").seeds == 30
+    # Every key is a --set of the CLI, each given once.
+    assert all(isinstance(value, str) for value in study_config.ACCELERATOR_OVERRIDES.values())
