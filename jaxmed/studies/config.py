@@ -104,6 +104,8 @@ class StudyConfig:
                 "generator_steps and generator_batch_size must be at least 1")
         require(self.feature_steps >= 0, "feature_steps must be non-negative (0 skips the quality table)")
         require(0 < self.informative_auc < 1, "informative_auc must be in (0, 1)")
+        require(self.classifier.cv.folds == 0, "classifier.cv.folds must be 0: the study repeats its splits itself "
+                                               "(seeds), each arm trains on one split")
         names = generative_family_names()
         unknown = [name for name in self.generators if name not in names]
         require(not unknown, f"generators must be among {', '.join(names)}, got {', '.join(map(repr, unknown))}")

@@ -28,6 +28,7 @@ def test_tuple_keys_take_comma_separated_lists():
     ({"synthetic_ratios": "0"}, "synthetic_ratios must be positive"),
     ({"informative_auc": "1.5"}, "informative_auc must be in"),
     ({"generator": "vae"}, "unknown config key 'generator'"),
+    ({"classifier.cv.folds": "5"}, "classifier.cv.folds must be 0"),
 ])
 def test_bad_values_are_one_line_errors(overrides, message):
     with pytest.raises(UsageError, match=message.replace("(", r"\(")):
