@@ -110,23 +110,21 @@ def filter_synthetic(candidates: np.ndarray, minority_probability: np.ndarray, w
     return candidates[minority_probability >= FILTER_THRESHOLD][:wanted]
 
 
-def training_split(arm: Arm, scarce: SplitData, full: SplitData, minority: int, synthetic: np.ndarray,
+def training_split(arm: Arm, scarce: SplitData, minority: int, synthetic: np.ndarray,
                    filtered: np.ndarray | None = None) -> SplitData:
     """The data an arm's classifier trains on.
 
     Args:
       arm: the arm.
-      scarce: the seed's split with the scarce minority training images.
-      full: the seed's split before scarcity (the all-real arm's).
+      scarce: the seed's split with the scarce minority training images (for all_real: the split
+        before scarcity, which that arm trains on as it is).
       minority: the minority class index.
       synthetic: the arm's generator's image stream (the arm takes its first images).
       filtered: the filtered arm's images (already selected by `filter_synthetic`).
     """
     real_minority = int(np.sum(scarce.train[1] == minority))
-    if arm.kind in ("real", "augment"):
+    if arm.kind in ("real", "augment", "all_real"):
         return scarce
-    if arm.kind == "all_real":
-        return full
     if arm.kind == "synthetic":
         return with_images(scarce, synthetic[:synthetic_count(arm.ratio, real_minority)], minority)
     if arm.kind == "filtered":

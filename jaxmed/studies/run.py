@@ -89,42 +89,55 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
         if config.feature_steps:
             quality_lib.train_extractor(config.generator_config(config.generators[0], seed), full.train[0],
                                         seed_dir / "feature_extractor", config.feature_steps, progress)
-        all_real = {model: {**_train_classifier(config, model, seed, arms[-1], full, seed_dir / model / arms[-1].folder,
-                                                minority, progress)[0], "synthetic_images": 0}
+        all_real_arm = next(arm for arm in arms if arm.kind == "all_real")
+        all_real = {model: _train_classifier(config, model, seed, all_real_arm, full,
+                                             seed_dir / model / all_real_arm.folder, minority, progress)[0]
                     for model in config.classifiers}
         for count in config.minority_train_counts:
             log(f"  minority training count {count or 'all'}")
             scarce = arms_lib.make_scarce(full, minority, count, seed)
             cell_dir = seed_dir / f"count_{count}"
-            streams = {}
-            for generator in config.generators:
-                streams[generator] = _synthesize(config, generator, seed, scarce, full, minority, cell_dir,
-                                                 quality[generator][str(count)], workdir, progress)
+            streams = {generator: _synthesize(config, generator, seed, scarce, full, minority, cell_dir,
+                                              quality[generator][str(count)], workdir, progress)
+                       for generator in config.generators}
             for model in config.classifiers:
-                baseline = None
+                cell = _train_arms(config, model, arms, seed, scarce, minority, streams, cell_dir, progress)
                 for arm in arms:
-                    if arm.kind == "all_real":
-                        results[model][str(count)][arm.name][str(seed)] = all_real[model]
-                        continue
-                    filtered = None
-                    if arm.kind == "filtered":
-                        filtered, record = _filtered_images(config, arm, baseline, scarce, minority,
-                                                            streams[arm.generator])
-                        filtering[arm.generator][str(count)].setdefault(model, {})[str(seed)] = record
-                    data = arms_lib.training_split(arm, scarce, full, minority,
-                                                   streams.get(arm.generator, np.zeros((0,))), filtered)
-                    metrics, trained = _train_classifier(config, model, seed, arm, data,
-                                                         cell_dir / model / arm.folder, minority, progress)
-                    # tstr drops the real minority images: its synthetic ones are all its minority images.
-                    metrics["synthetic_images"] = (int(np.sum(data.train[1] == minority)) if arm.kind == "tstr"
-                                                   else len(data.train[1]) - len(scarce.train[1]))
+                    metrics, record = cell.get(arm.name, ({**all_real[model], "synthetic_images": 0}, None))
                     results[model][str(count)][arm.name][str(seed)] = metrics
-                    if arm.kind == "augment":
-                        baseline = trained
+                    if record is not None:
+                        filtering[arm.generator][str(count)].setdefault(model, {})[str(seed)] = record
     summary = summary_lib.summarize(config, results, quality, filtering)
     (workdir / "study.json").write_text(json.dumps(summary, indent=2) + "\n")
     report_lib.write_report(summary, workdir)
     return summary
+
+
+def _train_arms(config: StudyConfig, model: str, arms: list[Arm], seed: int, scarce: SplitData, minority: int,
+                streams: dict[str, np.ndarray], cell_dir: Path, progress: bool
+                ) -> dict[str, tuple[dict[str, Any], dict[str, int] | None]]:
+    """Trains `model` on every arm of one seed and scarcity but all_real (trained once per seed).
+
+    Returns:
+      {arm name: (its metrics with the synthetic images it used, the filter's counts or None)}.
+    """
+    cell, baseline = {}, None
+    for arm in arms:
+        if arm.kind == "all_real":
+            continue
+        filtered, record = None, None
+        if arm.kind == "filtered":
+            filtered, record = _filtered_images(config, arm, baseline, scarce, minority, streams[arm.generator])
+        data = arms_lib.training_split(arm, scarce, minority, streams.get(arm.generator, np.zeros((0,))), filtered)
+        metrics, trained = _train_classifier(config, model, seed, arm, data, cell_dir / model / arm.folder, minority,
+                                             progress)
+        # tstr drops the real minority images: its synthetic ones are all its minority images.
+        metrics["synthetic_images"] = (int(np.sum(data.train[1] == minority)) if arm.kind == "tstr"
+                                       else len(data.train[1]) - len(scarce.train[1]))
+        cell[arm.name] = (metrics, record)
+        if arm.kind == "augment":
+            baseline = trained  # the filtered arms' filter
+    return cell
 
 
 def _synthesize(config: StudyConfig, generator: str, seed: int, scarce: SplitData, full: SplitData, minority: int,
