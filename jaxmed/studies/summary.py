@@ -119,5 +119,6 @@ def summary_text(informative: dict[str, dict], verdicts: dict) -> str:
                          f"the classifier does not learn the task, so no verdicts.")
             continue
         for count, per_arm in verdicts[model].items():
-            parts += [f"{model}, {'all' if count == '0' else count} real minority: {arm}: {text}." for arm, text in per_arm.items()]
+            scarcity = "all" if count == "0" else count
+            parts += [f"{model}, {scarcity} real minority: {arm}: {text}." for arm, text in per_arm.items()]
     return " ".join(parts)
