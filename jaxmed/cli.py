@@ -268,9 +268,10 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _study(args: argparse.Namespace) -> None:
-    from jaxmed.studies.augmentation import StudyConfig, apply_overrides, run_study
+    from jaxmed import config as config_lib
+    from jaxmed.studies.augmentation import StudyConfig, run_study
 
-    config = apply_overrides(StudyConfig(), _overrides(args, {"data.spec": "data", "seeds": "seeds",
+    config = config_lib.apply_overrides(StudyConfig(), _overrides(args, {"data.spec": "data", "seeds": "seeds",
                                                               "data.skip_bad": "skip_bad"}))
     summary = run_study(config, args.workdir, progress=not args.no_progress)
     print(f"study written to {Path(args.workdir) / 'study.json'} and {Path(args.workdir) / 'report.md'}: "

@@ -16,11 +16,11 @@ The modules, one concept each: `config.py` (StudyConfig), `arms.py`, `statistics
 """
 
 from jaxmed.studies.arms import ALL_REAL, BASELINE, Arm, make_scarce, study_arms
-from jaxmed.studies.config import StudyConfig, apply_overrides, generative_family_names
+from jaxmed.studies.config import StudyConfig, generative_family_names
 from jaxmed.studies.run import run_study, with_minority_class
 from jaxmed.studies.statistics import detectable_difference, paired_difference, verdict
 from jaxmed.studies.summary import METRICS
 
-__all__ = ["ALL_REAL", "BASELINE", "METRICS", "Arm", "StudyConfig", "apply_overrides", "detectable_difference",
+__all__ = ["ALL_REAL", "BASELINE", "METRICS", "Arm", "StudyConfig", "detectable_difference",
            "generative_family_names", "make_scarce", "paired_difference", "run_study", "study_arms", "verdict",
            "with_minority_class"]

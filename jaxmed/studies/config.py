@@ -1,9 +1,7 @@
 """The augmentation study's config: what it sweeps (generators, ratios, scarcity, classifiers, seeds) and its sizes.
 
-`jaxmed.config.apply_overrides` parses scalar fields only; the study's sweeps are tuples, so
-this module parses them itself: `--set synthetic_ratios=0.5,1,2` (comma-separated, typed
-by the field) and reads them back from config.json. Everything else goes through
-`jaxmed.config` unchanged.
+The sweeps are tuple fields, set as comma-separated lists (`--set synthetic_ratios=0.5,1,2`,
+parsed by `jaxmed.config` like every other key).
 """
 
 from __future__ import annotations
@@ -86,9 +84,9 @@ class StudyConfig:
     #: Fields a resumed study may change: more seeds or cells add runs, the threshold only changes the report.
     RESUMABLE: typing.ClassVar[frozenset[str]] = frozenset({
         "seeds", "minority_train_counts", "generators", "synthetic_ratios", "classifiers", "informative_auc"})
-    #: The tuple-valued fields and their element types (parsed here, not by `jaxmed.config`).
-    TUPLE_FIELDS: typing.ClassVar[Mapping[str, type]] = {
-        "minority_train_counts": int, "generators": str, "synthetic_ratios": float, "classifiers": str}
+    #: The sweeps: tuple fields, each a non-empty list without repeats.
+    TUPLE_FIELDS: typing.ClassVar[tuple[str, ...]] = (
+        "minority_train_counts", "generators", "synthetic_ratios", "classifiers")
 
     def __post_init__(self):
         require(self.seeds >= 1, "seeds must be at least 1")
@@ -131,7 +129,7 @@ class StudyConfig:
     @classmethod
     def accelerator(cls, **overrides: Any) -> StudyConfig:
         """The full study (`ACCELERATOR_OVERRIDES`), for a GPU or TPU; `overrides` apply on top."""
-        return apply_overrides(apply_overrides(cls(), ACCELERATOR_OVERRIDES), overrides)
+        return config_lib.apply_overrides(config_lib.apply_overrides(cls(), ACCELERATOR_OVERRIDES), overrides)
 
     @classmethod
     def tiny(cls, **overrides: Any) -> StudyConfig:
@@ -140,45 +138,7 @@ class StudyConfig:
                    minority_train_counts=(12,), synthetic_ratios=(1.0,), filter_ratio=1.0, filter_oversample=2,
                    generator_steps=3, generator_batch_size=4,
                    classifier=ClassifierConfig.tiny(epochs=2, batch_size=8), feature_steps=3)
-        return apply_overrides(tiny, overrides)
-
-
-def parse_tuple(key: str, value: Any, kind: type) -> tuple:
-    """A tuple field's value from the command line ("0.5,1,2") or JSON (a list), typed as `kind`.
-
-    Raises:
-      UsageError: naming `key` when an element is not a `kind`.
-    """
-    items = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else [value]
-    parsed = []
-    for item in items:
-        text = item.strip() if isinstance(item, str) else item
-        try:
-            if kind is str:
-                if not isinstance(text, str) or not text:
-                    raise ValueError
-                parsed.append(text)
-            elif kind is int:
-                if isinstance(text, float) or (isinstance(text, str) and not text.lstrip("-").isdigit()):
-                    raise ValueError
-                parsed.append(int(text))
-            else:
-                parsed.append(float(text))
-        except (TypeError, ValueError):
-            raise UsageError(f"{key} must be a comma-separated list of {kind.__name__}, got {value!r}") from None
-    return tuple(parsed)
-
-
-def apply_overrides(config: StudyConfig, overrides: Mapping[str, Any]) -> StudyConfig:
-    """`config` with dotted-key overrides applied and validated; tuple fields take comma-separated lists.
-
-    Raises:
-      UsageError: on an unknown key, an ill-typed value or a failed validation.
-    """
-    tuples = {key: parse_tuple(key, value, config.TUPLE_FIELDS[key])
-              for key, value in overrides.items() if key in config.TUPLE_FIELDS}
-    scalars = {key: value for key, value in overrides.items() if key not in config.TUPLE_FIELDS}
-    return config_lib.apply_overrides(dataclasses.replace(config, **tuples), scalars)
+        return config_lib.apply_overrides(tiny, overrides)
 
 
 def to_dict(config: StudyConfig) -> dict[str, Any]:
@@ -204,7 +164,7 @@ def load(path: Path) -> StudyConfig:
                          f"layout); use a new --workdir")
     flat = config_lib.flat_items_of_dict(values)
     flat.pop("format_version", None)
-    return apply_overrides(StudyConfig(), flat)
+    return config_lib.apply_overrides(StudyConfig(), flat)
 
 
 def check_resumable(saved: StudyConfig, requested: StudyConfig) -> None:

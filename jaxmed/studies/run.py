@@ -16,6 +16,7 @@ and re-derives the same results from the finished runs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -54,7 +55,7 @@ def with_minority_class(config: StudyConfig, dataset: data_lib.Dataset) -> Study
     count = int(np.sum(dataset.labels == data_lib.class_index(dataset, name)))
     log(f"minority class: '{name}', the rarest ({count} of {len(dataset.labels)} images; "
         f"--set minority_class=NAME chooses another)")
-    return study_config.apply_overrides(config, {"minority_class": name})
+    return dataclasses.replace(config, minority_class=name)
 
 
 def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True) -> dict:

@@ -6,7 +6,8 @@ import pytest
 
 from jaxmed.errors import UsageError
 from jaxmed.studies import config as study_config
-from jaxmed.studies.config import StudyConfig, apply_overrides
+from jaxmed.config import apply_overrides
+from jaxmed.studies.config import StudyConfig
 
 
 def test_tuple_keys_take_comma_separated_lists():
