@@ -168,12 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     study = commands.add_parser("study", help="run a study")
     study_kinds = study.add_subparsers(dest="kind", required=True, parser_class=_Parser)
     augmentation = study_kinds.add_parser(
-        "augmentation", help="does GAN-synthetic data help a classifier? (arms: real, augment, synthetic, both)",
-        description="Per seed: split, keep a scarce minority class, train a GAN on it, train classifiers on each "
-                    "arm, evaluate all on the same real test split. Writes study.json and plots/study.png.")
+        "augmentation", help="does synthetic data help a classifier when one class is scarce?",
+        description="Per seed (a repeated stratified split) and scarcity: keep few real images of the minority class "
+                    "(the rarest unless --set minority_class=NAME), train each generator on them, train each "
+                    "classifier on every arm (real, classic augmentation, + synthetic at each ratio, filtered, "
+                    "train-on-synthetic, all real), compare each with classic augmentation on the same test split. "
+                    "Tuple keys take comma-separated lists, e.g. --set synthetic_ratios=0.5,1,2. Writes study.json, "
+                    "report.md and plots/.")
     augmentation.add_argument("--data", help=f"data spec: {', '.join(SPECS)} (default phantom:brain)")
     augmentation.add_argument("--workdir", required=True, help="study directory")
-    augmentation.add_argument("--seeds", type=_positive_int, help="number of seeds (default 3)")
+    augmentation.add_argument("--seeds", type=_positive_int, help="number of seeds, repeated splits (default 5)")
     _add_common_run_flags(augmentation)
     _add_data_parsers(commands)
     _add_bench_parsers(commands)
@@ -268,9 +272,10 @@ def _study(args: argparse.Namespace) -> None:
     from jaxmed.studies.augmentation import StudyConfig, run_study
 
     config = config_lib.apply_overrides(StudyConfig(), _overrides(args, {"data.spec": "data", "seeds": "seeds",
-                                                                             "data.skip_bad": "skip_bad"}))
+                                                              "data.skip_bad": "skip_bad"}))
     summary = run_study(config, args.workdir, progress=not args.no_progress)
-    print(f"study written to {Path(args.workdir) / 'study.json'}: {summary['summary']}", file=sys.stderr)
+    print(f"study written to {Path(args.workdir) / 'study.json'} and {Path(args.workdir) / 'report.md'}: "
+          f"{summary['summary']}", file=sys.stderr)
 
 
 # `jaxmed sample` flags that override a restored run's config key ({config key: argparse dest}).

@@ -248,7 +248,18 @@ def flat_items(config, prefix: str = "") -> dict[str, Any]:
 
 
 def _parse(key: str, text: Any, kind: Any) -> Any:
-    """Parses `text` (a string from the command line, or an already typed value) as `kind`."""
+    """Parses `text` (a string from the command line, or an already typed value) as `kind`.
+
+    A `tuple[X, ...]` field takes a comma-separated string ("0.5,1,2") or a list, each item an X.
+    """
+    if typing.get_origin(kind) is tuple:
+        items = text.split(",") if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else [text]
+        try:
+            return tuple(_parse(key, item.strip() if isinstance(item, str) else item, typing.get_args(kind)[0])
+                         for item in items)
+        except UsageError:
+            raise UsageError(f"{key} must be a comma-separated list of {typing.get_args(kind)[0].__name__}, "
+                             f"got {text!r}") from None
     if not isinstance(text, str):
         text = json.dumps(text)
     try:

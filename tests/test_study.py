@@ -1,21 +1,20 @@
-"""The augmentation study on a tiny configuration."""
+"""The augmentation study end to end: every arm's training data, resuming, the command line."""
 
 import json
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from jaxmed import families
+from jaxmed.cli import main
 from jaxmed.data import Dataset
-from jaxmed.errors import DataError, UsageError
-from jaxmed.studies.augmentation import StudyConfig, arm_names, paired_interval, run_study, with_minority_class
-
-
-def test_paired_interval():
-    interval = paired_interval([0.1, 0.2, 0.3])
-    assert interval["mean"] == pytest.approx(0.2)
-    assert interval["low"] < 0.2 < interval["high"]
-    assert paired_interval([0.1])["low"] is None
+from jaxmed.errors import DataError
+from jaxmed.evaluation import generators as generator_evaluation
+from jaxmed.families import classifier as classifier_family
+from jaxmed.studies import quality, run
+from jaxmed.studies.augmentation import StudyConfig, run_study, study_arms, with_minority_class
 
 
 def test_the_minority_class_is_the_rarest_unless_named(capsys):
@@ -32,90 +31,160 @@ def test_the_minority_class_is_the_rarest_unless_named(capsys):
     assert StudyConfig().minority_class == "" and StudyConfig().data.class_fraction < 0.5
 
 
-@pytest.mark.slow
-def test_tiny_study_writes_every_arm_and_seed(tmp_path):
-    config = StudyConfig.tiny()
-    summary = run_study(config, tmp_path, progress=False)
-    saved = json.loads((tmp_path / "study.json").read_text())
-    assert saved["baseline"] == "augment"
-    assert set(saved["arms"]) == set(arm_names(config))
-    for arm in arm_names(config):
-        assert set(saved["per_seed"][arm]) == {"0", "1"}
-        assert len(saved["arms"][arm]["f1"]["values"]) == 2
-    for arm, differences in saved["differences"].items():
-        assert differences["f1"]["n"] == 2 and differences["f1"]["low"] is not None
-    assert (tmp_path / "plots" / "study.png").is_file()
-    assert summary["summary"] and all(arm in summary["summary"] for arm in saved["differences"])
-    # The synthetic images themselves, measured per seed against the test split's tumours.
-    quality = saved["synthetic_quality"]
-    assert set(quality["per_seed"]) == {"0", "1"}
-    assert set(quality["mean"]) == {"fid", "kid", "precision", "recall", "copies", "data_copying_z"}
-    assert quality["mean"]["fid"] == pytest.approx(np.mean([seed["fid"] for seed in quality["per_seed"].values()]))
-    assert f"Synthetic images (mean over seeds): FID {quality['mean']['fid']:.1f}" in summary["summary"]
-    report = json.loads((tmp_path / "seed_0" / "synthetic" / "eval.json").read_text())
-    assert report["counts"]["training"] == config.minority_train_count
-    assert (tmp_path / "seed_0" / "synthetic" / "plots" / "nearest_training.png").is_file()
+def _fake_runs(monkeypatch):
+    """Fakes every training (generators, classifiers, feature extractor) and records what each one saw."""
+    seen = {"generator": [], "classifier": [], "features": [], "quality": []}
 
-
-@pytest.mark.slow
-def test_gan_and_classifiers_never_see_test_images(tmp_path, monkeypatch):
-    """The GAN trains on training-split minority images only; every arm shares one untouched test split."""
-    from jaxmed import families
-    from jaxmed.studies import augmentation
-
-    seen = {"gan": [], "arms": [], "features": []}
-    train_feature_extractor = augmentation.train_feature_extractor
-
-    def recording_train_feature_extractor(config, images, folder, **options):
-        seen["features"].append(images)
-        return train_feature_extractor(config, images, folder, **options)
-
-    def fake_train_gan(config, workdir, images, progress=True):
-        seen["gan"].append(images)
+    def train_generator(self, config, workdir, data=None, *, progress=True):
+        seen["generator"].append(data)
         return SimpleNamespace(state=None, definition=SimpleNamespace(latent_dim=config.latent_dim, class_names=()))
 
-    def fake_sample_images(generate, state, z, batch_size):
-        return np.full((len(z), 32, 32, 1), 0.5, np.float32)
+    def sample_images(generate, state, z, batch_size):
+        # Image i is filled with a value fixed by its index, so every synthetic image is distinct and traceable.
+        values = np.asarray(z)[:, 0]
+        return np.tile(values[:, None, None, None], (1, 32, 32, 1)).astype(np.float32) * 0.01
 
-    def fake_train_classifier(config, workdir, data, progress=True):
-        seen["arms"].append((config, data))
-        report = {name: 0.5 for name in augmentation.METRICS}
-        report["confidence_intervals"] = {}
-        return SimpleNamespace(eval=report)
+    def train_classifier(self, config, workdir, data=None, *, progress=True):
+        seen["classifier"].append((config, workdir, data))
+        metrics = {"roc_auc": 0.8, "recall": 0.5, "specificity": 0.5, "f1": 0.5}
+        report = {"accuracy": 0.5, "per_class": {name: metrics for name in data.class_names}}
+        return SimpleNamespace(eval=report, definition=None, state=SimpleNamespace(best_params=None,
+                                                                                   best_model_state=None))
 
-    # Only the study's runs are faked: the feature extractor (a VAE) trains for real.
-    for name, fake in (("gan", fake_train_gan), ("classifier", fake_train_classifier)):
-        monkeypatch.setattr(type(families.get(name)), "train",
-                            lambda self, config, workdir, data=None, *, progress=True, fake=fake:
-                            fake(config, workdir, data, progress=progress))
-    monkeypatch.setattr(augmentation, "sample_images", fake_sample_images)
-    monkeypatch.setattr(augmentation, "train_feature_extractor", recording_train_feature_extractor)
-    config = StudyConfig.tiny(seeds=1, synthetic_ratio_large=2.0)
+    def predict(definition, params, model_state, images, batch_size):
+        # The baseline classifier calls every other candidate minority.
+        minority = np.where(np.arange(len(images)) % 2 == 0, 0.9, 0.1)
+        return np.stack([1 - minority, minority], axis=1) if seen["minority"] == 1 else \
+            np.stack([minority, 1 - minority], axis=1)
+
+    def measure_synthetic(synthetic, real_minority, test_minority, extractor_dir, out_dir, seed):
+        seen["quality"].append(test_minority)
+        return {"fid": 1.0, "kid": 0.0, "precision": 1.0, "recall": 1.0, "copies": 0, "data_copying_z": None}
+
+    for name in ("gan", "vae"):
+        monkeypatch.setattr(type(families.get(name)), "train", train_generator)
+    monkeypatch.setattr(type(families.get("classifier")), "train", train_classifier)
+    monkeypatch.setattr(run, "sample_images", sample_images)
+    monkeypatch.setattr(classifier_family, "predict", predict)
+    monkeypatch.setattr(generator_evaluation, "train_feature_extractor",
+                        lambda config, images, folder, **options: seen["features"].append(images))
+    monkeypatch.setattr(quality, "measure_synthetic", measure_synthetic)
+    return seen
+
+
+def test_no_test_image_enters_training_in_any_arm(tmp_path, monkeypatch):
+    """Generators, the feature extractor and every arm's classifier train on the training split only."""
+    seen = _fake_runs(monkeypatch)
+    config = StudyConfig.tiny(seeds=1, synthetic_ratios="0.5,2", generators="gan,vae", minority_train_counts="6,12",
+                              minority_class="tumor")
+    seen["minority"] = 1  # phantom:brain's classes are (no_tumor, tumor)
     run_study(config, tmp_path, progress=False)
 
-    (gan_images,) = seen["gan"]
-    assert len(gan_images) == config.minority_train_count
-    _, first = seen["arms"][0]
-    test_hashes = {image.tobytes() for image in first.test[0]}
-    assert not any(image.tobytes() in test_hashes for image in gan_images)
+    arms = study_arms(config.generators, config.synthetic_ratios, config.filter_ratio)
+    # all_real once, then every other arm per count.
+    assert len(seen["classifier"]) == 1 + 2 * (len(arms) - 1)
+    first = seen["classifier"][0][2]
+    test_images, test_labels = first.test
+    test_hashes = {image.tobytes() for image in test_images}
+    minority = first.class_names.index("tumor")
+    full_train = first.train  # the all-real arm trains on the whole training split
+    full_hashes = {image.tobytes() for image in full_train[0]}
+    for generator_images in seen["generator"]:
+        assert len(generator_images) in (6, 12)
+        assert not any(image.tobytes() in test_hashes for image in generator_images)
     (feature_images,) = seen["features"]
-    assert not any(image.tobytes() in test_hashes for image in feature_images)
-    for arm_config, data in seen["arms"]:
-        assert np.array_equal(data.test[0], first.test[0]) and np.array_equal(data.test[1], first.test[1])
-        assert not any(image.tobytes() in test_hashes for image in data.train[0])
-    augmented = [arm_config.augment for arm_config, _ in seen["arms"]]
-    assert augmented == [name.startswith("augment") for name in arm_names(config)]
-    extra = [len(data.train[1]) - len(first.train[1]) for _, data in seen["arms"]]
-    k = config.minority_train_count  # synthetic images per arm: ratio x real minority images
-    assert extra == [0, 0, k, 2 * k, k, 2 * k]
+    assert np.array_equal(feature_images, full_train[0])
+    assert all(np.array_equal(reference, test_images[test_labels == minority]) for reference in seen["quality"])
+    names = {arm.folder: arm for arm in arms}
+    checked = set()
+    for config_seen, workdir, data in seen["classifier"]:
+        arm = names[workdir.name]
+        checked.add(arm.kind)
+        assert np.array_equal(data.test[0], test_images) and np.array_equal(data.val[0], first.val[0])
+        assert not any(image.tobytes() in test_hashes for image in data.train[0]), arm.name
+        assert config_seen.augment == (arm.name != "real")
+        real = [image for image in data.train[0] if image.tobytes() in full_hashes]
+        minority_count = int(np.sum(data.train[1] == minority))
+        count = 0 if arm.kind == "all_real" else int(workdir.parent.parent.name.removeprefix("count_"))
+        if arm.kind == "all_real":
+            assert np.array_equal(data.train[0], full_train[0])
+        elif arm.kind in ("real", "augment"):
+            assert len(real) == len(data.train[0]) and minority_count == count
+        elif arm.kind == "synthetic":
+            assert minority_count == count + round(arm.ratio * count)
+        elif arm.kind == "filtered":
+            # Every other candidate passes the filter: exactly the wanted number, all from even stream indices.
+            assert minority_count == 2 * count
+        elif arm.kind == "tstr":
+            # No real minority image: the minority class is synthetic only, as many as the real ones it replaces.
+            assert minority_count == count
+            real_labels = data.train[1][:len(data.train[1]) - count]
+            assert not np.any(real_labels == minority)
+    assert checked == {"real", "augment", "synthetic", "filtered", "tstr", "all_real"}
+    saved = json.loads((tmp_path / "study.json").read_text())
+    assert saved["filtering"]["gan"]["6"]["seed_cnn"]["0"] == {"candidates": 12, "accepted": 6, "used": 6,
+                                                                "wanted": 6}
+    assert set(saved["per_seed"]["seed_cnn"]["12"]) == {arm.name for arm in arms}
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "plots" / "samples" / "vae_seed0_count_12.png").is_file()
+
+
+def test_the_synthetic_stream_is_fixed_by_seed_and_index():
+    from jaxmed.studies.run import synthetic_noise
+
+    long, short = synthetic_noise(3, 10, 4), synthetic_noise(3, 4, 4)
+    assert np.array_equal(np.asarray(long[:4]), np.asarray(short))
+    assert not np.array_equal(np.asarray(synthetic_noise(4, 4, 4)), np.asarray(short))
 
 
 @pytest.mark.slow
-def test_a_vae_can_be_the_generator(tmp_path):
-    config = StudyConfig.tiny(seeds=1, generator="vae")
-    summary = run_study(config, tmp_path, progress=False)
-    assert (tmp_path / "seed_0" / "vae" / "plots" / "reconstructions.png").is_file()
-    assert not (tmp_path / "seed_0" / "gan").exists()
-    assert set(summary["per_seed"]) == set(arm_names(config))
-    with pytest.raises(UsageError, match="generator must be one of gan, vae, diffusion, got 'wavenet'"):
-        StudyConfig.tiny(generator="wavenet")
+def test_a_resumed_study_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+    """Interrupted at its 5th classifier run (the filtered arm, whose filter then needs the restored baseline
+    classifier), the rerun writes the same study.json."""
+    tiny = StudyConfig.tiny(seeds=1, feature_steps=0)
+    uninterrupted = run_study(tiny, tmp_path / "whole", progress=False)
+
+    real_train = type(families.get("classifier")).train
+    calls = []
+
+    def failing_train(self, config, workdir, data=None, *, progress=True):
+        calls.append(workdir)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real_train(self, config, workdir, data, progress=progress)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(type(families.get("classifier")), "train", failing_train)
+        with pytest.raises(KeyboardInterrupt):
+            run_study(tiny, tmp_path / "resumed", progress=False)
+    assert not (tmp_path / "resumed" / "study.json").exists()
+    assert calls[-1].name == "gan_plus_filtered_x1"
+    resumed = run_study(tiny, tmp_path / "resumed", progress=False)
+    assert json.loads((tmp_path / "resumed" / "study.json").read_text()) == \
+        json.loads((tmp_path / "whole" / "study.json").read_text())
+    assert resumed["per_seed"] == uninterrupted["per_seed"]
+
+
+
+@pytest.mark.slow
+def test_the_command_needs_only_data_and_workdir(tmp_path, capsys):
+    """On a labelled folder the study picks the rarest class itself and writes study.json and report.md."""
+    rng = np.random.default_rng(0)
+    for name, count, brightness in (("common", 50, 60), ("rare", 40, 180)):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(count):
+            pixels = np.clip(rng.normal(brightness, 20, (32, 32)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / name / f"{i}.png")
+    tiny = ["image_size=32", "seeds=2", "minority_train_counts=6", "synthetic_ratios=1", "generator_steps=2",
+            "generator_batch_size=4", "feature_steps=2", "classifier.width=8", "classifier.epochs=1",
+            "classifier.batch_size=8", "classifier.eval.bootstrap_resamples=20"]
+    status = main(["study", "augmentation", "--data", str(tmp_path / "data"), "--workdir", str(tmp_path / "w"),
+                   "--no-progress", *[f"--set={item}" for item in tiny]])
+    err = capsys.readouterr().err
+    assert status == 0, err
+    assert "minority class: 'rare', the rarest (40 of 90 images" in err
+    saved = json.loads((tmp_path / "w" / "study.json").read_text())
+    assert saved["minority_class"] == "rare" and saved["config"]["minority_class"] == "rare"
+    assert set(saved["per_seed"]["seed_cnn"]["6"]["gan+tstr"]) == {"0", "1"}
+    assert saved["power_statement"]["seed_cnn"]["6"]["roc_auc"]["n"] == 2
+    assert "## Can the study answer?" in (tmp_path / "w" / "report.md").read_text()
+    assert (tmp_path / "w" / "seed_0" / "count_6" / "gan_synthetic" / "eval.json").is_file()

@@ -1,4 +1,4 @@
-"""The augmentation-study figure: each arm's metrics and its paired difference to the baseline."""
+"""The augmentation-study figures: each arm's metrics and paired difference to the baseline, and effect curves."""
 
 from __future__ import annotations
 
@@ -160,4 +160,76 @@ def plot_study(
 
     legend = f"filled marker: {ci_label} excludes 0 · hollow: it does not · ◆ baseline (0 by definition)"
     fig.suptitle(f"{title}\n{legend}", fontsize=11)
+    return figures.save_figure(fig, path)
+
+
+def plot_effects(
+    series: Mapping[str, Sequence[Mapping]],
+    path: PathLike,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    log_x: bool = False,
+) -> pathlib.Path:
+    """Plots effect curves: per series, a mean difference with its confidence interval at each x.
+
+    Used for an arm family's AUC difference to the baseline against the synthetic:real
+    ratio, and each arm's difference against the number of real minority images. A
+    filled marker means the interval excludes zero, a hollow one that it does not; a
+    point without bounds (a single seed) is drawn without an interval, a None mean not
+    at all. Series are offset slightly along x so overlapping intervals stay readable.
+
+    Args:
+        series: ``{label: [{"x", "mean", "low", "high"}, ...]}``, points in any order.
+        path: Destination PNG; parent directories are created.
+        xlabel, ylabel, title: Axis labels and title.
+        log_x: A logarithmic x axis (ratios 0.25 ... 4 spread evenly).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: If ``series`` is empty, or a point lacks "x" or "mean".
+    """
+    if not isinstance(series, Mapping) or not series:
+        raise ValueError("series is empty: nothing to plot")
+    for label, points in series.items():
+        for point in points:
+            if "x" not in point or "mean" not in point:
+                raise ValueError(f"series {label!r} has a point without 'x' or 'mean': {point!r}")
+    fig, ax = figures.new_figure()
+    ax.axhline(0.0, color="0.3", linewidth=1.0, zorder=1)
+    all_x = sorted({float(point["x"]) for points in series.values() for point in points})
+    span = (np.log(all_x[-1]) - np.log(all_x[0]) if log_x and all_x[0] > 0 else all_x[-1] - all_x[0]) or 1.0
+    for i, (label, points) in enumerate(series.items()):
+        color = f"C{i % 10}"
+        shift = (i - (len(series) - 1) / 2) * 0.015 * span
+        drawn = []
+        for point in sorted(points, key=lambda p: float(p["x"])):
+            mean = figures.finite_float(point.get("mean"))
+            if mean is None:
+                continue
+            x = float(point["x"])
+            x = x * float(np.exp(shift)) if log_x and x > 0 else x + shift
+            low, high = figures.finite_float(point.get("low")), figures.finite_float(point.get("high"))
+            decisive = low is not None and high is not None and (low > 0 or high < 0)
+            if low is not None and high is not None:
+                ax.errorbar(x, mean, yerr=[[max(mean - low, 0.0)], [max(high - mean, 0.0)]], color=color,
+                            capsize=4, linewidth=1.4, zorder=2)
+            ax.plot(x, mean, marker="o", markersize=7, linestyle="none", markeredgecolor=color,
+                    markerfacecolor=color if decisive else "white", markeredgewidth=1.6, zorder=3)
+            drawn.append((x, mean))
+        if drawn:
+            xs, ys = zip(*drawn)
+            ax.plot(xs, ys, color=color, linewidth=1.2, alpha=0.7, label=str(label), zorder=2)
+    if log_x:
+        ax.set_xscale("log")
+        ax.set_xticks(all_x, [f"{x:g}" for x in all_x])
+        ax.minorticks_off()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title}\nfilled: the interval excludes 0 · hollow: it does not", fontsize=10)
+    ax.grid(True, alpha=0.3, zorder=0)
+    ax.legend(fontsize=8, loc="best")
     return figures.save_figure(fig, path)

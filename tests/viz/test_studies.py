@@ -84,3 +84,29 @@ def test_study_rejects_bad_summary(tmp_path):
     with pytest.raises(ValueError, match="mapping"):
         studies.plot_study([1, 2], path)
     assert not path.exists()
+
+
+# --- plot_effects --------------------------------------------------------------------
+
+
+def test_effects_writes_png_with_log_ratios_and_missing_bounds(tmp_path):
+    series = {
+        "gan + augment + synthetic": [{"x": 4.0, "mean": -0.05, "low": -0.09, "high": -0.01},
+                                      {"x": 0.25, "mean": 0.01, "low": -0.02, "high": 0.04},
+                                      {"x": 1.0, "mean": 0.02, "low": None, "high": None}],
+        "gan filtered": [{"x": 1.0, "mean": None, "low": None, "high": None}],
+    }
+    out = studies.plot_effects(series, tmp_path / "plots" / "effect.png", xlabel="ratio", ylabel="AUC difference",
+                               title="effect vs ratio", log_x=True)
+    assert out == tmp_path / "plots" / "effect.png"
+    _assert_png(out)
+    _assert_png(studies.plot_effects({"real": [{"x": 20, "mean": 0.0, "low": -0.1, "high": 0.1}]},
+                                     tmp_path / "one.png", xlabel="count", ylabel="d", title="one point"))
+
+
+def test_effects_rejects_empty_or_malformed_series(tmp_path):
+    with pytest.raises(ValueError, match="series is empty"):
+        studies.plot_effects({}, tmp_path / "e.png", xlabel="x", ylabel="y", title="t")
+    with pytest.raises(ValueError, match="without 'x' or 'mean'"):
+        studies.plot_effects({"a": [{"mean": 0.1}]}, tmp_path / "e.png", xlabel="x", ylabel="y", title="t")
+    assert not (tmp_path / "e.png").exists()
