@@ -6,11 +6,12 @@ jax version and flags), lets them compile once, and keeps them for the next sess
 (compiling is most of the fast tier's time).
 
 Every cache that jaxmed, JAX or matplotlib would otherwise keep under ~/.cache is
-pointed into this session's folders through environment variables, set here before
+pointed elsewhere through environment variables, set here before
 any test imports jaxmed, so the `jaxmed` subprocesses that some tests start inherit
 them too: the XLA compilation cache ($JAXMED_XLA_CACHE, which the CLI reads), the
-data cache ($JAXMED_DATA_CACHE) and matplotlib's font cache ($MPLCONFIGDIR). The
-compiled programs and the oneDNN kernels' build outlive the session, see `_environment_cache`.
+data cache ($JAXMED_DATA_CACHE) and matplotlib's font cache ($MPLCONFIGDIR). The data
+and font caches live in this session's folders; the compiled programs and the oneDNN
+kernels' build outlive the session, see `_environment_cache`.
 
 Test tiers: `-m "not slow"` is the fast tier; the markers are registered in
 pyproject.toml.
