@@ -102,12 +102,15 @@ def without_class(data: SplitData, label: int) -> SplitData:
 
 
 def filter_synthetic(candidates: np.ndarray, minority_probability: np.ndarray, wanted: int) -> np.ndarray:
-    """The first `wanted` candidates whose minority-class probability is at least `FILTER_THRESHOLD`.
+    """The `wanted` candidates the filter finds most likely minority images, in stream order.
 
-    Returns:
-      Those images (fewer than `wanted` when too few candidates pass).
+    A ranking, not a threshold: a filter trained on a scarce class is often unsure of it (on
+    the phantoms it called none of the GAN's tumours a tumour at p >= 0.5), and a threshold
+    would then leave the arm without synthetic images. How many pass `FILTER_THRESHOLD` is
+    reported beside it.
     """
-    return candidates[minority_probability >= FILTER_THRESHOLD][:wanted]
+    ranked = np.argsort(-minority_probability, kind="stable")[:wanted]
+    return candidates[np.sort(ranked)]
 
 
 def training_split(arm: Arm, scarce: SplitData, minority: int, synthetic: np.ndarray,

@@ -175,7 +175,7 @@ def sample_grid_path(workdir: Path, generator: str, seed: int, cell: str) -> Pat
 
 def _filtered_images(config: StudyConfig, arm: Arm, baseline: Any, scarce: SplitData, minority: int,
                      stream: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
-    """The filtered arm's synthetic images: candidates the baseline classifier assigns to the minority class."""
+    """The filtered arm's synthetic images: the candidates the baseline classifier finds most minority-like."""
     wanted = arms_lib.synthetic_count(arm.ratio, int(np.sum(scarce.train[1] == minority)))
     candidates = stream[:wanted * config.filter_oversample]
     probabilities = classifier_family.predict(baseline.definition, baseline.state.best_params,
@@ -183,7 +183,7 @@ def _filtered_images(config: StudyConfig, arm: Arm, baseline: Any, scarce: Split
                                               config.classifier.batch_size)[:, minority]
     kept = arms_lib.filter_synthetic(candidates, np.asarray(probabilities), wanted)
     accepted = int(np.sum(np.asarray(probabilities) >= arms_lib.FILTER_THRESHOLD))
-    log(f"      filter: {accepted} of {len(candidates)} candidates called '{config.minority_class}', "
+    log(f"      filter: {accepted} of {len(candidates)} candidates called '{config.minority_class}' (p >= {arms_lib.FILTER_THRESHOLD:g}), "
         f"{len(kept)} used (wanted {wanted})")
     return kept, {"candidates": len(candidates), "accepted": accepted, "used": len(kept), "wanted": wanted}
 

@@ -47,8 +47,12 @@ def test_each_arm_builds_its_training_split():
     assert synthetic_count(0.25, 6) == 2
 
 
-def test_the_filter_keeps_confident_minority_candidates_in_order():
+def test_the_filter_keeps_the_most_minority_like_candidates_in_order():
     candidates = np.arange(6, dtype=np.float32)[:, None, None, None]
     kept = filter_synthetic(candidates, np.array([0.9, 0.2, 0.5, 0.7, 0.1, 0.99]), wanted=3)
-    assert kept[:, 0, 0, 0].tolist() == [0.0, 2.0, 3.0]
-    assert len(filter_synthetic(candidates, np.zeros(6), wanted=3)) == 0
+    assert kept[:, 0, 0, 0].tolist() == [0.0, 3.0, 5.0]
+    # An unsure filter still ranks: no candidate reaches 0.5, the three most likely are kept.
+    kept = filter_synthetic(candidates, np.array([0.1, 0.3, 0.05, 0.3, 0.2, 0.01]), wanted=3)
+    assert kept[:, 0, 0, 0].tolist() == [1.0, 3.0, 4.0]
+    # Ties keep stream order.
+    assert filter_synthetic(candidates, np.zeros(6), wanted=2)[:, 0, 0, 0].tolist() == [0.0, 1.0]
