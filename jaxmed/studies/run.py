@@ -183,8 +183,8 @@ def _filtered_images(config: StudyConfig, arm: Arm, baseline: Any, scarce: Split
                                               config.classifier.batch_size)[:, minority]
     kept = arms_lib.filter_synthetic(candidates, np.asarray(probabilities), wanted)
     accepted = int(np.sum(np.asarray(probabilities) >= arms_lib.FILTER_THRESHOLD))
-    log(f"      filter: {accepted} of {len(candidates)} candidates called '{config.minority_class}' (p >= {arms_lib.FILTER_THRESHOLD:g}), "
-        f"{len(kept)} used (wanted {wanted})")
+    log(f"      filter: {accepted} of {len(candidates)} candidates called '{config.minority_class}' "
+        f"(p >= {arms_lib.FILTER_THRESHOLD:g}), the {len(kept)} most likely used (wanted {wanted})")
     return kept, {"candidates": len(candidates), "accepted": accepted, "used": len(kept), "wanted": wanted}
 
 
