@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from jaxmed.cli import main as jaxmed_main
+from jaxmed.evaluation.generators import headline
 
 RECIPES = {"seed": [], "diffaugment": ["gan_augment=diffaugment"],
            "ada": ["gan_augment=ada", "ada_images_to_full=20000"]}
@@ -98,13 +99,8 @@ def main() -> int:
                     run(["evaluate", "--workdir", str(workdir), "--out", str(workdir / "eval_common"),
                          "--features", str(extractor), "--n", "500", "--no-progress", *data["reference"]])
                 report = json.loads((workdir / "eval_common" / "eval.json").read_text())
-                copying = report["memorization"]["data_copying"]
-                runs.append({"data": name, "recipe": recipe, "seed": seed, "fid": report["fid"],
-                             "kid": report["kid"]["mean"], "precision": report["precision"],
-                             "recall": report["recall"], "coverage": report.get("coverage"),
-                             "real_floor_fid": report["real_floor"]["fid"],
-                             "copies": report["memorization"]["copies"],
-                             "data_copying_z": copying["z"] if copying else None,
+                runs.append({"data": name, "recipe": recipe, "seed": seed, **headline(report),
+                             "coverage": report.get("coverage"), "real_floor_fid": report["real_floor"]["fid"],
                              "train_seconds_this_call": round(trained, 1)})
                 print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     args.json.write_text(json.dumps({"experiment": "gan_small_data", "count": args.count, "steps": args.steps,

@@ -155,6 +155,22 @@ class Comparison:
         evaluation_plots.plot_feature_embedding(self.features, folder / "features.png")
 
 
+#: The numbers an evaluation is summed up by, in table order (`headline`).
+HEADLINE_KEYS = ("fid", "kid", "precision", "recall", "copies", "data_copying_z")
+
+
+def headline(report: dict) -> dict[str, float | None]:
+    """An eval.json report's headline numbers, flat (`HEADLINE_KEYS`): for tables of many runs.
+
+    The KID is its mean over subsets; the data-copying Z is None where too few held-out images
+    allowed no test.
+    """
+    copying = report["memorization"]["data_copying"]
+    return {"fid": report["fid"], "kid": report["kid"]["mean"], "precision": report["precision"],
+            "recall": report["recall"], "copies": report["memorization"]["copies"],
+            "data_copying_z": copying["z"] if copying else None}
+
+
 def compare_with_real(generated: np.ndarray, train: np.ndarray, reference: np.ndarray,
                       extractor: FeatureExtractor, *, seed: int = 0) -> Comparison:
     """FID, KID, precision/recall, diversity and memorisation of `generated` against real images.

@@ -5,7 +5,7 @@ Every arm shares one seed's validation and test splits; only the training split 
     real                       the scarce real training split
     augment                    the same with classic augmentation: the baseline every arm is compared to
     GEN+augment+synthetic_xR   scarce real + classic augmentation + R synthetic minority images per real one
-    GEN+filtered_xR            as above, with synthetic images the augment arm's classifier calls minority
+    GEN+filtered_xR            as above, with the synthetic images the augment arm's classifier ranks most minority-like
     GEN+tstr                   real majority + synthetic minority only (no real minority), with augmentation
     all_real                   the whole real training split (no scarcity), with augmentation: the upper bound
 """
@@ -20,7 +20,7 @@ from jaxmed.families.classifier import SplitData
 
 BASELINE = "augment"
 ALL_REAL = "all_real"
-#: The filtered arm keeps a synthetic image when the baseline classifier gives the minority class at least this.
+#: How many candidates the filter calls minority at this probability or more is reported beside the filtered arm.
 FILTER_THRESHOLD = 0.5
 
 

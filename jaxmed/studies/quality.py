@@ -13,18 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxmed.config import GenerativeConfig
 from jaxmed.evaluation import generators as generator_evaluation
 from jaxmed.evaluation.features import load_feature_extractor
-
-#: The table's columns, in order.
-QUALITY_KEYS = ("fid", "kid", "precision", "recall", "copies", "data_copying_z")
-
-
-def train_extractor(config: GenerativeConfig, train_images: np.ndarray, folder: Path, steps: int,
-                    progress: bool) -> None:
-    """Trains (or finds) the seed's feature extractor in `folder` on its training split."""
-    generator_evaluation.train_feature_extractor(config, train_images, folder, steps=steps, progress=progress)
 
 
 def measure_synthetic(synthetic: np.ndarray, real_minority: np.ndarray, test_minority: np.ndarray,
@@ -35,23 +25,19 @@ def measure_synthetic(synthetic: np.ndarray, real_minority: np.ndarray, test_min
       synthetic: the generator's images.
       real_minority: the real images it trained on (for copies).
       test_minority: the seed's real test images of the minority class (never seen by the generator).
-      extractor_dir: the seed's feature extractor (`train_extractor`).
+      extractor_dir: the seed's feature extractor (`jaxmed.evaluation.generators.train_feature_extractor`).
       out_dir: where the full comparison goes.
       seed: seeds KID's subsets.
 
     Returns:
-      {key: value} for `QUALITY_KEYS`.
+      The comparison's headline numbers (`jaxmed.evaluation.generators.headline`).
     """
     comparison = generator_evaluation.compare_with_real(synthetic, real_minority, test_minority,
                                                         load_feature_extractor(extractor_dir), seed=seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "eval.json").write_text(json.dumps(comparison.report, indent=2) + "\n")
     comparison.write_plots(out_dir / "plots")
-    report = comparison.report
-    copying = report["memorization"]["data_copying"]
-    quality = {"fid": report["fid"], "kid": report["kid"]["mean"], "precision": report["precision"],
-               "recall": report["recall"], "copies": report["memorization"]["copies"],
-               "data_copying_z": copying["z"] if copying else None}
+    quality = generator_evaluation.headline(comparison.report)
     print("    synthetic images: " + ", ".join(f"{key} {value:.3g}" for key, value in quality.items()
                                                if value is not None), file=sys.stderr, flush=True)
     return quality
@@ -60,7 +46,7 @@ def measure_synthetic(synthetic: np.ndarray, real_minority: np.ndarray, test_min
 def mean_quality(per_seed: dict[str, dict[str, Any]]) -> dict[str, float]:
     """The mean over seeds of each quality measure (measures with no value in any seed left out)."""
     means = {}
-    for key in QUALITY_KEYS:
+    for key in generator_evaluation.HEADLINE_KEYS:
         values = [seed[key] for seed in per_seed.values() if seed.get(key) is not None]
         if values:
             means[key] = float(np.mean(values))

@@ -28,6 +28,7 @@ import numpy as np
 
 from jaxmed import data as data_lib
 from jaxmed import families
+from jaxmed.evaluation import generators as generator_evaluation
 from jaxmed.families import classifier as classifier_family
 from jaxmed.families.classifier import SplitData, split_dataset
 from jaxmed.families.generative import sample_images
@@ -88,8 +89,9 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
         # The split depends on the seed and the split settings only: one test split per seed for every cell.
         full = split_dataset(dataset, config.classifier_config(config.classifiers[0], seed, augment=False))
         if config.feature_steps:
-            quality_lib.train_extractor(config.generator_config(config.generators[0], seed), full.train[0],
-                                        seed_dir / "feature_extractor", config.feature_steps, progress)
+            generator_evaluation.train_feature_extractor(
+                config.generator_config(config.generators[0], seed), full.train[0], seed_dir / "feature_extractor",
+                steps=config.feature_steps, progress=progress)
         all_real_arm = next(arm for arm in arms if arm.kind == "all_real")
         all_real = {model: _train_classifier(config, model, seed, all_real_arm, full,
                                              seed_dir / model / all_real_arm.folder, minority, progress)[0]
