@@ -138,7 +138,8 @@ class RunConfig:
     #: Dotted keys of configs saved before FORMAT_VERSION: old key -> new key (None: dropped, with the keys
     #: below it).
     MIGRATIONS: typing.ClassVar[Mapping[str, str | None]] = {}
-    #: Values of keys added since, for configs saved before FORMAT_VERSION: what those runs did.
+    #: Values of keys added later, for saved configs without them: what those runs did (a run saved
+    #: before a key existed must resume as it was, whatever the key's default is now).
     LEGACY_VALUES: typing.ClassVar[Mapping[str, Any]] = {}
 
     def __post_init__(self):
@@ -336,9 +337,8 @@ def flat_items_of_dict(values: Mapping[str, Any], prefix: str = "") -> dict[str,
 
 def from_dict(config_type: type, values: Mapping[str, Any]):
     """Rebuilds a config from `to_dict` output (e.g. a workdir's config.json), migrating an older format."""
-    flat = flat_items_of_dict(values)
+    flat = {**getattr(config_type, "LEGACY_VALUES", {}), **flat_items_of_dict(values)}
     if flat.pop("format_version", 1) < FORMAT_VERSION:
-        flat = {**getattr(config_type, "LEGACY_VALUES", {}), **flat}
         for old, new in getattr(config_type, "MIGRATIONS", {}).items():
             if new is None:  # dropped, with every key below it
                 flat = {key: value for key, value in flat.items() if key != old and not key.startswith(old + ".")}

@@ -49,7 +49,7 @@ from jaxmed.metrics.classification import evaluate, roc_curve
 from jaxmed.metrics.operating_point import CRITERIA as THRESHOLD_CRITERIA
 from jaxmed.metrics.operating_point import operating_points
 from jaxmed.models.classifier import build_classifier
-from jaxmed.training import sharding
+from jaxmed.training import averaging, sharding
 from jaxmed.training.accumulation import sum_over_microbatches
 from jaxmed.training.metrics_writer import read_metrics
 from jaxmed.training.optimizer import build_optimizer
@@ -146,6 +146,8 @@ class ClassifierConfig(RunConfig):
       class_weighting: "balanced" weights the loss by inverse class frequency, so a rare
         class counts as much as a common one (on balanced data the weights are all 1).
       augment: classic augmentation (flips, small rotations and scaling, noise) during training.
+      ema_decay: decay of the weights' moving average (`jaxmed.training.averaging`) that is
+        validated, kept and tested instead of the last step's weights; 0 turns it off.
       cv: cross-validation, for small data sets (see `CrossValidationConfig`).
       checkpoint: saved at every epoch's end, and every `checkpoint.every` steps within long epochs.
       eval: the test-split evaluation.
@@ -159,6 +161,7 @@ class ClassifierConfig(RunConfig):
     epochs: int = 100
     class_weighting: str = "balanced"
     augment: bool = True
+    ema_decay: float = 0.0
     data: DataOptions = DataOptions(spec="phantom:lung")
     split: SplitConfig = SplitConfig()
     optimizer: OptimizerConfig = OptimizerConfig(lr=1e-3, b1=0.9, weight_decay=1e-4, schedule="cosine",
@@ -175,12 +178,14 @@ class ClassifierConfig(RunConfig):
     # Before format 2, checkpoint.every counted epochs and eval.n was the bootstrap resamples.
     MIGRATIONS: typing.ClassVar[dict[str, str | None]] = {
         "checkpoint.every": None, "eval.every": None, "eval.n": "eval.bootstrap_resamples"}
+    LEGACY_VALUES: typing.ClassVar[dict[str, Any]] = {"ema_decay": 0.0}
 
     def __post_init__(self):
         super().__post_init__()
         require(28 <= self.image_size <= 256, f"image_size must be in [28, 256], got {self.image_size}")
         require(self.width >= 1 and 0 <= self.dropout_rate < 1, "width must be positive, dropout_rate in [0, 1)")
         require(self.epochs >= 1, "epochs must be at least 1")
+        require(0.0 <= self.ema_decay < 1.0, "ema_decay must be in [0, 1)")
         require(self.class_weighting in CLASS_WEIGHTINGS,
                 f"class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)}")
 
@@ -291,6 +296,18 @@ class ClassifierState:
     best_model_state: nnx.State
 
 
+@struct.dataclass
+class AveragedClassifierState(ClassifierState):
+    """The state of a run with `ema_decay` > 0: `ClassifierState` and the moving average of its parameters."""
+
+    ema_params: nnx.State
+
+
+def evaluated_params(state: ClassifierState) -> nnx.State:
+    """The weights that are validated and kept: the moving average where the run keeps one."""
+    return state.ema_params if isinstance(state, AveragedClassifierState) else state.params
+
+
 @dataclasses.dataclass(frozen=True)
 class ClassifierDefinition:
     """The static structure of a classifier run.
@@ -305,6 +322,7 @@ class ClassifierDefinition:
     num_classes: int
     class_weights: tuple[float, ...]
     accumulate_steps: int = 1
+    ema_decay: float = 0.0
 
 
 def _build(config: ClassifierConfig, num_classes: int, key: jax.Array) -> nnx.Module:
@@ -345,9 +363,12 @@ def classifier_train_step(definition: ClassifierDefinition, state: ClassifierSta
     model_state, (grads, sums) = sum_over_microbatches(
         microbatch_gradients, state.model_state, (images_BxHxWxC, labels_B, weights_B), definition.accumulate_steps)
     updates, opt_state = definition.optimizer.update(grads, state.opt_state, state.params)
-    new_state = state.replace(step=state.step + 1, key=jax.random.key_data(key),
-                              params=optax.apply_updates(state.params, updates), model_state=model_state,
-                              opt_state=opt_state)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(step=state.step + 1, key=jax.random.key_data(key), params=params,
+                              model_state=model_state, opt_state=opt_state)
+    if isinstance(state, AveragedClassifierState):
+        new_state = new_state.replace(
+            ema_params=averaging.update(state.ema_params, params, new_state.step, definition.ema_decay))
     return new_state, {"loss": sums["loss"], "accuracy": sums["correct"] / labels_B.shape[0]}
 
 
@@ -406,16 +427,18 @@ class ClassifierFamily(Family):
                                     optimizer=build_optimizer(config.optimizer, task.total_steps),
                                     augment=AugmentConfig() if config.augment else None, num_classes=num_classes,
                                     class_weights=tuple(float(w) for w in weights),
-                                    accumulate_steps=config.accumulate_steps)
+                                    accumulate_steps=config.accumulate_steps, ema_decay=config.ema_decay)
 
     def init_state(self, config: ClassifierConfig, definition: ClassifierDefinition,
                    key: jax.Array) -> ClassifierState:
         init_key, augment_key = jax.random.split(key)
         _, params, model_state = nnx.split(_build(config, definition.num_classes, init_key), nnx.Param, NON_PARAMS)
-        return ClassifierState(
-            step=jnp.zeros((), jnp.int32), key=jax.random.key_data(augment_key), params=params,
-            model_state=model_state, opt_state=definition.optimizer.init(params),
-            best_params=jax.tree.map(jnp.copy, params), best_model_state=jax.tree.map(jnp.copy, model_state))
+        fields = dict(step=jnp.zeros((), jnp.int32), key=jax.random.key_data(augment_key), params=params,
+                      model_state=model_state, opt_state=definition.optimizer.init(params),
+                      best_params=jax.tree.map(jnp.copy, params), best_model_state=jax.tree.map(jnp.copy, model_state))
+        if definition.ema_decay > 0:
+            return AveragedClassifierState(**fields, ema_params=jax.tree.map(jnp.copy, params))
+        return ClassifierState(**fields)
 
     def train_step(self, definition: ClassifierDefinition, state: ClassifierState, batch) -> tuple[Any, dict]:
         return classifier_train_step(definition, state, batch["image"], batch["label"])
@@ -500,12 +523,12 @@ class ClassifierSession(Session):
         train_accuracy = loop["epoch_accuracy_sum"] / loop["epoch_steps"]
         val_images, val_labels = self.data.val
         val_loss, val_accuracy = (
-            loss_and_accuracy(predict(self.definition, state.params, state.model_state, val_images,
+            loss_and_accuracy(predict(self.definition, evaluated_params(state), state.model_state, val_images,
                                       config.batch_size, context.rows), val_labels)
             if len(val_images) else (train_loss, train_accuracy))
         improved = loop["best_val_loss"] is None or val_loss < loop["best_val_loss"]
         if improved:
-            state = state.replace(best_params=jax.tree.map(jnp.copy, state.params),
+            state = state.replace(best_params=jax.tree.map(jnp.copy, evaluated_params(state)),
                                   best_model_state=jax.tree.map(jnp.copy, state.model_state))
         loop.update(epoch=epoch, best_val_loss=val_loss if improved else loop["best_val_loss"],
                     best_epoch=epoch if improved else loop["best_epoch"],

@@ -41,9 +41,9 @@ from jaxmed.diffusion import SAMPLERS, cosine_schedule, diffusion_loss, guided, 
 from jaxmed.diffusion.schedule import PREDICTIONS
 from jaxmed.errors import UsageError
 from jaxmed.families.base import Generator, Task, compute_dtype, conv_backend, parameter_count
-from jaxmed.families.gan import EMA_WARMUP
 from jaxmed.families.generative import GenerativeFamily
 from jaxmed.models.unet import UNET_SIZES, UNet
+from jaxmed.training import averaging
 from jaxmed.training.accumulation import sum_over_microbatches
 from jaxmed.training.optimizer import build_optimizer
 
@@ -225,9 +225,8 @@ def diffusion_train_step(definition: DiffusionDefinition, state: DiffusionState,
     updates, opt = definition.optimizer.update(grads, state.opt, state.params)
     params = optax.apply_updates(state.params, updates)
     step = state.step + 1
-    decay = jnp.minimum(definition.ema_decay, (1.0 + step) / (EMA_WARMUP + step))
     new_state = state.replace(step=step, key=jax.random.key_data(key), params=params,
-                              ema_params=optax.incremental_update(params, state.ema_params, 1.0 - decay), opt=opt)
+                              ema_params=averaging.update(state.ema_params, params, step, definition.ema_decay), opt=opt)
     return new_state, metrics
 
 

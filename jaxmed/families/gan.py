@@ -40,12 +40,10 @@ from jaxmed.families.generative import GenerativeFamily
 from jaxmed.losses import GAN_LOSSES, lecam_anchors
 from jaxmed.models import dcgan, resnet_gan
 from jaxmed.nn.ada import real_sign_mean, update_probability
+from jaxmed.training import averaging
 from jaxmed.training.accumulation import sum_over_microbatches
 from jaxmed.training.optimizer import build_optimizer
 
-# The EMA warms up like tf.train.ExponentialMovingAverage(num_updates=step): early
-# samples follow the live generator instead of averaging in the random initialisation.
-EMA_WARMUP = 10.0
 #: A conditional run's class names, in its workdir: sampling needs them without the data.
 
 #: The values of the seed paper's DCGAN: also the field defaults, so a config without a recipe is "seed".
@@ -291,7 +289,6 @@ def gan_train_step(definition: GanDefinition, state: GanState, real_BxHxWxC: jax
     discriminator_params, discriminator_opt = _apply(definition.discriminator_optimizer, discriminator_grads,
                                                      state.discriminator_opt, state.discriminator_params)
     step = state.step + 1
-    decay = jnp.minimum(definition.ema_decay, (1.0 + step) / (EMA_WARMUP + step))
     options = {}
     if settings.augment == "ada":
         options["augment_p"] = update_probability(state.augment_p, signals["real_sign"], batch_size,
@@ -308,8 +305,8 @@ def gan_train_step(definition: GanDefinition, state: GanState, real_BxHxWxC: jax
         generator_stats=generator_stats,
         discriminator_params=discriminator_params,
         discriminator_stats=discriminator_stats,
-        ema_params=optax.incremental_update(generator_params, state.ema_params, 1.0 - decay),
-        ema_stats=optax.incremental_update(generator_stats, state.ema_stats, 1.0 - decay),
+        ema_params=averaging.update(state.ema_params, generator_params, step, definition.ema_decay),
+        ema_stats=averaging.update(state.ema_stats, generator_stats, step, definition.ema_decay),
         generator_opt=generator_opt,
         discriminator_opt=discriminator_opt,
         **options,
