@@ -68,6 +68,10 @@ class GanConfig(GenerativeConfig):
       ema_decay: decay of the generator's exponential moving average (used for sampling).
       conditional: one generator for all classes of the data (model "resnet" only;
         incompatible with `class_name`, which trains on one class).
+      conditioning_start, conditioning_ramp: transitional conditioning (Shahbazi et al.
+        2022: on limited data, conditioning from the first step can collapse a GAN): the
+        class enters both networks after `conditioning_start` unconditional steps, its
+        weight rising linearly to 1 over `conditioning_ramp` steps (both 0: from the start).
       resnet_features: channels of the ResNet's full-resolution blocks (8x that at most
         towards 4x4); unused by "dcgan".
       gan_augment: "none", "diffaugment" (every operation, every image) or "ada" (each
@@ -88,6 +92,8 @@ class GanConfig(GenerativeConfig):
     loss: str = "non_saturating"
     ema_decay: float = 0.999
     conditional: bool = False
+    conditioning_start: int = 0
+    conditioning_ramp: int = 0
     resnet_features: int = 32
     gan_augment: str = "none"
     ada_target: float = 0.6
@@ -111,6 +117,10 @@ class GanConfig(GenerativeConfig):
                 "one class: set one of them")
         require(not self.conditional or self.model == "resnet",
                 "conditional=true needs model=resnet (class-conditional BatchNorm and a projection discriminator)")
+        require(self.conditioning_start >= 0 and self.conditioning_ramp >= 0,
+                "conditioning_start and conditioning_ramp must be non-negative")
+        require(self.conditional or not (self.conditioning_start or self.conditioning_ramp),
+                "conditioning_start and conditioning_ramp need conditional=true")
         require(self.resnet_features >= 1, "resnet_features must be at least 1")
         require(self.gan_augment in AUGMENTS, f"gan_augment must be one of {', '.join(AUGMENTS)}, "
                 f"got {self.gan_augment!r}")
@@ -183,6 +193,8 @@ class GanDefinition:
     accumulate_steps: int = 1
     regularisation: Regularisation = Regularisation()
     class_names: tuple[str, ...] = ()
+    conditioning_start: int = 0
+    conditioning_ramp: int = 0
 
     @property
     def num_classes(self) -> int:
@@ -216,6 +228,13 @@ def _regularisation(config: GanConfig) -> Regularisation:
                           r1_every=config.r1_every, lecam_weight=config.lecam_weight)
 
 
+def conditioning_strength(step: jax.Array, start: int, ramp: int) -> jax.Array:
+    """The class's weight in both networks at `step`: 0 before `start`, then rising linearly to 1 over `ramp`."""
+    if ramp == 0:
+        return (step >= start).astype(jnp.float32)
+    return jnp.clip((step - start) / ramp, 0.0, 1.0).astype(jnp.float32)
+
+
 def gan_train_step(definition: GanDefinition, state: GanState, real_BxHxWxC: jax.Array,
                    labels_B: jax.Array | None = None) -> tuple[GanState, dict[str, jax.Array]]:
     """One discriminator and one generator update on a batch of real images in [-1, 1].
@@ -227,7 +246,8 @@ def gan_train_step(definition: GanDefinition, state: GanState, real_BxHxWxC: jax
       The new state, and float32 scalar metrics: `d_loss` (with its regularisers),
       `g_loss`, `d_real` (mean sigmoid D(x)) and `d_fake` (mean sigmoid D(G(z))),
       averaged over the microbatches; with the options on, also `lecam`, `r1` (0 on
-      the steps it is skipped) and `augment_p` (ADA's p after this step).
+      the steps it is skipped), `augment_p` (ADA's p after this step) and `conditioning`
+      (the class's weight, with transitional conditioning).
     """
     settings = definition.regularisation
     key, noise_key = jax.random.split(jax.random.wrap_key_data(state.key))
@@ -238,6 +258,7 @@ def gan_train_step(definition: GanDefinition, state: GanState, real_BxHxWxC: jax
     p = augment_probability(settings, getattr(state, "augment_p", None))
     anchors = (state.lecam_ema_real, state.lecam_ema_fake) if settings.lecam_weight > 0 else None
     r1_due = state.step % settings.r1_every == 0 if settings.r1_gamma > 0 else None
+    strength = conditioning_strength(state.step, definition.conditioning_start, definition.conditioning_ramp)
 
     def microbatch_gradients(stats, microbatch):
         generator_stats, discriminator_stats = stats
@@ -256,7 +277,8 @@ def gan_train_step(definition: GanDefinition, state: GanState, real_BxHxWxC: jax
                 frozen.eval()
             loss_pair, (real_logits_b, fake_logits_b, extra) = microbatch_losses(
                 settings, definition.loss, generator, discriminator, frozen, real_bxHxWxC, z_bxZ, labels_b,
-                jax.random.wrap_key_data(augment_key[0]) if settings.augments else None, p, anchors, r1_due)
+                jax.random.wrap_key_data(augment_key[0]) if settings.augments else None, p, anchors, r1_due,
+                strength)
             updated_stats = (nnx.state(generator, nnx.BatchStat), nnx.state(discriminator, nnx.BatchStat))
             return loss_pair, (updated_stats, real_logits_b, fake_logits_b, extra)
 
@@ -295,6 +317,8 @@ def gan_train_step(definition: GanDefinition, state: GanState, real_BxHxWxC: jax
                                                   target=settings.ada_target,
                                                   images_to_full=settings.ada_images_to_full)
         metrics["augment_p"] = options["augment_p"]
+    if definition.conditioning_start or definition.conditioning_ramp:
+        metrics["conditioning"] = strength
     if settings.lecam_weight > 0:
         options["lecam_ema_real"], options["lecam_ema_fake"] = lecam_anchors(
             state.lecam_ema_real, state.lecam_ema_fake, signals["real_logit"][None], signals["fake_logit"][None])
@@ -371,6 +395,8 @@ class GanFamily(GenerativeFamily):
             accumulate_steps=config.accumulate_steps,
             regularisation=_regularisation(config),
             class_names=class_names,
+            conditioning_start=config.conditioning_start,
+            conditioning_ramp=config.conditioning_ramp,
         )
 
     def init_state(self, config: GanConfig, definition: GanDefinition, key: jax.Array) -> GanState:

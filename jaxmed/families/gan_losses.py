@@ -63,8 +63,8 @@ def augment_probability(settings: Regularisation, ada_p: jax.Array | None) -> ja
 def microbatch_losses(settings: Regularisation, loss: str, generator: nnx.Module, discriminator: nnx.Module,
                       frozen_discriminator: nnx.Module | None, real: jax.Array, z: jax.Array,
                       labels: jax.Array | None, key: jax.Array | None, p: jax.Array | float,
-                      anchors: tuple[jax.Array, jax.Array] | None, r1_due: jax.Array | None
-                      ) -> tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array, dict[str, jax.Array]]]:
+                      anchors: tuple[jax.Array, jax.Array] | None, r1_due: jax.Array | None,
+                      strength: jax.Array | float = 1.0) -> tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array, dict[str, jax.Array]]]:
     """(D's loss, G's loss) on one microbatch, and (real logits, fake logits, regulariser metrics).
 
     Args:
@@ -77,8 +77,9 @@ def microbatch_losses(settings: Regularisation, loss: str, generator: nnx.Module
       p: the augmentation probability (`augment_probability`).
       anchors: LeCam's (ema_real, ema_fake) (None when LeCam is off).
       r1_due: whether R1 runs on this step (a traced bool; None when R1 is off).
+      strength: the weight of the class in both networks (`conditioning_strength`).
     """
-    conditioning = () if labels is None else (labels,)
+    conditioning = () if labels is None else (labels, strength)
 
     def seen(images, image_key):
         return augment(images, image_key, p) if settings.augments else images

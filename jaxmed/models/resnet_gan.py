@@ -100,8 +100,8 @@ class _Layers:
         return BatchNorm(features, **kwargs)
 
 
-def _normalize(norm: nnx.Module, x: jax.Array, labels_B: jax.Array | None) -> jax.Array:
-    return norm(x) if labels_B is None else norm(x, labels_B)
+def _normalize(norm: nnx.Module, x: jax.Array, labels_B: jax.Array | None, strength) -> jax.Array:
+    return norm(x) if labels_B is None else norm(x, labels_B, strength=strength)
 
 
 class GeneratorBlock(nnx.Module):
@@ -114,10 +114,10 @@ class GeneratorBlock(nnx.Module):
         self.conv2 = layers.conv(out_features, out_features, 3, spectral_norm=False)
         self.shortcut = layers.conv(in_features, out_features, 1, spectral_norm=False)
 
-    def __call__(self, x: jax.Array, labels_B: jax.Array | None = None) -> jax.Array:
-        h = upsample_nearest(jax.nn.relu(_normalize(self.norm1, x, labels_B)))
+    def __call__(self, x: jax.Array, labels_B: jax.Array | None = None, strength=1.0) -> jax.Array:
+        h = upsample_nearest(jax.nn.relu(_normalize(self.norm1, x, labels_B, strength)))
         h = self.conv1(h)
-        h = self.conv2(jax.nn.relu(_normalize(self.norm2, h, labels_B)))
+        h = self.conv2(jax.nn.relu(_normalize(self.norm2, h, labels_B, strength)))
         # A 1x1 convolution commutes with nearest upsampling: convolve the smaller map.
         return h + upsample_nearest(self.shortcut(x))
 
@@ -175,11 +175,13 @@ class Generator(nnx.Module):
         self.out_norm = layers.norm(features[-1])
         self.to_image = layers.conv(features[-1], channels, 3, spectral_norm=False)
 
-    def __call__(self, z_BxZ: jax.Array, labels_B: jax.Array | None = None) -> jax.Array:
+    def __call__(self, z_BxZ: jax.Array, labels_B: jax.Array | None = None,
+                 strength: jax.Array | float = 1.0) -> jax.Array:
+        """Images from noise; `strength` in [0, 1] weighs the class (0: ignored; see ConditionalBatchNorm)."""
         check_labels(self.num_classes, labels_B)
         x = self.project(z_BxZ).reshape(z_BxZ.shape[0], BOTTLENECK_SIZE, BOTTLENECK_SIZE, self.bottleneck_features)
         for block in self.blocks:
-            x = block(x, labels_B)
+            x = block(x, labels_B, strength)
         x = jax.nn.relu(self.out_norm(x))
         # tanh in float32 so bf16 runs still produce exactly bounded images.
         return jnp.tanh(self.to_image(x).astype(jnp.float32))
@@ -210,10 +212,12 @@ class Discriminator(nnx.Module):
         self.blocks = nnx.List(down + [last])
         self.head = ProjectionHead(features[-1], num_classes, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x_BxHxWxC: jax.Array, labels_B: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x_BxHxWxC: jax.Array, labels_B: jax.Array | None = None,
+                 strength: jax.Array | float = 1.0) -> jax.Array:
+        """Logits; `strength` in [0, 1] weighs the projection's class term (0: unconditional)."""
         check_labels(self.num_classes, labels_B)
         x = x_BxHxWxC
         for block in self.blocks:
             x = block(x)
         pooled_BxF = jnp.sum(jax.nn.relu(x).astype(jnp.float32), axis=(1, 2))
-        return self.head(pooled_BxF, labels_B)
+        return self.head(pooled_BxF, labels_B, strength)

@@ -4,7 +4,8 @@ The conditional generators of SNGAN and BigGAN take the class through their
 normalisation layers: activations are normalised with the batch's statistics (shared
 by all classes) and then scaled and shifted by `gain[y]` and `bias[y]`, rows of
 per-class tables. The gains start at 1 and the biases at 0, so a fresh layer is a
-plain BatchNorm. Statistics and modes follow `jaxmed.nn.BatchNorm`: the training-mode
+plain BatchNorm; `strength` scales the class term's departure from that (0: the class is
+ignored), for conditioning phased in during training. Statistics and modes follow `jaxmed.nn.BatchNorm`: the training-mode
 normalisation is `jaxmed.nn.batch_norm` (its fast gradient, oneDNN sums with
 `one_pass_sums`), running averages `mean` and `var` are `nnx.BatchStat`s updated with
 `momentum`, and `model.eval()` switches to them.
@@ -46,8 +47,12 @@ class ConditionalBatchNorm(nnx.Module):
         self.class_gain = nnx.Param(jnp.ones((num_classes, num_features), jnp.float32))
         self.class_bias = nnx.Param(jnp.zeros((num_classes, num_features), jnp.float32))
 
-    def __call__(self, x: jax.Array, labels_B: jax.Array, use_running_average: bool | None = None) -> jax.Array:
-        """Normalises x (B, ..., C) and applies each row's class gain and bias (labels_B: (B,) ints)."""
+    def __call__(self, x: jax.Array, labels_B: jax.Array, use_running_average: bool | None = None,
+                 strength: jax.Array | float = 1.0) -> jax.Array:
+        """Normalises x (B, ..., C) and applies each row's class gain and bias (labels_B: (B,) ints).
+
+        `strength` s in [0, 1] applies 1 + s (gain - 1) and s bias: 0 is a plain BatchNorm.
+        """
         running = self.use_running_average if use_running_average is None else use_running_average
         dtype = self.dtype or jnp.result_type(x.dtype, jnp.float32)
         x = x.astype(dtype)
@@ -62,6 +67,7 @@ class ConditionalBatchNorm(nnx.Module):
             self.mean[...] = self.momentum * self.mean[...] + (1 - self.momentum) * mean
             self.var[...] = self.momentum * self.var[...] + (1 - self.momentum) * var
         per_row = (x.shape[0],) + (1,) * (x.ndim - 2) + (-1,)
-        gain = self.class_gain[...][labels_B].reshape(per_row).astype(dtype)
-        bias = self.class_bias[...][labels_B].reshape(per_row).astype(dtype)
+        gain = 1 + strength * (self.class_gain[...][labels_B] - 1)
+        bias = strength * self.class_bias[...][labels_B]
+        gain, bias = gain.reshape(per_row).astype(dtype), bias.reshape(per_row).astype(dtype)
         return y * gain + bias

@@ -7,7 +7,8 @@ discriminator takes under a log-linear class model, and is what SNGAN and BigGAN
 Both the linear layer and the embedding are spectrally normalised by default (as in
 those models), the embedding as a bias-free Linear applied to one-hot labels so that
 `jaxmed.nn.spectral_norm.SpectralNorm` wraps it unchanged. With `num_classes=0` the
-head is the unconditional linear layer alone.
+head is the unconditional linear layer alone. `strength` scales the class term (0: the
+head is unconditional), for conditioning phased in during training.
 """
 
 from __future__ import annotations
@@ -46,12 +47,13 @@ class ProjectionHead(nnx.Module):
             nnx.Linear(num_classes, features, use_bias=False, kernel_init=WEIGHT_INIT, dtype=dtype, rngs=rngs),
             spectral_norm, rngs))
 
-    def __call__(self, features_BxF: jax.Array, labels_B: jax.Array | None = None) -> jax.Array:
+    def __call__(self, features_BxF: jax.Array, labels_B: jax.Array | None = None,
+                 strength: jax.Array | float = 1.0) -> jax.Array:
         check_labels(self.num_classes, labels_B)
         logits_B = self.linear(features_BxF)[:, 0].astype(jnp.float32)
         if self.embed is not None:
             class_vectors = self.embed(jax.nn.one_hot(labels_B, self.num_classes, dtype=features_BxF.dtype))
-            logits_B = logits_B + jnp.sum((class_vectors * features_BxF).astype(jnp.float32), axis=-1)
+            logits_B = logits_B + strength * jnp.sum((class_vectors * features_BxF).astype(jnp.float32), axis=-1)
         return logits_B
 
 

@@ -15,6 +15,7 @@ from jaxmed.families.base import Task
 from jaxmed.families.gan import FAMILY, GanConfig
 from jaxmed.sampling import restore_generator, sample_from_workdir
 from jaxmed.training.checkpoint import Checkpoints
+from jaxmed.training.metrics_writer import read_metrics
 
 # Each test trains a ResNet GAN: tens of seconds on a CPU.
 pytestmark = pytest.mark.slow
@@ -107,6 +108,16 @@ def test_an_old_checkpoint_restores_and_has_no_classes(old_workdir, tmp_path, ca
     assert main(["sample", "--workdir", str(old_workdir), "--n", "2", "--out", str(tmp_path / "s"),
                  "--class", "tumor"]) == 1
     assert "unconditional" in capsys.readouterr().err
+
+
+def test_transitional_conditioning_phases_the_class_in(tmp_path):
+    config = tiny(recipe="small_data", conditional=True, steps=4, conditioning_start=1, conditioning_ramp=2)
+    FAMILY.train(config, tmp_path, Dataset(IMAGES, LABELS, CLASSES, {}), progress=False)
+    rows = [row for row in read_metrics(tmp_path / "metrics.jsonl") if "conditioning" in row]
+    # The weight of step t's update: 0 up to the start, then (t - 1) / 2, capped at 1.
+    assert [(row["step"], row["conditioning"]) for row in rows] == [(1, 0.0), (2, 0.0), (3, 0.5), (4, 1.0)]
+    with pytest.raises(UsageError, match="need conditional=true"):
+        tiny(conditioning_ramp=10)
 
 
 def test_a_conditional_run_needs_labelled_data(tmp_path):

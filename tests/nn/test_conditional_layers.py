@@ -79,3 +79,21 @@ def test_labels_must_match_the_conditioning():
         ProjectionHead(6, 3, rngs=nnx.Rngs(0))(features)
     with pytest.raises(UsageError, match="labels must be None"):
         ProjectionHead(6, 0, rngs=nnx.Rngs(0))(features, jnp.zeros(2, jnp.int32))
+
+
+def test_strength_phases_the_class_in():
+    layer = ConditionalBatchNorm(5, 3, rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(1)
+    layer.class_gain[...] = jnp.asarray(rng.normal(size=(3, 5)), jnp.float32)
+    layer.class_bias[...] = jnp.asarray(rng.normal(size=(3, 5)), jnp.float32)
+    plain = BatchNorm(5, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0))
+    # Strength 0: a plain BatchNorm whatever the labels; 1: the full class affine; between: the mean of both.
+    np.testing.assert_allclose(layer(X, LABELS, strength=0.0), plain(X), rtol=1e-5, atol=1e-5)
+    full, none = layer(X, LABELS), layer(X, LABELS, strength=0.0)
+    np.testing.assert_allclose(layer(X, LABELS, strength=0.5), (full + none) / 2, rtol=1e-4, atol=1e-4)
+    head = ProjectionHead(6, 3, spectral_norm=False, rngs=nnx.Rngs(0))
+    features = jax.random.normal(jax.random.key(1), (4, 6))
+    np.testing.assert_allclose(head(features, LABELS, 0.0), head(features, jnp.array([1, 1, 0, 0]), 0.0))
+    unconditional = head(features, LABELS, 0.0)
+    np.testing.assert_allclose(head(features, LABELS, 0.25), unconditional + 0.25 * (head(features, LABELS) -
+                                                                                       unconditional), rtol=1e-5)
