@@ -42,8 +42,11 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     args = parser.parse_args()
 
-    settings = {**SEED_EXPERIMENT, **(CPU_DEMO if args.cpu_demo else {})}
-    overrides = [f"--set={key}={value}" for key, value in settings.items()] + [f"--set={kv}" for kv in args.set]
+    if any("=" not in item for item in args.set):
+        parser.error("--set takes KEY=VALUE")
+    requested = dict(item.split("=", 1) for item in args.set)
+    settings = {**SEED_EXPERIMENT, **(CPU_DEMO if args.cpu_demo else {}), **requested}
+    overrides = [f"--set={key}={value}" for key, value in settings.items()]
     started = time.perf_counter()
     family = "vae" if args.vae else "gan"
     status = jaxmed_main(["train", family, "--workdir", args.workdir, *overrides])

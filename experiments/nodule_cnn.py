@@ -27,6 +27,8 @@ def main() -> int:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     args = parser.parse_args()
+    if any("=" not in item for item in args.set):
+        parser.error("--set takes KEY=VALUE")
     requested = dict(item.split("=", 1) for item in args.set)
     settings = [f"--set={key}={value}" for key, value in {**SETTINGS, **requested}.items()]
     status = jaxmed_main(["train", "classifier", "--workdir", args.workdir, *settings])
