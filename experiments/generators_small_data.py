@@ -14,7 +14,7 @@ NORMAL`) is measured when given: `--count` random images of that class from its 
 
 Arms: `--arms` is a comma-separated list of "family[:name][:key=value;key=value...]":
 - family: a generative family of `jaxmed train` (gan, vae, diffusion);
-- name: a preset of that family (`PRESETS`: the GAN recipes seed, diffusion, ada), or any
+- name: a preset of that family (`PRESETS`: the GAN recipes seed, diffaugment, ada), or any
   label when settings follow; without a name the arm is the family's defaults;
 - settings: `--set` overrides of the arm's config, separated by ";" (the list itself is
   comma-separated), e.g. "gan:ada2:gan_augment=ada;ada_images_to_full=40000" or
@@ -29,7 +29,9 @@ time. The measured step excludes the input pipeline, logging, checkpoints and co
 run's wall time comes out somewhat above M; the JSON keeps each arm's timing and each run's
 actual training wall time and step count.
 
-Diffusion arms are also measured per sampler, each on the same `--sample-n` generated images:
+Every run is evaluated on `--eval-n` generated images (a diffusion run with its configured
+sampler: DPM-Solver++ at 25 steps unless its settings say otherwise). Diffusion runs are
+also measured per sampler, each on the same `--sample-n` generated images:
 ancestral DDPM with all of the run's training timesteps (1000 by default), DDIM with 50 steps
 and DPM-Solver++ (2M) with its default steps; for each, FID/precision/recall (`jaxmed.evaluate`
 with the sampler's settings) and the sampling time per image (one batch of `--timing-n`
@@ -200,28 +202,32 @@ def check_arms(args: argparse.Namespace) -> None:
 
 
 def step_timing(arm: Arm, args: argparse.Namespace) -> dict:
-    """The arm's measured train step time and the step count that fills `--minutes` (kept in the workdir).
+    """The arm's measured train step time and the step count that fills `--minutes`.
 
     The step is the arm's own config (data aside: the benchmark feeds random images),
-    compiled ahead of time; its median over `--timing-steps` steps sets the count.
+    compiled ahead of time; its median over `--timing-steps` steps sets the count. The
+    measurement is kept in the experiment's workdir and reused while the arm's settings are
+    the same, so a resumed experiment trains to the same step counts.
     """
+    settings = run_settings(arm, args, {})
     path = args.workdir / f"step_timing_{arm.label}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    family = families.get(arm.family)
-    config = config_lib.apply_overrides(family.config_type(), run_settings(arm, args, {}))
-    result = benchmark_train_step(arm.label, config.batch_size, steps=args.timing_steps, warmup=TIMING_WARMUP,
-                                  config=config)
-    timing = {key: result[key] for key in ("step_ms", "step_ms_p10", "step_ms_p90", "images_per_s", "compile_s",
-                                           "steps", "warmup")}
-    timing["steps_for_budget"] = max(1, int(args.minutes * 60_000 / timing["step_ms"]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(timing, indent=2) + "\n")
-    return timing
+    timing = json.loads(path.read_text()) if path.is_file() else {}
+    if timing.get("settings") != settings:
+        config = config_lib.apply_overrides(families.get(arm.family).config_type(), settings)
+        result = benchmark_train_step(arm.label, config.batch_size, steps=args.timing_steps, warmup=TIMING_WARMUP,
+                                      config=config)
+        timing = {key: result[key] for key in ("step_ms", "step_ms_p10", "step_ms_p90", "images_per_s", "compile_s")}
+        timing.update(timed_steps=result["steps"], untimed_steps=1 + result["warmup"], settings=settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(timing, indent=2) + "\n")
+    return {**timing, "steps_for_budget": max(1, int(args.minutes * 60_000 / timing["step_ms"]))}
 
 
 def train_run(family: str, workdir: Path, spec: str, settings: dict) -> dict:
-    """Trains (or resumes) one run; its step count and training wall time, summed over the calls that trained."""
+    """Trains (or resumes) one run; its step count and training wall time, summed over the calls that trained.
+
+    A call interrupted before it finished is not counted (its steps are retrained from the last checkpoint).
+    """
     record = workdir / TRAIN_TIME_FILE
     before = json.loads(record.read_text()) if record.is_file() else {"seconds": 0.0, "step": 0}
     started = time.perf_counter()
@@ -283,6 +289,21 @@ def enable_compilation_cache() -> None:
         jax.config.update("jax_compilation_cache_dir", directory)
 
 
+def positive(kind: type):
+    """An argparse type: a `kind` number above 0."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True, type=Path)
@@ -291,23 +312,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--folder-class", default="NORMAL")
     parser.add_argument("--arms", type=parse_arms, default="gan:seed,gan:ada",
                         help="family[:name][:key=value;...], comma-separated (default gan:seed,gan:ada)")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--count", type=int, default=100, help="training images per run")
+    parser.add_argument("--seeds", type=positive(int), default=3)
+    parser.add_argument("--count", type=positive(int), default=100, help="training images per run")
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int, default=1500, help="train steps of every arm (default 1500)")
-    budget.add_argument("--minutes", type=float, help="train every arm for about this many minutes instead")
-    parser.add_argument("--timing-steps", type=int, default=10, help="timed steps per arm in --minutes mode")
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--feature-steps", type=int, default=600, help="train steps of each data set's VAE")
-    parser.add_argument("--feature-images", type=int, default=1000, help="phantoms the phantom VAE trains on")
-    parser.add_argument("--eval-n", type=int, default=500, help="generated images per evaluation")
-    parser.add_argument("--sample-n", type=int, default=50, help="generated images per diffusion sampler")
-    parser.add_argument("--timing-n", type=int, default=8, help="images per diffusion sampler's timed batch")
+    budget.add_argument("--steps", type=positive(int), default=1500, help="train steps of every arm (default 1500)")
+    budget.add_argument("--minutes", type=positive(float), help="train every arm for about this many minutes instead")
+    parser.add_argument("--timing-steps", type=positive(int), default=10, help="timed steps per arm in --minutes mode")
+    parser.add_argument("--image-size", type=positive(int), default=64)
+    parser.add_argument("--batch-size", type=positive(int), default=16)
+    parser.add_argument("--feature-steps", type=positive(int), default=600, help="train steps of each data set's VAE")
+    parser.add_argument("--feature-images", type=positive(int), default=1000, help="phantoms the phantom VAE trains on")
+    parser.add_argument("--eval-n", type=positive(int), default=500, help="generated images per evaluation")
+    parser.add_argument("--sample-n", type=positive(int), default=50, help="generated images per diffusion sampler")
+    parser.add_argument("--timing-n", type=positive(int), default=8, help="images per diffusion sampler's timed batch")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the experiment on `argv` (default: the command line); writes `--json` after every run, returns 0."""
     args = build_parser().parse_args(argv)
     check_arms(args)
     enable_compilation_cache()

@@ -64,6 +64,33 @@ def test_an_arm_with_an_unknown_key_fails_before_any_run(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_budgets_must_be_positive(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        experiment.build_parser().parse_args(["--workdir", "w", "--json", "j", "--minutes", "0"])
+    assert "expected a positive float, got '0'" in capsys.readouterr().err
+
+
+def test_a_step_timing_is_kept_per_arm_and_gives_each_budget_its_steps(tmp_path, monkeypatch):
+    timed = []
+
+    def fake_benchmark(label, batch_size, *, steps, warmup, config):
+        timed.append((label, config.batch_size))
+        return {"step_ms": 100.0 * config.batch_size / 16, "step_ms_p10": 90.0, "step_ms_p90": 110.0,
+                "images_per_s": 160.0, "compile_s": 1.0, "steps": steps, "warmup": warmup}
+
+    monkeypatch.setattr(experiment, "benchmark_train_step", fake_benchmark)
+    args = experiment.build_parser().parse_args(["--workdir", str(tmp_path), "--json", str(tmp_path / "j.json"),
+                                                 "--minutes", "1", "--arms", "gan:seed"])
+    arm = args.arms[0]
+    assert experiment.step_timing(arm, args)["steps_for_budget"] == 600  # 60 s at 100 ms a step
+    args.minutes = 2.5
+    assert experiment.step_timing(arm, args)["steps_for_budget"] == 1500  # the kept timing, another budget
+    assert timed == [("gan-seed", 16)]
+    args.batch_size = 32  # another config: timed again
+    assert experiment.step_timing(arm, args)["steps_for_budget"] == 750
+    assert timed == [("gan-seed", 16), ("gan-seed", 32)]
+
+
 TINY = ["--count", "20", "--seeds", "1", "--image-size", "32", "--batch-size", "8", "--feature-steps", "2",
         "--feature-images", "64", "--eval-n", "8", "--sample-n", "8", "--timing-n", "2", "--timing-steps", "2",
         "--arms", "gan:seed,diffusion:tiny:timesteps=50;unet_width=8"]
