@@ -36,10 +36,18 @@ ancestral DDPM with all of the run's training timesteps (1000 by default), DDIM 
 and DPM-Solver++ (2M) with its default steps; for each, FID/precision/recall (`jaxmed.evaluate`
 with the sampler's settings) and the sampling time per image (one batch of `--timing-n`
 images, compiled beforehand). DDPM-1000 dominates the cost: the small U-Net takes about
-10-30 ms per image and network evaluation at 32-64 px on a 2-core CPU, so each DDPM image
+10-30 ms per image per network evaluation at 32-64 px on a 2-core CPU, so each DDPM image
 costs 10-30 s, and the default 50 (+ 8 timed) images about 10-30 minutes per diffusion run;
 DDIM-50 and DPM-Solver++ cost 1/20 and 1/40 of that. FID from 50 images is biased upwards:
 compare samplers with each other, not with the 500-image FIDs of the arms.
+
+The JSON: the experiment's settings ("mode" steps or minutes, "steps" or "minutes", "arms"
+with their settings, "step_timing" per arm in minutes mode: step_ms, compile_s, steps_for_budget,
+...) and "runs", one per (data set, arm, seed): data, arm, family, recipe (the arm's name),
+seed, fid, kid, precision, recall, copies, data_copying_z, coverage, real_floor_fid, steps
+(trained), train_seconds (its whole training, compiling included), train_seconds_this_call,
+and for diffusion runs "samplers": per sampler its sampling_steps, n, the same metrics,
+seconds_per_image and images_timed.
 
 Every run keeps its workdir (minutes-mode runs in their own, suffixed with the budget), and
 the step timings are kept in the experiment's workdir, so an interrupted experiment resumes
