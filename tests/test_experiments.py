@@ -1,4 +1,9 @@
-"""The experiment scripts: `experiments/generators_small_data.py`'s arms, and the script end to end at tiny sizes."""
+"""The experiment scripts: `experiments/generators_small_data.py`'s arms and budgets, and the script end to end.
+
+The end-to-end test runs both budgets (equal steps, equal minutes) at the tiniest sizes with a
+GAN and a diffusion arm in this process; it takes about two minutes on a 2-core CPU (the U-Net
+is built and restored a dozen times), so it is `slow`.
+"""
 
 import argparse
 import importlib.util
@@ -13,6 +18,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "generators_small
 
 
 def _load_script():
+    """The script as a module (experiments/ is not a package): its functions, and `main` run in this process."""
     spec = importlib.util.spec_from_file_location("generators_small_data", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
