@@ -27,7 +27,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -221,7 +223,8 @@ def compare_with_real(generated: np.ndarray, train: np.ndarray, reference: np.nd
 def evaluate_generator(workdir: Path | str, out: Path | str, *, data: str | None = None,
                        features: Path | str | None = None, feature_steps: int = FEATURE_EXTRACTOR_STEPS,
                        n: int | None = None, seed: int = 0, max_reference: int = MAX_REFERENCE,
-                       checkpoint: str | int = "best", progress: bool = True) -> dict:
+                       checkpoint: str | int = "best", settings: Mapping[str, Any] | None = None,
+                       progress: bool = True) -> dict:
     """Evaluates the generator of a GAN or VAE workdir (see the module docstring); writes `out/eval.json` and plots.
 
     Args:
@@ -238,6 +241,8 @@ def evaluate_generator(workdir: Path | str, out: Path | str, *, data: str | None
         at random (eval.json's `counts.reference_available` says from how many).
       checkpoint: "best" (the best step by FID where the run measured it, else the latest),
         "latest" or a step number.
+      settings: config overrides for drawing, e.g. {"sampling.sampler": "ddim", "sampling.steps": 50}
+        for a diffusion run (`jaxmed.sampling.restore_generator`); recorded in eval.json.
       progress: show progress bars.
 
     Returns:
@@ -248,10 +253,11 @@ def evaluate_generator(workdir: Path | str, out: Path | str, *, data: str | None
       DataError: the data cannot be read, there are too few images, or the feature extractor
         takes another image size.
       TrainingDiverged: the generator makes non-finite images.
+      UsageError: a setting the run does not have.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    run, generator = restore_generator(workdir, checkpoint)
+    run, generator = restore_generator(workdir, checkpoint, settings)
     config, state = run.config, run.state
     # What the generator trained on.
     dataset = data_lib.load(config.data, config.image_size, config.channels, seed=config.seed)
@@ -275,7 +281,7 @@ def evaluate_generator(workdir: Path | str, out: Path | str, *, data: str | None
     except (DataError, TrainingDiverged) as error:
         raise type(error)(f"{context}: {error}") from None
     report = {"workdir": str(Path(workdir)), "model": config.model, "step": int(state.step), "seed": seed,
-              "class_name": config.class_name,
+              "class_name": config.class_name, "settings": dict(settings or {}),
               "reference_data": {key: value for key, value in provenance.items() if key not in ("splits", "files")},
               **comparison.report}
     report["counts"]["reference_available"] = available
