@@ -1,7 +1,8 @@
 """jaxmed's benchmarked networks in PyTorch, layer for layer: DCGAN, VAE, seed CNN, ResNet-18 and the U-Net.
 
 Each class restates a jaxmed model with the same layers, widths, normalisation, biases and
-so parameter count (`benchmarks/peers.py` checks the counts in every run):
+so parameter count (`benchmarks/peers.py` checks the counts in every run), under the same
+attribute names, so that `check_networks.py` can load jaxmed's weights by name and compare outputs:
 
 - `Generator`, `DownsamplingStack`, `Discriminator`: `jaxmed.models.dcgan` (the VAE reuses them,
   as `jaxmed.models.vae` does);
@@ -75,11 +76,9 @@ class Generator(nn.Module):
         self.base_features = base_features
         self.project = nn.Linear(latent_dim, BOTTLENECK * BOTTLENECK * base_features, bias=False)
         self.project_norm = _batch_norm(base_features)
-        layers = []
-        for f_in, f_out in zip(features[:-1], features[1:]):
-            layers += [nn.ConvTranspose2d(f_in, f_out, 4, stride=2, padding=1, bias=False), _batch_norm(f_out),
-                       nn.LeakyReLU(LEAKY_SLOPE)]
-        self.up = nn.Sequential(*layers)
+        self.up_blocks = nn.ModuleList([nn.ConvTranspose2d(f_in, f_out, 4, stride=2, padding=1, bias=False)
+                                        for f_in, f_out in zip(features[:-1], features[1:])])
+        self.up_norms = nn.ModuleList([_batch_norm(f_out) for f_out in features[1:]])
         self.to_image = nn.ConvTranspose2d(features[-1], channels, 4, stride=2, padding=1, bias=True)
         self.apply(_dcgan_init)
 
@@ -87,7 +86,9 @@ class Generator(nn.Module):
         # The dense output is (row, column, channel) ordered, as jaxmed's reshape to NHWC.
         x = self.project(z).view(z.shape[0], BOTTLENECK, BOTTLENECK, self.base_features).permute(0, 3, 1, 2)
         x = F.leaky_relu(self.project_norm(x), LEAKY_SLOPE)
-        return torch.tanh(self.to_image(self.up(x)).float())
+        for up, norm in zip(self.up_blocks, self.up_norms):
+            x = F.leaky_relu(norm(up(x)), LEAKY_SLOPE)
+        return torch.tanh(self.to_image(x).float())
 
 
 class DownsamplingStack(nn.Module):
@@ -98,18 +99,17 @@ class DownsamplingStack(nn.Module):
         super().__init__()
         stages = _stages(image_size)
         features = [channels] + [base_features >> (stages - 1 - stage) for stage in range(stages)]
-        layers = []
-        for stage, (f_in, f_out) in enumerate(zip(features[:-1], features[1:])):
-            layers.append(nn.Conv2d(f_in, f_out, 4, stride=2, padding=1, bias=(stage == 0)))
-            if stage > 0:
-                layers.append(_batch_norm(f_out))
-            layers.append(nn.LeakyReLU(LEAKY_SLOPE))
-        self.features = nn.Sequential(*layers)
+        self.down_blocks = nn.ModuleList([nn.Conv2d(f_in, f_out, 4, stride=2, padding=1, bias=(stage == 0))
+                                          for stage, (f_in, f_out) in enumerate(zip(features[:-1], features[1:]))])
+        self.down_norms = nn.ModuleList([_batch_norm(f_out) for f_out in features[2:]])  # none after the first
         self.flat_features = BOTTLENECK * BOTTLENECK * base_features
 
     def flat(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 8*8*base_features) features of images in [-1, 1]."""
-        return _flatten_nhwc(self.features(x))
+        x = F.leaky_relu(self.down_blocks[0](x), LEAKY_SLOPE)
+        for conv, norm in zip(self.down_blocks[1:], self.down_norms):
+            x = F.leaky_relu(norm(conv(x)), LEAKY_SLOPE)
+        return _flatten_nhwc(x)
 
 
 class Discriminator(DownsamplingStack):
@@ -173,17 +173,17 @@ class SeedCNN(nn.Module):
                  hidden_features: int, dropout_rate: float):
         super().__init__()
         widths = [channels, *features]
-        layers = []
-        for f_in, f_out in zip(widths[:-1], widths[1:]):
-            layers += [_classifier_conv(f_in, f_out, 3, 1), _batch_norm(f_out), nn.ReLU(), nn.MaxPool2d(2, 2)]
-        self.features = nn.Sequential(*layers)
+        self.convs = nn.ModuleList([_classifier_conv(f_in, f_out, 3, 1) for f_in, f_out in zip(widths[:-1], widths[1:])])
+        self.norms = nn.ModuleList([_batch_norm(f_out) for f_out in features])
         side = image_size >> len(features)
         self.hidden = _linear(side * side * features[-1], hidden_features)
         self.dropout = nn.Dropout(dropout_rate)
         self.classify = _linear(hidden_features, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.hidden(_flatten_nhwc(self.features(x))))
+        for conv, norm in zip(self.convs, self.norms):
+            x = F.max_pool2d(F.relu(norm(conv(x))), 2, 2)
+        h = F.relu(self.hidden(_flatten_nhwc(x)))
         return self.classify(self.dropout(h)).float()
 
 
@@ -197,13 +197,14 @@ class BasicBlock(nn.Module):
         self.norm1 = _batch_norm(f_out)
         self.conv2 = _classifier_conv(f_out, f_out, 3, 1)
         self.norm2 = _batch_norm(f_out)
-        self.shortcut = None
+        self.shortcut = self.shortcut_norm = None
         if stride != 1 or f_in != f_out:
-            self.shortcut = nn.Sequential(_classifier_conv(f_in, f_out, 1, stride), _batch_norm(f_out))
+            self.shortcut = _classifier_conv(f_in, f_out, 1, stride)
+            self.shortcut_norm = _batch_norm(f_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.norm2(self.conv2(F.relu(self.norm1(self.conv1(x)))))
-        return F.relu(y + (x if self.shortcut is None else self.shortcut(x)))
+        return F.relu(y + (x if self.shortcut is None else self.shortcut_norm(self.shortcut(x))))
 
 
 class ResNet18(nn.Module):
@@ -214,20 +215,23 @@ class ResNet18(nn.Module):
         super().__init__()
         if image_size < 64:
             raise ValueError(f"this peer has only the ImageNet stem (64 px and above), got {image_size} px")
-        self.stem = nn.Sequential(_classifier_conv(channels, width, 7, 2), _batch_norm(width), nn.ReLU(),
-                                  nn.MaxPool2d(3, 2, 1))
+        self.stem = _classifier_conv(channels, width, 7, 2)
+        self.stem_norm = _batch_norm(width)
         blocks, f_in = [], width
         for stage in range(4):
             f_out = width << stage
             for index in range(2):
                 blocks.append(BasicBlock(f_in, f_out, 2 if (stage > 0 and index == 0) else 1))
                 f_in = f_out
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks = nn.ModuleList(blocks)
         self.dropout = nn.Dropout(dropout_rate)
         self.classify = _linear(f_in, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.blocks(self.stem(x)).float().mean(dim=(2, 3))  # averaged in float32, as jaxmed
+        x = F.max_pool2d(F.relu(self.stem_norm(self.stem(x))), 3, 2, 1)
+        for block in self.blocks:
+            x = block(x)
+        pooled = x.float().mean(dim=(2, 3))  # averaged in float32, as jaxmed
         return self.classify(self.dropout(pooled)).float()
 
 

@@ -6,6 +6,7 @@ import importlib.util
 import py_compile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jaxmed.bench import train_step
@@ -70,13 +71,17 @@ def test_peer_scripts_compile():
         py_compile.compile(str(script), doraise=True)
 
 
+def _registry_keys(script: str, name: str) -> set[str]:
+    """The keys of the dict literal `name: ... = {...}` in a peers script (read from its source: no torch here)."""
+    source = ast.parse((PEERS / script).read_text())
+    registry = next(node.value for node in ast.walk(source)
+                    if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == name)
+    return {key.value for key in registry.keys}
+
+
 def test_every_benchmark_model_has_a_pytorch_peer_and_only_dcgan128_a_tensorflow_one(runner):
     assert set(runner.MODELS) <= set(train_step.MODELS)
-    # The PyTorch runner's registry (read from its source: this environment has no torch).
-    source = ast.parse((PEERS / "torch_steps.py").read_text())
-    registry = next(node.value for node in ast.walk(source)
-                    if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "STEPS")
-    assert {key.value for key in registry.keys} == set(runner.MODELS)
+    assert _registry_keys("torch_steps.py", "STEPS") == set(runner.MODELS)
     for model, commands in runner.IMPLEMENTATIONS.items():
         assert {"jaxmed", "pytorch/eager", "pytorch/compile"} <= set(commands)
         assert any(name.startswith("tensorflow") for name in commands) == (model == "dcgan128")
@@ -167,3 +172,10 @@ def test_a_peer_with_other_parameter_counts_is_an_error_and_a_failed_run_is_kept
     seed = report["models"]["seed_cnn"]
     assert seed["parameter_errors"] == [] and [f["implementation"] for f in seed["failures"]] == ["pytorch/compile"]
     assert set(seed["comparison"]["fp32"]["implementations"]) == {"jaxmed", "pytorch/eager"}
+
+
+def test_every_network_of_the_peers_has_a_jaxmed_reference(runner):
+    reference = _load(PEERS / "jaxmed_reference.py", "peers_jaxmed_reference")
+    networks = reference._networks(np.random.default_rng(0))
+    assert set(networks) == _registry_keys("check_networks.py", "NETWORKS")
+    assert {name.split(".")[0] for name in networks} == set(runner.MODELS)
