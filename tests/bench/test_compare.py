@@ -4,6 +4,7 @@ import pytest
 
 from jaxmed.bench import compare
 
+
 def _run(step_ms, framework=None, variant=None, generator=10, discriminator=5):
     run = {"step_ms": step_ms, "batch_size": 32, "images_per_s": 32 / (step_ms / 1e3),
            "parameters": {"generator": generator, "discriminator": discriminator}}
