@@ -1,12 +1,15 @@
-"""What the peer benchmarks share with jaxmed's: the timing method, host record, result fields and JSON contract.
+"""What the peer benchmarks share with jaxmed's: the timing method, host record, result fields, JSON contract
+and the settings of every benchmarked model.
 
 The peers run in their own environment (`benchmarks/peers/setup.sh`), which has no
 JAX, so this loads jaxmed's standard-library-only modules (`jaxmed/bench/stats.py`,
 `jaxmed/bench/host.py`, `jaxmed/output.py`) straight from their files instead of importing the package:
 every framework is then timed by the same code.
 
-DCGAN128 is docs/design.md's reference network; its parameter counts (below) are what
-jaxmed's `dcgan128` has, and each peer prints its own so a mismatch shows at once.
+The constants below restate the configs `jaxmed bench train-step` builds for each model
+(a test checks them against jaxmed's config classes, since this environment cannot import
+them); each peer prints its parameter counts and `benchmarks/peers.py` checks them against
+jaxmed's, so a different network shows as an error in every run.
 """
 
 from __future__ import annotations
@@ -29,6 +32,33 @@ BATCH_NORM_EPSILON = 1e-5
 LEARNING_RATE, BETA1, BETA2 = 2e-4, 0.5, 0.999
 PRECISIONS = ("fp32", "bf16")  # jaxmed.config.PRECISIONS (this environment has no jaxmed; a test checks)
 
+# `jaxmed bench train-step --model NAME`: image side per model (jaxmed.bench.train_step.MODELS), 1 channel.
+IMAGE_SIZES = {"dcgan128": 128, "vae128": 128, "seed_cnn": 128, "resnet18": 128, "unet64": 64}
+
+# The classifiers' benchmark config (jaxmed.families.classifier.ClassifierConfig's defaults, two classes).
+NUM_CLASSES = 2
+CLASSIFIER_DROPOUT = 0.5  # the config's dropout_rate, before the last dense layer of both classifiers
+RESNET18_WIDTH = 64
+SEED_CNN_FEATURES = (32, 64, 128)
+SEED_CNN_HIDDEN = 128
+CLASSIFIER_OPTIMIZER = {"lr": 1e-3, "b1": 0.9, "b2": 0.999, "weight_decay": 1e-4, "warmup_fraction": 0.05}
+# jaxmed.data.augment.AugmentConfig's defaults: the augmentation inside the classifier's step.
+AUGMENT = {"flip_probability": 0.5, "max_rotation_degrees": 10.0, "scale_range": (0.9, 1.1),
+           "max_translation": 0.04, "noise_std": 0.02}
+
+# The VAE's benchmark config (jaxmed.families.vae.VaeConfig's defaults): DCGAN layers, z of 128.
+VAE_LATENT_DIM = 128
+VAE_KL_WEIGHT = 1.0
+VAE_OPTIMIZER = {"lr": 2e-4, "b1": 0.9, "b2": 0.999}
+
+# The diffusion family's benchmark config (jaxmed.families.diffusion.DiffusionConfig, the "small" U-Net).
+UNET = {"base_features": 32, "channel_multipliers": (1, 2, 2, 2), "num_res_blocks": 1,
+        "attention_resolutions": (16, 8, 4), "head_features": 32, "norm_groups": 8}
+DIFFUSION_TIMESTEPS = 1000
+DIFFUSION_MIN_SNR_GAMMA = 5.0
+DIFFUSION_EMA_DECAY = 0.999
+DIFFUSION_OPTIMIZER = {"lr": 2e-4, "b1": 0.9, "b2": 0.999, "warmup_fraction": 0.05, "clip_norm": 1.0}
+
 
 def _load(relative: str):
     """The module at jaxmed/`relative`.py, loaded from its file (this environment cannot import jaxmed)."""
@@ -44,9 +74,17 @@ host = _load("bench/host")
 output = _load("output")
 
 
-def parse_args(description: str, variants: tuple[str, ...]) -> argparse.Namespace:
-    """The flags every peer takes (the same as `jaxmed bench train-step`'s that apply)."""
+def parse_args(description: str, variants: tuple[str, ...], models: tuple[str, ...] = ("dcgan128",)
+               ) -> argparse.Namespace:
+    """The flags every peer takes (the same as `jaxmed bench train-step`'s that apply).
+
+    Args:
+      description: the peer's one-line description.
+      variants: the peer's ways of running the step (the first is the default).
+      models: the `--model` names the peer implements (the first is the default).
+    """
     parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", choices=models, default=models[0])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps after the first")
@@ -72,10 +110,10 @@ def result(framework: str, variant: str, args: argparse.Namespace, samples: list
     parameters = {**parameters, "total": sum(parameters.values())}
     return {
         "benchmark": "train-step",
-        "model": "dcgan128",
+        "model": args.model,
         "framework": framework,
         "variant": variant,
-        "image_size": IMAGE_SIZE,
+        "image_size": IMAGE_SIZES[args.model],
         "channels": CHANNELS,
         "batch_size": args.batch_size,
         "precision": args.precision,

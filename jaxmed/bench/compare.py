@@ -31,7 +31,7 @@ def compare(results: Sequence[dict]) -> dict:
       {"implementations": {name: {"images_per_s", "step_ms", "runs", "images_per_s_runs", "parameters"}},
        "best_peer", "ratio_jaxmed_over_best_peer", "parameters_match"}; ratio and best peer are
       None when a side is missing. `parameters_match` maps each peer to whether its
-      generator and discriminator parameter counts equal jaxmed's.
+      parameter counts, network by network, equal jaxmed's (the same networks by the same names).
     """
     grouped: dict[str, list[dict]] = {}
     for result in results:
@@ -56,21 +56,30 @@ def compare(results: Sequence[dict]) -> dict:
         ours = implementations[JAXMED]["parameters"] or {}
         for name, entry in peers.items():
             theirs = entry["parameters"] or {}
-            parameters_match[name] = all(ours.get(part) == theirs.get(part) for part in ("generator", "discriminator"))
+            parameters_match[name] = _counts(ours) == _counts(theirs)
     return {"implementations": implementations, "best_peer": best_peer, "ratio_jaxmed_over_best_peer": ratio,
             "parameters_match": parameters_match}
 
 
+def _counts(parameters: dict) -> dict[str, int]:
+    """Parameter counts per network, without the total that some results add (it follows from the parts)."""
+    return {part: count for part, count in parameters.items() if part != "total"}
+
+
+def format_parameters(parameters: dict | None) -> str:
+    """e.g. "generator 2328001, discriminator 705953"."""
+    return ", ".join(f"{part} {count}" for part, count in _counts(parameters or {}).items()) or "?"
+
+
 def format_comparison(comparison: dict) -> str:
     """The comparison as a text table, best first, with the ratio line."""
-    lines = [f"{'implementation':<22s} {'images/s':>9s} {'step ms':>9s} {'runs':>5s}  parameters (G, D)"]
+    lines = [f"{'implementation':<22s} {'images/s':>9s} {'step ms':>9s} {'runs':>5s}  parameters"]
     ranked = sorted(comparison["implementations"].items(), key=lambda item: -item[1]["images_per_s"])
     for name, entry in ranked:
-        parameters = entry["parameters"] or {}
         match = comparison["parameters_match"].get(name)
         flag = "" if match is None else (" (= jaxmed)" if match else " (DIFFERENT from jaxmed)")
         lines.append(f"{name:<22s} {entry['images_per_s']:9.1f} {entry['step_ms']:9.1f} {entry['runs']:5d}  "
-                     f"{parameters.get('generator')}, {parameters.get('discriminator')}{flag}")
+                     f"{format_parameters(entry['parameters'])}{flag}")
     ratio = comparison["ratio_jaxmed_over_best_peer"]
     if ratio is not None:
         lines.append(f"jaxmed / best peer ({comparison['best_peer']}): {ratio:.2f}x")
