@@ -12,7 +12,7 @@
     jaxmed sample --workdir DIR --n N --out DIR [--seed N] [--format png|npz|dcm]
                   [--sampler ddpm|ddim|dpm_solver_2m] [--sampling-steps K] [--guidance S]
     jaxmed evaluate --workdir DIR --out DIR [--data SPEC] [--features DIR] [--feature-steps N] [--n N] [--seed N]
-                    [--max-reference N]
+                    [--max-reference N] [--sampler S] [--sampling-steps K] [--guidance S]
     jaxmed study augmentation --data SPEC --workdir DIR [--seeds N] [--set key=value ...]
     jaxmed data inspect SPEC [--json [FILE]] [--montage FILE] [--image-size N] [--skip-bad]
                      [--set data.KEY=VALUE ...]
@@ -135,21 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--format", choices=("png", "npz", "dcm"), default="png",
                         help="file format: png, npz, or dcm (DICOM Secondary Capture marked synthetic, no patient "
                              "attributes) (default png)")
-    drawing = sample.add_argument_group(
-        "diffusion sampling", "override the run's sampling.* settings (a run that has none refuses them)")
-    drawing.add_argument("--sampler", help="ddpm, ddim or dpm_solver_2m (= sampling.sampler)")
-    drawing.add_argument("--sampling-steps", type=_positive_int,
-                         help="network evaluations of ddim and dpm_solver_2m (= sampling.steps)")
-    drawing.add_argument("--guidance", type=_non_negative_float,
-                         help="classifier-free guidance scale of a conditional model: 0 unconditional, 1 conditional "
-                              "(= sampling.guidance)")
+    _add_drawing_flags(sample)
 
     evaluate = commands.add_parser(
-        "evaluate", help="FID, KID, precision/recall, diversity and memorisation of a trained GAN or VAE",
+        "evaluate", help="FID, KID, precision/recall, diversity and memorisation of a trained generator",
         description="Compare a generator's images with real ones in the features of a model trained on the "
                     "domain's images (a VAE unless --features says otherwise); look for copies of training images. "
                     "Writes OUT/eval.json and OUT/plots/.")
-    evaluate.add_argument("--workdir", required=True, help="a GAN or VAE run directory")
+    evaluate.add_argument("--workdir", required=True, help="a GAN, VAE or diffusion run directory")
     evaluate.add_argument("--out", required=True, help="output folder")
     evaluate.add_argument("--data", help="reference data spec (default: the generator's own source; phantom sources "
                                          "are drawn afresh: unseen patients)")
@@ -164,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", default="best", metavar="best|latest|STEP",
                           help="which checkpoint of the generator (default best; see sample --help)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_drawing_flags(evaluate)
 
     study = commands.add_parser("study", help="run a study")
     study_kinds = study.add_subparsers(dest="kind", required=True, parser_class=_Parser)
@@ -278,8 +272,23 @@ def _study(args: argparse.Namespace) -> None:
           f"{summary['summary']}", file=sys.stderr)
 
 
-# `jaxmed sample` flags that override a restored run's config key ({config key: argparse dest}).
+# `jaxmed sample` and `evaluate` flags that override a restored run's config key ({config key: argparse dest}).
 SAMPLING_FLAGS = {"sampling.sampler": "sampler", "sampling.steps": "sampling_steps", "sampling.guidance": "guidance"}
+
+
+def _add_drawing_flags(parser: argparse.ArgumentParser) -> None:
+    drawing = parser.add_argument_group(
+        "diffusion sampling", "override the run's sampling.* settings (a run that has none refuses them)")
+    drawing.add_argument("--sampler", help="ddpm, ddim or dpm_solver_2m (= sampling.sampler)")
+    drawing.add_argument("--sampling-steps", type=_positive_int,
+                         help="network evaluations of ddim and dpm_solver_2m (= sampling.steps)")
+    drawing.add_argument("--guidance", type=_non_negative_float,
+                         help="classifier-free guidance scale of a conditional model: 0 unconditional, 1 conditional "
+                              "(= sampling.guidance)")
+
+
+def _drawing_settings(args: argparse.Namespace) -> dict:
+    return {key: getattr(args, dest) for key, dest in SAMPLING_FLAGS.items() if getattr(args, dest) is not None}
 
 
 def _sample(args: argparse.Namespace) -> None:
@@ -287,10 +296,9 @@ def _sample(args: argparse.Namespace) -> None:
     from jaxmed.sampling import sample_from_workdir
     from jaxmed.training.restore import parse_checkpoint
 
-    settings = {key: getattr(args, dest) for key, dest in SAMPLING_FLAGS.items() if getattr(args, dest) is not None}
     images, step = sample_from_workdir(args.workdir, args.n, seed=args.seed,
                                        checkpoint=parse_checkpoint(args.checkpoint), class_name=args.class_name,
-                                       settings=settings)
+                                       settings=_drawing_settings(args))
     source = f"{args.workdir} step {step} seed {args.seed}" + (f" class {args.class_name}" if args.class_name else "")
     paths = write_images(images, args.out, args.format, source=source)
     print(f"wrote {args.n} synthetic images to {args.out} ({len(paths)} file(s), checkpoint step {step})",
@@ -305,7 +313,7 @@ def _evaluate(args: argparse.Namespace) -> None:
                                               ("max_reference", args.max_reference)) if value is not None}
     report = evaluate_generator(args.workdir, args.out, data=args.data, features=args.features, n=args.n,
                                 seed=args.seed, checkpoint=parse_checkpoint(args.checkpoint),
-                                progress=not args.no_progress, **options)
+                                settings=_drawing_settings(args), progress=not args.no_progress, **options)
     copying = report["memorization"]["data_copying"]
     print(f"FID {report['fid']:.2f}, KID {report['kid']['mean']:.4f}, precision {report['precision']:.3f}, "
           f"recall {report['recall']:.3f}, copies of training images {report['memorization']['copies']}"

@@ -196,3 +196,19 @@ def test_data_inspect_outputs(tmp_path, capsys):
     assert status == 2 and one_line_error(err) and "the data spec is SPEC" in err
     status, err = run(capsys, "data", "inspect", data, "--set", "data.n=many")
     assert status == 2 and one_line_error(err) and "must be int" in err
+
+
+def test_evaluate_passes_the_drawing_flags(monkeypatch, tmp_path, capsys):
+    seen = {}
+
+    def fake_evaluate(workdir, out, **options):
+        seen.update(options)
+        return {"fid": 1.0, "kid": {"mean": 0.0}, "precision": 0.5, "recall": 0.5,
+                "memorization": {"copies": 0, "data_copying": None}}
+
+    monkeypatch.setattr("jaxmed.evaluation.generators.evaluate_generator", fake_evaluate)
+    assert main(["evaluate", "--workdir", str(tmp_path), "--out", str(tmp_path / "e"), "--sampler", "ddim",
+                 "--sampling-steps", "50"]) == 0
+    assert seen["settings"] == {"sampling.sampler": "ddim", "sampling.steps": 50}
+    assert main(["evaluate", "--workdir", str(tmp_path), "--out", str(tmp_path / "e")]) == 0
+    assert seen["settings"] == {}
