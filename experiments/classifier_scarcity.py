@@ -27,6 +27,7 @@ from jaxmed import host_memory
 from jaxmed.cli import main as jaxmed_main
 
 METRICS = ("accuracy", "recall", "specificity", "f1", "roc_auc")
+RUN_FILE = "scarcity_run.json"  # a finished run's row, kept in its workdir
 
 
 def scarce_subset(folder: Path, class_name: str, count: int, seed: int, root: Path) -> Path:
@@ -70,6 +71,9 @@ def main() -> int:
         for seed in range(args.seeds):
             subset = scarce_subset(args.folder, args.class_name, count, seed, args.workdir / "data")
             workdir = args.workdir / subset.name
+            if (workdir / RUN_FILE).is_file():  # finished by an earlier call: its row, wall time included
+                runs.append(json.loads((workdir / RUN_FILE).read_text()))
+                continue
             started = time.perf_counter()
             command = ["train", "classifier", "--data", str(subset), "--workdir", str(workdir), "--seed", str(seed),
                        "--no-progress", *(f"--set={item}" for item in args.set)]
@@ -82,6 +86,7 @@ def main() -> int:
                          "intervals": {name: [intervals[name]["low"], intervals[name]["high"]] for name in METRICS},
                          "best_epoch": report["best_epoch"], "epochs_trained": report["epochs_trained"],
                          "split_sizes": report["split_sizes"]})
+            (workdir / RUN_FILE).write_text(json.dumps(runs[-1]) + "\n")
             print(json.dumps(runs[-1]), flush=True)
     args.json.write_text(json.dumps({"experiment": "classifier_scarcity", "folder_class": args.class_name,
                                      "settings": args.set, "runs": runs}, indent=1) + "\n")
