@@ -178,7 +178,6 @@ class ClassifierConfig(RunConfig):
     # Before format 2, checkpoint.every counted epochs and eval.n was the bootstrap resamples.
     MIGRATIONS: typing.ClassVar[dict[str, str | None]] = {
         "checkpoint.every": None, "eval.every": None, "eval.n": "eval.bootstrap_resamples"}
-    LEGACY_VALUES: typing.ClassVar[dict[str, Any]] = {"ema_decay": 0.0}
 
     def __post_init__(self):
         super().__post_init__()

@@ -1,12 +1,9 @@
 """Moving averages of weights: the shared update rule, and the classifier's averaged weights."""
 
-import json
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmed import config as config_lib
 from jaxmed.families.classifier import FAMILY as CLASSIFIER
 from jaxmed.families.classifier import AveragedClassifierState, ClassifierConfig
 from jaxmed.training import averaging, runner
@@ -35,10 +32,3 @@ def test_the_classifier_validates_keeps_and_tests_its_averaged_weights(tmp_path)
     assert all(np.array_equal(best, average) for best, average in zip(leaves(state.best_params),
                                                                         leaves(state.ema_params)))
     assert not all(np.array_equal(best, live) for best, live in zip(leaves(state.best_params), leaves(state.params)))
-
-
-def test_runs_saved_before_averaging_existed_resume_without_it(tmp_path):
-    saved = config_lib.to_dict(ClassifierConfig.tiny(ema_decay=0.99))
-    del saved["ema_decay"]
-    (tmp_path / "config.json").write_text(json.dumps(saved))
-    assert config_lib.load(ClassifierConfig, tmp_path / "config.json").ema_decay == 0.0

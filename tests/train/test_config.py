@@ -52,3 +52,11 @@ def test_conv_backend_resolves_over_the_run_mesh(monkeypatch):
         base.OneDnnUnavailable("no C++ compiler")))
     with pytest.raises(UsageError, match="conv_backend=onednn: no C\\+\\+ compiler"):
         base.conv_backend(GanConfig.tiny(conv_backend="onednn"))
+
+
+def test_a_saved_config_without_a_newer_key_takes_its_legacy_value():
+    # eval.fid (default true) came after some GAN runs: their configs lack it and must not start measuring.
+    saved = config_lib.to_dict(GanConfig())
+    assert config_lib.from_dict(GanConfig, saved).eval.fid is True
+    del saved["eval"]["fid"]
+    assert config_lib.from_dict(GanConfig, saved).eval.fid is False
