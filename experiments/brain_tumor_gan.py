@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from jaxmed import host_memory
+from jaxmed.cli import key_value
 from jaxmed.cli import main as jaxmed_main
 
 SEED_EXPERIMENT = {"data.spec": "phantom:brain", "class_name": "tumor", "data.n": 2000,
@@ -37,14 +38,13 @@ SAMPLES = 16
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True)
-    parser.add_argument("--cpu-demo", action="store_true", help="CPU-sized settings (a few minutes on 2 cores)")
+    parser.add_argument("--cpu-demo", action="store_true", help="CPU-sized settings (about 10 minutes on 2 cores)")
     parser.add_argument("--vae", action="store_true", help="train the VAE instead of the DCGAN")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    parser.add_argument("--set", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field")
     args = parser.parse_args()
 
-    if any("=" not in item for item in args.set):
-        parser.error("--set takes KEY=VALUE")
-    requested = dict(item.split("=", 1) for item in args.set)
+    requested = dict(args.set)
     settings = {**SEED_EXPERIMENT, **(CPU_DEMO if args.cpu_demo else {}), **requested}
     overrides = [f"--set={key}={value}" for key, value in settings.items()]
     started = time.perf_counter()

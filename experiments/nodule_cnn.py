@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from jaxmed import host_memory
+from jaxmed.cli import key_value
 from jaxmed.cli import main as jaxmed_main
 
 SETTINGS = {"data.spec": "phantom:lung", "data.n": 3000, "model": "seed_cnn", "image_size": 64, "epochs": 15}
@@ -25,11 +26,10 @@ SETTINGS = {"data.spec": "phantom:lung", "data.n": 3000, "model": "seed_cnn", "i
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    parser.add_argument("--set", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field")
     args = parser.parse_args()
-    if any("=" not in item for item in args.set):
-        parser.error("--set takes KEY=VALUE")
-    requested = dict(item.split("=", 1) for item in args.set)
+    requested = dict(args.set)
     settings = [f"--set={key}={value}" for key, value in {**SETTINGS, **requested}.items()]
     status = jaxmed_main(["train", "classifier", "--workdir", args.workdir, *settings])
     if status:

@@ -86,7 +86,8 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _key_value(text: str) -> tuple[str, str]:
+def key_value(text: str) -> tuple[str, str]:
+    """An argparse type for `--set KEY=VALUE` (also used by the experiment scripts): (key, value)."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
@@ -179,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_common_run_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--set", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set optimizer.lr=1e-4 (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_skip_bad_flag(parser)
@@ -208,7 +209,7 @@ def _add_data_parsers(commands) -> None:
     inspect.add_argument("--montage", metavar="FILE", help="write a PNG of example images, one row per class")
     inspect.add_argument("--image-size", type=_positive_int, default=64,
                          help="preprocess to this size before looking for duplicates (default 64)")
-    inspect.add_argument("--set", type=_key_value, action="append", default=[], metavar="data.KEY=VALUE",
+    inspect.add_argument("--set", type=key_value, action="append", default=[], metavar="data.KEY=VALUE",
                          help="a data option, e.g. --set data.window=brain or --set data.n=500 (repeatable)")
     _add_skip_bad_flag(inspect)
 

@@ -226,7 +226,8 @@ def diffusion_train_step(definition: DiffusionDefinition, state: DiffusionState,
     params = optax.apply_updates(state.params, updates)
     step = state.step + 1
     new_state = state.replace(step=step, key=jax.random.key_data(key), params=params,
-                              ema_params=averaging.update(state.ema_params, params, step, definition.ema_decay), opt=opt)
+                              ema_params=averaging.update(state.ema_params, params, step, definition.ema_decay),
+                              opt=opt)
     return new_state, metrics
 
 

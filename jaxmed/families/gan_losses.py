@@ -64,7 +64,8 @@ def microbatch_losses(settings: Regularisation, loss: str, generator: nnx.Module
                       frozen_discriminator: nnx.Module | None, real: jax.Array, z: jax.Array,
                       labels: jax.Array | None, key: jax.Array | None, p: jax.Array | float,
                       anchors: tuple[jax.Array, jax.Array] | None, r1_due: jax.Array | None,
-                      strength: jax.Array | float = 1.0) -> tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array, dict[str, jax.Array]]]:
+                      strength: jax.Array | float = 1.0
+                      ) -> tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array, dict[str, jax.Array]]]:
     """(D's loss, G's loss) on one microbatch, and (real logits, fake logits, regulariser metrics).
 
     Args:

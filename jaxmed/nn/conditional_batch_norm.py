@@ -5,10 +5,10 @@ normalisation layers: activations are normalised with the batch's statistics (sh
 by all classes) and then scaled and shifted by `gain[y]` and `bias[y]`, rows of
 per-class tables. The gains start at 1 and the biases at 0, so a fresh layer is a
 plain BatchNorm; `strength` scales the class term's departure from that (0: the class is
-ignored), for conditioning phased in during training. Statistics and modes follow `jaxmed.nn.BatchNorm`: the training-mode
-normalisation is `jaxmed.nn.batch_norm` (its fast gradient, oneDNN sums with
-`one_pass_sums`), running averages `mean` and `var` are `nnx.BatchStat`s updated with
-`momentum`, and `model.eval()` switches to them.
+ignored), for conditioning phased in during training. Statistics and modes follow
+`jaxmed.nn.BatchNorm`: the training-mode normalisation is `jaxmed.nn.batch_norm` (its fast
+gradient, oneDNN sums with `one_pass_sums`), running averages `mean` and `var` are
+`nnx.BatchStat`s updated with `momentum`, and `model.eval()` switches to them.
 """
 
 from __future__ import annotations
