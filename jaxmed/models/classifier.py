@@ -148,7 +148,7 @@ class SeedCNN(nnx.Module):
         self.convs = nnx.List([_conv(f_in, f_out, 3, 1, dtype, conv_backend, rngs)
                                for f_in, f_out in zip(features[:-1], features[1:])])
         self.norms = nnx.List([_batch_norm(f, dtype, conv_backend, rngs) for f in features[1:]])
-        self.pool = MaxPool((2, 2), (2, 2), "VALID")  # eq. 2
+        self.pool = MaxPool((2, 2), (2, 2), "VALID", use_kernel=(conv_backend == "onednn"))  # eq. 2
         self.flatten_size = seed_cnn_flatten_size(image_size, features[1:])
         self.hidden = nnx.Linear(self.flatten_size, hidden_features, dtype=dtype, rngs=rngs)
         self.dropout = _dropout(dropout_rate, rngs) if dropout_rate > 0 else None
@@ -246,7 +246,7 @@ class ResNet18(nnx.Module):
             self.stem = _conv(channels, width, 3, 1, dtype, conv_backend, rngs)
         else:
             self.stem = _conv(channels, width, 7, 2, dtype, conv_backend, rngs)
-            self.stem_pool = MaxPool((3, 3), (2, 2), ((1, 1), (1, 1)))  # padding never wins the max
+            self.stem_pool = MaxPool((3, 3), (2, 2), ((1, 1), (1, 1)), use_kernel=(conv_backend == "onednn"))
         self.stem_norm = _batch_norm(width, dtype, conv_backend, rngs)
         blocks = []
         in_features = width

@@ -53,7 +53,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmed.nn import ConvBackend, conv_general_dilated_for, mixed_precision_dtypes, resolve_conv_backend
+from jaxmed.nn import ConvBackend, GroupNorm, conv_general_dilated_for, mixed_precision_dtypes, resolve_conv_backend
 
 TIME_SCALE = 1000.0  # t in [0, 1] is embedded as TIME_SCALE * t (the range of DDPM step indices)
 MAX_PERIOD = 10000.0  # the longest wavelength of the sinusoidal embedding (Vaswani et al.)
@@ -90,6 +90,7 @@ class _Convs:
         self.dtype = dtype
         self.outputs, _ = mixed_precision_dtypes(dtype, backend)
         self.conv_general_dilated = conv_general_dilated_for(backend)
+        self.one_pass_sums = backend == "onednn"
         self.rngs = rngs
 
     def __call__(self, in_features: int, out_features: int, kernel: int = 3, stride: int = 1,
@@ -100,9 +101,10 @@ class _Convs:
                         conv_general_dilated=self.conv_general_dilated, rngs=self.rngs, **extra)
 
 
-def _group_norm(features: int, groups: int, rngs: nnx.Rngs) -> nnx.GroupNorm:
+def _group_norm(features: int, groups: int, one_pass_sums: bool, rngs: nnx.Rngs) -> GroupNorm:
     # float32 statistics: bfloat16 means and variances over up to 64x64 pixels lose precision.
-    return nnx.GroupNorm(features, num_groups=groups, epsilon=1e-5, dtype=jnp.float32, rngs=rngs)
+    return GroupNorm(features, num_groups=groups, epsilon=1e-5, dtype=jnp.float32, one_pass_sums=one_pass_sums,
+                     rngs=rngs)
 
 
 class ResBlock(nnx.Module):
@@ -118,10 +120,10 @@ class ResBlock(nnx.Module):
 
     def __init__(self, in_features: int, out_features: int, embedding_features: int, norm_groups: int,
                  convs: _Convs, rngs: nnx.Rngs):
-        self.norm1 = _group_norm(in_features, norm_groups, rngs)
+        self.norm1 = _group_norm(in_features, norm_groups, convs.one_pass_sums, rngs)
         self.conv1 = convs(in_features, out_features)
         self.embedding = nnx.Linear(embedding_features, out_features, dtype=convs.dtype, rngs=rngs)
-        self.norm2 = _group_norm(out_features, norm_groups, rngs)
+        self.norm2 = _group_norm(out_features, norm_groups, convs.one_pass_sums, rngs)
         self.conv2 = convs(out_features, out_features, zero=True)
         self.skip = convs(in_features, out_features, kernel=1) if in_features != out_features else None
         self.dtype = convs.dtype or jnp.float32
@@ -143,13 +145,15 @@ class SelfAttention(nnx.Module):
       norm_groups: GroupNorm groups.
       dtype: computation dtype (None: float32).
       rngs: parameter initialisation keys.
+      one_pass_sums: GroupNorm's sums by oneDNN (see `jaxmed.nn.group_norm`).
     """
 
-    def __init__(self, features: int, head_features: int, norm_groups: int, dtype, rngs: nnx.Rngs):
+    def __init__(self, features: int, head_features: int, norm_groups: int, dtype, rngs: nnx.Rngs,
+                 one_pass_sums: bool = False):
         self.num_heads = max(features // head_features, 1)
         if features % self.num_heads:
             raise ValueError(f"attention channels {features} are not divisible into {self.num_heads} heads")
-        self.norm = _group_norm(features, norm_groups, rngs)
+        self.norm = _group_norm(features, norm_groups, one_pass_sums, rngs)
         self.qkv = nnx.Linear(features, 3 * features, dtype=dtype, rngs=rngs)
         self.out = nnx.Linear(features, features, kernel_init=ZERO_INIT, dtype=dtype, rngs=rngs)
         self.dtype = dtype or jnp.float32
@@ -171,7 +175,8 @@ class _Level(nnx.Module):
                  head_features: int, norm_groups: int, convs: _Convs, rngs: nnx.Rngs):
         self.blocks = nnx.List([ResBlock(f, out_features, embedding_features, norm_groups, convs, rngs)
                                 for f in features_in])
-        self.attentions = nnx.List([SelfAttention(out_features, head_features, norm_groups, convs.dtype, rngs)
+        self.attentions = nnx.List([SelfAttention(out_features, head_features, norm_groups, convs.dtype, rngs,
+                                                  convs.one_pass_sums)
                                     for _ in features_in] if attention else [])
 
 
@@ -241,7 +246,7 @@ class UNet(nnx.Module):
         self.downsamples = nnx.List(downsamples)
 
         self.middle1 = ResBlock(width, width, embedding_features, norm_groups, convs, rngs)
-        self.middle_attention = SelfAttention(width, head_features, norm_groups, dtype, rngs)
+        self.middle_attention = SelfAttention(width, head_features, norm_groups, dtype, rngs, convs.one_pass_sums)
         self.middle2 = ResBlock(width, width, embedding_features, norm_groups, convs, rngs)
 
         up, upsamples = [], []
@@ -257,7 +262,7 @@ class UNet(nnx.Module):
         self.up = nnx.List(up)
         self.upsamples = nnx.List(upsamples)
 
-        self.out_norm = _group_norm(width, norm_groups, rngs)
+        self.out_norm = _group_norm(width, norm_groups, convs.one_pass_sums, rngs)
         self.out_conv = convs(width, out_channels or in_channels, zero=True)
         self.dtype = dtype or jnp.float32
 

@@ -12,7 +12,10 @@
 //   jaxmed_onednn_conv2d_forward          y  = conv(x, w)
 //   jaxmed_onednn_conv2d_backward_data    dx = conv^T(dy, w)     (also: transposed conv)
 //   jaxmed_onednn_conv2d_backward_weights dw = d conv / dw (x, dy)
-//   jaxmed_channel_sums                   [sum(a), sum(a * b)] per channel (BatchNorm's sums)
+//   jaxmed_channel_sums                   [sum(a), sum(a * b)] per channel (BatchNorm's sums),
+//                                         or per image and channel (GroupNorm's)
+//   jaxmed_max_pool_forward               y, where = max pooling and its argmax (max_pool.h)
+//   jaxmed_max_pool_backward              dx = its gradient
 //
 // Attributes: stride_h, stride_w, pad_top, pad_left (low padding). The high
 // padding follows from the shapes. Operands are float32, or bfloat16 with a
@@ -41,6 +44,7 @@
 #include <tuple>
 #include <vector>
 
+#include "max_pool.h"
 #include "narrow_conv.h"
 #include "weight_gradient.h"
 #include "winograd.h"
@@ -619,7 +623,9 @@ ffi::Future Guarded(const char* what, F&& f) {
 
 // Per-channel [sum(a), sum(a * b)] of two (rows, channels) float32 arrays in one read of
 // each: BatchNorm's statistics (a = b = x) and gradient sums (a = dy, b = x). XLA makes
-// each sum its own reduction over the activations, a full read apiece.
+// each sum its own reduction over the activations, a full read apiece. Arrays of shape
+// (images, rows, channels) give the sums per image and channel, (2, images, channels):
+// GroupNorm's, which it then adds up over each group's channels.
 // Sums run in float32 over blocks of 256 rows, then in double.
 constexpr int64_t kSumBlockRows = 256;
 
@@ -633,30 +639,50 @@ __attribute__((target_clones("avx512f", "avx2,fma", "default"))) void SumRows(co
   }
 }
 
+// Adds [sum(a), sum(a * b)] of `rows` rows to total[0:channels], total[channels:2 * channels].
+void AddSums(const float* a, const float* b, int64_t rows, int64_t channels, double* total) {
+  std::vector<float> block(2 * channels);
+  for (int64_t r = 0; r < rows; r += kSumBlockRows) {
+    std::fill(block.begin(), block.end(), 0.0f);
+    SumRows(a + r * channels, b + r * channels, std::min(kSumBlockRows, rows - r), channels, block.data(),
+            block.data() + channels);
+    for (int64_t i = 0; i < 2 * channels; ++i) total[i] += block[i];
+  }
+}
+
 ffi::Future ChannelSums(ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b, ffi::ResultBuffer<ffi::F32> sums,
                         ffi::ThreadPool pool) {
   constexpr const char* what = "channel sums";
   return Guarded(what, [&] {
-    const int64_t channels = a.dimensions().back(), rows = a.element_count() / channels;
-    if (b.element_count() != a.element_count() || static_cast<int64_t>(sums->element_count()) != 2 * channels) {
-      throw std::invalid_argument("a, b and the (2, channels) result do not match");
+    const auto dims = a.dimensions();
+    const int64_t channels = dims.back(), images = dims.size() == 3 ? dims[0] : 1;
+    const int64_t rows = a.element_count() / channels / images;
+    if (b.element_count() != a.element_count() ||
+        static_cast<int64_t>(sums->element_count()) != 2 * images * channels) {
+      throw std::invalid_argument("a, b and the (2, [images,] channels) result do not match");
     }
     const float *a_data = a.typed_data(), *b_data = b.typed_data();
     float* result = sums->typed_data();
+    if (images > 1) {  // one part of the images per thread, each image's sums its own
+      return RunInParts(pool, what, images, [=](int64_t first, int64_t count, int) {
+        std::vector<double> total(2 * channels);
+        for (int64_t image = first; image < first + count; ++image) {
+          std::fill(total.begin(), total.end(), 0.0);
+          AddSums(a_data + image * rows * channels, b_data + image * rows * channels, rows, channels, total.data());
+          for (int64_t c = 0; c < channels; ++c) {
+            result[image * channels + c] = static_cast<float>(total[c]);
+            result[(images + image) * channels + c] = static_cast<float>(total[channels + c]);
+          }
+        }
+      });
+    }
     auto partials = std::make_shared<std::vector<std::vector<double>>>(PartCount(pool, rows),
                                                                        std::vector<double>(2 * channels));
     return RunInParts(
         pool, what, rows,
         [=](int64_t first, int64_t part_rows, int part) {
-          std::vector<float> block(2 * channels);
-          std::vector<double>& total = (*partials)[part];
-          for (int64_t r = 0; r < part_rows; r += kSumBlockRows) {
-            std::fill(block.begin(), block.end(), 0.0f);
-            const int64_t offset = (first + r) * channels;
-            SumRows(a_data + offset, b_data + offset, std::min(kSumBlockRows, part_rows - r), channels, block.data(),
-                    block.data() + channels);
-            for (int64_t i = 0; i < 2 * channels; ++i) total[i] += block[i];
-          }
+          AddSums(a_data + first * channels, b_data + first * channels, part_rows, channels,
+                  (*partials)[part].data());
         },
         [=] {
           for (int64_t i = 0; i < 2 * channels; ++i) {
@@ -665,6 +691,55 @@ ffi::Future ChannelSums(ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b, ffi::R
             result[i] = static_cast<float>(sum);
           }
         });
+  });
+}
+
+pooling::Window MakeWindow(ffi::Span<const int64_t> in, ffi::Span<const int64_t> out,
+                           int64_t window_h, int64_t window_w, int64_t stride_h, int64_t stride_w, int64_t pad_top,
+                           int64_t pad_left) {
+  if (in.size() != 4 || out.size() != 4 || in[0] != out[0] || in[3] != out[3]) {
+    throw std::invalid_argument("input and output must be NHWC of one batch and channel count");
+  }
+  if (window_h * window_w > 256 || pad_top >= window_h || pad_left >= window_w || stride_h < 1 || stride_w < 1) {
+    throw std::invalid_argument("window of at most 256 positions, pads smaller than the window, strides >= 1");
+  }
+  return {in[1], in[2], in[3], out[1], out[2], window_h, window_w, stride_h, stride_w, pad_top, pad_left};
+}
+
+ffi::Future MaxPoolForward(ffi::Buffer<ffi::F32> x, ffi::ResultBuffer<ffi::F32> y, ffi::ResultBuffer<ffi::U8> where,
+                           int64_t window_h, int64_t window_w, int64_t stride_h, int64_t stride_w, int64_t pad_top,
+                           int64_t pad_left, ffi::ThreadPool pool) {
+  constexpr const char* what = "max pool forward";
+  return Guarded(what, [&] {
+    const pooling::Window w =
+        MakeWindow(x.dimensions(), y->dimensions(), window_h, window_w, stride_h, stride_w, pad_top, pad_left);
+    const float* in = x.typed_data();
+    float* out = y->typed_data();
+    uint8_t* positions = where->typed_data();
+    const int64_t in_image = w.height * w.width * w.channels, out_image = w.out_height * w.out_width * w.channels;
+    return RunInParts(pool, what, x.dimensions()[0], [=](int64_t first, int64_t images, int) {
+      std::vector<float> scratch(w.channels);
+      pooling::MaxPoolForward(w, images, in + first * in_image, out + first * out_image,
+                              positions + first * out_image, scratch.data());
+    });
+  });
+}
+
+ffi::Future MaxPoolBackward(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::U8> where, ffi::ResultBuffer<ffi::F32> dx,
+                            int64_t window_h, int64_t window_w, int64_t stride_h, int64_t stride_w, int64_t pad_top,
+                            int64_t pad_left, ffi::ThreadPool pool) {
+  constexpr const char* what = "max pool backward";
+  return Guarded(what, [&] {
+    const pooling::Window w =
+        MakeWindow(dx->dimensions(), dy.dimensions(), window_h, window_w, stride_h, stride_w, pad_top, pad_left);
+    const float* gradient = dy.typed_data();
+    const uint8_t* positions = where.typed_data();
+    float* out = dx->typed_data();
+    const int64_t in_image = w.height * w.width * w.channels, out_image = w.out_height * w.out_width * w.channels;
+    return RunInParts(pool, what, dy.dimensions()[0], [=](int64_t first, int64_t images, int) {
+      pooling::MaxPoolBackward(w, images, gradient + first * out_image, positions + first * out_image,
+                               out + first * in_image);
+    });
   });
 }
 
@@ -724,4 +799,28 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxmed_channel_sums, ChannelSums,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ctx<ffi::ThreadPool>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxmed_max_pool_forward, MaxPoolForward,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::U8>>()
+                                  .Attr<int64_t>("window_h")
+                                  .Attr<int64_t>("window_w")
+                                  .Attr<int64_t>("stride_h")
+                                  .Attr<int64_t>("stride_w")
+                                  .Attr<int64_t>("pad_top")
+                                  .Attr<int64_t>("pad_left")
+                                  .Ctx<ffi::ThreadPool>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxmed_max_pool_backward, MaxPoolBackward,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::U8>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("window_h")
+                                  .Attr<int64_t>("window_w")
+                                  .Attr<int64_t>("stride_h")
+                                  .Attr<int64_t>("stride_w")
+                                  .Attr<int64_t>("pad_top")
+                                  .Attr<int64_t>("pad_left")
                                   .Ctx<ffi::ThreadPool>());

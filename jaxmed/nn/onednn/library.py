@@ -54,8 +54,10 @@ FAILURE_NAME = "FAILED"
 LOG_NAME = "build.log"
 LOCK_NAME = "build.lock"
 TARGETS = ("forward", "backward_data", "backward_weights")
-#: The per-channel sums kernel BatchNorm uses beside the convolutions (`jaxmed.nn.onednn.sums`).
+#: The per-channel sums kernel BatchNorm and GroupNorm use beside the convolutions (`jaxmed.nn.onednn.sums`).
 SUMS_TARGET = "jaxmed_channel_sums"
+#: Max pooling and its gradient (`jaxmed.nn.onednn.max_pool`).
+MAX_POOL_TARGETS = ("jaxmed_max_pool_forward", "jaxmed_max_pool_backward")
 DEFAULT_TIMEOUT_S = 300.0
 #: How long `$CXX --version` may take: it only prints, so a compiler that hangs here is broken.
 VERSION_TIMEOUT_S = 60.0
@@ -276,7 +278,7 @@ def _load_once() -> Path | OneDnnUnavailable:
         return error
     except OSError as error:
         return OneDnnUnavailable(f"cannot load the oneDNN kernels: {error}")
-    for name in [*map(target_name, TARGETS), SUMS_TARGET]:
+    for name in [*map(target_name, TARGETS), SUMS_TARGET, *MAX_POOL_TARGETS]:
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(library, name)), platform="cpu")
     return path
 
