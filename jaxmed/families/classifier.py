@@ -146,6 +146,9 @@ class ClassifierConfig(RunConfig):
       class_weighting: "balanced" weights the loss by inverse class frequency, so a rare
         class counts as much as a common one (on balanced data the weights are all 1).
       augment: classic augmentation (flips, small rotations and scaling, noise) during training.
+      augment_intensity: with `augment`, also jitter each image's brightness by up to +-v (in
+        [-1, 1] units) and its contrast by a factor in [1 - v, 1 + v]: for test images acquired
+        differently from the training ones; 0 turns it off.
       ema_decay: decay of the weights' moving average (`jaxmed.training.averaging`) that is
         validated, kept and tested instead of the last step's weights; 0 turns it off.
       cv: cross-validation, for small data sets (see `CrossValidationConfig`).
@@ -161,6 +164,7 @@ class ClassifierConfig(RunConfig):
     epochs: int = 100
     class_weighting: str = "balanced"
     augment: bool = True
+    augment_intensity: float = 0.0
     ema_decay: float = 0.0
     data: DataOptions = DataOptions(spec="phantom:lung")
     split: SplitConfig = SplitConfig()
@@ -185,6 +189,7 @@ class ClassifierConfig(RunConfig):
         require(self.width >= 1 and 0 <= self.dropout_rate < 1, "width must be positive, dropout_rate in [0, 1)")
         require(self.epochs >= 1, "epochs must be at least 1")
         require(0.0 <= self.ema_decay < 1.0, "ema_decay must be in [0, 1)")
+        require(0.0 <= self.augment_intensity < 1.0, "augment_intensity must be in [0, 1)")
         require(self.class_weighting in CLASS_WEIGHTINGS,
                 f"class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)}")
 
@@ -324,6 +329,13 @@ class ClassifierDefinition:
     ema_decay: float = 0.0
 
 
+def _augmentation(config: ClassifierConfig) -> AugmentConfig | None:
+    """The training split's on-device augmentation, or None without `augment`."""
+    if not config.augment:
+        return None
+    return AugmentConfig(brightness=config.augment_intensity, contrast=config.augment_intensity)
+
+
 def _build(config: ClassifierConfig, num_classes: int, key: jax.Array) -> nnx.Module:
     params_key, dropout_key = jax.random.split(key)
     return build_classifier(config.model, config.image_size, config.channels, num_classes,
@@ -424,7 +436,7 @@ class ClassifierFamily(Family):
         weights = np.ones(num_classes, np.float32) if weights is None else weights
         return ClassifierDefinition(model=nnx.graphdef(model),
                                     optimizer=build_optimizer(config.optimizer, task.total_steps),
-                                    augment=AugmentConfig() if config.augment else None, num_classes=num_classes,
+                                    augment=_augmentation(config), num_classes=num_classes,
                                     class_weights=tuple(float(w) for w in weights),
                                     accumulate_steps=config.accumulate_steps, ema_decay=config.ema_decay)
 
