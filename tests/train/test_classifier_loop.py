@@ -52,3 +52,17 @@ def test_works_on_a_folder_of_class_subfolders(tmp_path):
     assert report["class_names"] == ["no", "yes"]
     assert report["n"] == report["split_sizes"]["test"] > 0
     assert report["accuracy"] > 0.5  # the classes differ in brightness: better than chance
+
+
+def test_augment_intensity_adds_brightness_and_contrast_jitter_to_the_training_augmentation():
+    from jaxmed.data.augment import AugmentConfig
+    from jaxmed.errors import UsageError
+    from jaxmed.families.base import Task
+
+    task = Task(class_names=("a", "b"), total_steps=10)
+    jittered = CLASSIFIER.definition(ClassifierConfig.tiny(augment_intensity=0.2), task).augment
+    assert jittered == AugmentConfig(brightness=0.2, contrast=0.2)
+    assert CLASSIFIER.definition(ClassifierConfig.tiny(), task).augment == AugmentConfig()
+    assert CLASSIFIER.definition(ClassifierConfig.tiny(augment=False, augment_intensity=0.2), task).augment is None
+    with pytest.raises((UsageError, ValueError), match="augment_intensity"):
+        ClassifierConfig.tiny(augment_intensity=1.0)
