@@ -3,7 +3,7 @@
 // Deliberately no include guard. The including namespace provides, besides the vocabulary,
 // kRows x kVectors: the register tile of the products (tiles by kVectors * kLanes outputs).
 //
-// An n x n array of "transformed" values (n = kTile + 1) is stored as n^2 planes, value
+// An n x n array of "transformed" values (n = kTile + kTaps - 1) is stored as n^2 planes, value
 // (alpha, beta) in plane n alpha + beta, the planes `plane` floats apart.
 
 constexpr int kBlock = kVectors * kLanes;  // output depth per product pass
@@ -38,9 +38,11 @@ inline void Sandwich(const float (&m)[kOut][kIn], const Vec (&x)[kIn][kIn], Vec 
     for (int s = 0; s < kOut; ++s) out[r][s] = Combine(m[s], [&](int i) { return half[r][i]; });
 }
 
-// The tiles of a plan: kTile x kTile output super-pixels each, image by image, row by row.
-template <int kTile>
+// The tiles of a plan: kTile x kTile output super-pixels each, image by image, row by row, for a
+// kTaps x kTaps kernel (each tile reads kSide x kSide inputs).
+template <int kTile, int kTaps = 2>
 struct Tiles {
+  static constexpr int kSide = kTile + kTaps - 1;
   explicit Tiles(const Plan& plan)
       : rows((plan.rows + kTile - 1) / kTile),
         cols((plan.cols + kTile - 1) / kTile),
@@ -57,10 +59,10 @@ struct Tiles {
 
 // B^T d B for tiles [t0, t0 + count): V[xi][t][in_depth], planes block * in_depth apart.
 // source(n, p, q, g) points at group g of input super-pixel (p, q) of image n, or at zeros.
-template <int kTile, typename Source>
-void TransformInputs(const Plan& plan, const Tiles<kTile>& tiles, const Source& source, int64_t t0, int64_t count,
-                     int64_t block, float* v) {
-  constexpr int n = kTile + 1;
+template <int kTile, int kTaps, typename Source>
+void TransformInputs(const Plan& plan, const Tiles<kTile, kTaps>& tiles, const Source& source, int64_t t0,
+                     int64_t count, int64_t block, float* v) {
+  constexpr int n = kTile + kTaps - 1;
   const int64_t in_depth = plan.in_depth(), plane = block * in_depth;
   for (int64_t t = 0; t < count; ++t) {
     int64_t image, p0, q0;
@@ -74,7 +76,7 @@ void TransformInputs(const Plan& plan, const Tiles<kTile>& tiles, const Source& 
         Vec x[n][n], transformed[n][n];
         for (int r = 0; r < n; ++r)
           for (int s = 0; s < n; ++s) x[r][s] = Load(d[r][s] + i);
-        Sandwich(Matrices<kTile>::kBT, x, transformed);
+        Sandwich(Matrices<kTile, kTaps>::kBT, x, transformed);
         for (int r = 0; r < n; ++r)
           for (int s = 0; s < n; ++s) Store(out + (n * r + s) * plane + i, transformed[r][s]);
       }
@@ -83,13 +85,13 @@ void TransformInputs(const Plan& plan, const Tiles<kTile>& tiles, const Source& 
 }
 
 // The kTile x kTile outputs A^T m A of the transformed values at m (planes `plane` apart).
-template <int kTile>
+template <int kTile, int kTaps>
 inline void Contract(const float* m, int64_t plane, Vec (&y)[kTile][kTile]) {
-  constexpr int n = kTile + 1;
+  constexpr int n = kTile + kTaps - 1;
   Vec x[n][n];
   for (int r = 0; r < n; ++r)
     for (int s = 0; s < n; ++s) x[r][s] = Load(m + (n * r + s) * plane);
-  Sandwich(Matrices<kTile>::kAT, x, y);
+  Sandwich(Matrices<kTile, kTaps>::kAT, x, y);
 }
 
 // Runs f(std::integral_constant<int, rows>) for 1 <= rows <= kRowsHere: one call site for a
@@ -143,10 +145,10 @@ inline void OuterProducts(const float* v, int64_t v_stride, const float* yhat, i
 // in blocks: each block's inputs transformed, its products M[xi][t][out_depth] = V U, M
 // transformed into the outputs. sink(n, p, q, g) points at group g of output super-pixel
 // (p, q), or is null where the output is cropped.
-template <int kTile, typename Source, typename Sink>
+template <int kTile, int kTaps = 2, typename Source, typename Sink>
 void Correlate(const Plan& plan, const float* u, const Source& source, const Sink& sink) {
   const int64_t in_depth = plan.in_depth(), out_depth = plan.out_depth();
-  const Tiles<kTile> tiles(plan);
+  const Tiles<kTile, kTaps> tiles(plan);
   const int64_t block = plan.TilesPerBlock(kRows);
   float* const v = ThreadBuffer(kTiles, plan.planes() * block * (in_depth + out_depth));
   float* const m = v + plan.planes() * block * in_depth;
@@ -175,7 +177,7 @@ void Correlate(const Plan& plan, const float* u, const Source& source, const Sin
           for (int s = 0; s < kTile; ++s) y[r][s] = sink(n, p0 + r, q0 + s, g);
         for (int64_t o = 0; o < plan.out_width; o += kLanes) {
           Vec out[kTile][kTile];
-          Contract<kTile>(m + t * out_depth + g * plan.out_width + o, block * out_depth, out);
+          Contract<kTile, kTaps>(m + t * out_depth + g * plan.out_width + o, block * out_depth, out);
           for (int r = 0; r < kTile; ++r)
             for (int s = 0; s < kTile; ++s)
               if (y[r][s]) Store(y[r][s] + o, out[r][s]);
@@ -189,12 +191,14 @@ void Correlate(const Plan& plan, const float* u, const Source& source, const Sin
 // w[2u + a][2v + b].
 constexpr int64_t SuperTap(int64_t ab, int64_t u, int64_t v) { return 4 * (2 * u + ab / 2) + 2 * v + ab % 2; }
 
-// G g G^T of the 2x2 taps at g + offset[u][v] (a kernel row each).
-template <int kTile>
-inline void ExpandTaps(const float* g, const int64_t (&offset)[2][2], Vec (&out)[kTile + 1][kTile + 1]) {
-  const Vec taps[2][2] = {{Load(g + offset[0][0]), Load(g + offset[0][1])},
-                          {Load(g + offset[1][0]), Load(g + offset[1][1])}};
-  Sandwich(Matrices<kTile>::kG, taps, out);
+// G g G^T of the kTaps x kTaps taps at g + offset[u][v] (a kernel row each).
+template <int kTile, int kTaps = 2>
+inline void ExpandTaps(const float* g, const int64_t (&offset)[kTaps][kTaps],
+                       Vec (&out)[kTile + kTaps - 1][kTile + kTaps - 1]) {
+  Vec taps[kTaps][kTaps];
+  for (int u = 0; u < kTaps; ++u)
+    for (int v = 0; v < kTaps; ++v) taps[u][v] = Load(g + offset[u][v]);
+  Sandwich(Matrices<kTile, kTaps>::kG, taps, out);
 }
 
 // The forward pass's transformed kernel, U[xi][(a, b, c)][k]: the 2x2 super-kernel's tap (u, v)
@@ -288,20 +292,20 @@ void BackwardData(const Plan& plan, const Shape& s, const float* dy, const float
 // (A dY A^T)[xi] (outer products over the channels), and dL/dw = G^T (dL/dU) G. Tiles go in
 // blocks of up to 8 MB of transformed values, so that U's gradient is read and written once
 // per block (4.7 MB for the largest dcgan128 layer: all its 16 images are one block).
-template <int kTile>
-void BackwardWeights(const Plan& plan, const Shape& s, const float* x, const float* dy, float* dw) {
-  constexpr int n = kTile + 1;
-  const int64_t in_depth = plan.in_depth(), out_depth = plan.out_depth(), c_count = s.in_c;
-  const Tiles<kTile> tiles(plan);
+// source(n, p, q, g) is the forward pass's input, gradients_at(n, p, q) the output gradient's
+// pixel or null where cropped; store(i, o, taps) stores the kTaps x kTaps taps of input i and
+// outputs [o, o + kLanes).
+template <int kTile, int kTaps, typename Source, typename Gradients, typename TapSink>
+void KernelGradient(const Plan& plan, const Source& source, const Gradients& gradients_at, const TapSink& store) {
+  constexpr int n = kTile + kTaps - 1;
+  const int64_t in_depth = plan.in_depth(), out_depth = plan.out_depth();
+  const Tiles<kTile, kTaps> tiles(plan);
   const int64_t per_tile = n * n * sizeof(float) * (in_depth + out_depth);
   const int64_t block = std::clamp<int64_t>((8 << 20) / per_tile, 1, std::max<int64_t>(1, tiles.count));
   float* const v = ThreadBuffer(kTiles, n * n * (block * (in_depth + out_depth) + in_depth * out_depth));
   float* const yhat = v + n * n * block * in_depth;
   float* const du = yhat + n * n * block * out_depth;
   std::fill(du, du + n * n * in_depth * out_depth, 0.0f);
-  const std::vector<float> zeros(s.in_c, 0.0f);
-  const auto source = SuperPixels(s, x, zeros.data());
-  const auto gradients_at = Pixels<const float>(s, dy, 0, nullptr);
   for (int64_t t0 = 0; t0 < tiles.count; t0 += block) {
     const int64_t count = std::min(block, tiles.count - t0);
     TransformInputs(plan, tiles, source, t0, count, block, v);
@@ -315,7 +319,7 @@ void BackwardWeights(const Plan& plan, const Shape& s, const float* x, const flo
         Vec gradients[kTile][kTile], expanded[n][n];
         for (int r = 0; r < kTile; ++r)
           for (int c = 0; c < kTile; ++c) gradients[r][c] = g[r][c] ? Load(g[r][c] + o) : Zero();
-        Sandwich(Matrices<kTile>::kA, gradients, expanded);
+        Sandwich(Matrices<kTile, kTaps>::kA, gradients, expanded);
         for (int xi = 0; xi < n * n; ++xi) Store(yhat + (xi * block + t) * out_depth + o, expanded[xi / n][xi % n]);
       }
     }
@@ -331,18 +335,27 @@ void BackwardWeights(const Plan& plan, const Shape& s, const float* x, const flo
       }
     }
   }
-  const int64_t tap = c_count * out_depth;
-  for (int64_t i = 0; i < in_depth; ++i) {  // G^T dU G, into w[2u + a][2v + b][c]
-    const int64_t ab = i / c_count, c = i % c_count;
-    float* g = dw + c * out_depth;
+  for (int64_t i = 0; i < in_depth; ++i) {  // G^T dU G
     for (int64_t o = 0; o < out_depth; o += kLanes) {
-      Vec x[n][n], taps[2][2];
+      Vec x[n][n], taps[kTaps][kTaps];
       for (int xi = 0; xi < n * n; ++xi) x[xi / n][xi % n] = Load(du + (xi * in_depth + i) * out_depth + o);
-      Sandwich(Matrices<kTile>::kGT, x, taps);
-      for (int u = 0; u < 2; ++u)
-        for (int v = 0; v < 2; ++v) Store(g + SuperTap(ab, u, v) * tap + o, taps[u][v]);
+      Sandwich(Matrices<kTile, kTaps>::kGT, x, taps);
+      store(i, o, taps);
     }
   }
+}
+
+template <int kTile>
+void BackwardWeights(const Plan& plan, const Shape& s, const float* x, const float* dy, float* dw) {
+  const int64_t c_count = s.in_c, out_depth = plan.out_depth(), tap = c_count * out_depth;
+  const std::vector<float> zeros(s.in_c, 0.0f);
+  KernelGradient<kTile, 2>(plan, SuperPixels(s, x, zeros.data()), Pixels<const float>(s, dy, 0, nullptr),
+                           [&](int64_t i, int64_t o, const Vec (&taps)[2][2]) {  // into w[2u + a][2v + b][c]
+                             const int64_t ab = i / c_count, c = i % c_count;
+                             float* g = dw + c * out_depth + o;
+                             for (int u = 0; u < 2; ++u)
+                               for (int v = 0; v < 2; ++v) Store(g + SuperTap(ab, u, v) * tap, taps[u][v]);
+                           });
 }
 
 // The entry points: the plan's tile size picks the instantiation.

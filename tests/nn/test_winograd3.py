@@ -1,0 +1,92 @@
+"""The 3x3 stride-1 Winograd kernels equal `lax` in values and gradients, and run where their rule says.
+
+winograd_3x3.h computes float32 3x3 stride-1 "SAME" convolutions (forward, input gradient,
+kernel gradient) with F(2x2, 3x3) where `jaxmed_winograd_3x3_used` (the library's own
+selection rule) says so, and leaves the rest to oneDNN. The cases cover odd and even sizes,
+tiles cropped at the edges, batch 1 and more, channel counts in and out of whole vectors (the
+latter run oneDNN: checked for the same values through the same entry point), and the
+layer shapes the rule must pick.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from jaxmed.nn import onednn
+from jaxmed.nn.onednn import library
+
+pytestmark = pytest.mark.onednn
+
+DN = ("NHWC", "HWIO", "NHWC")
+FORWARD, INPUT_GRADIENT, KERNEL_GRADIENT = 0, 1, 2
+
+
+def _used(batch: int, height: int, width: int, channels: int, outputs: int, direction: int) -> bool:
+    """Whether the library runs this call (one batch part) with its 3x3 Winograd kernels."""
+    function = ctypes.CDLL(str(library.load())).jaxmed_winograd_3x3_used
+    function.argtypes = [ctypes.c_int64] * 5 + [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return bool(function(batch, height, width, channels, outputs, direction))
+
+
+def _widest_lanes() -> int:
+    """float32 lanes of the widest vectors the kernels use here (16 with AVX-512, else 8)."""
+    return 16 if "avx512" in (library.cpu_isa() or "") else 8
+
+
+def _value_and_grads(conv, x, kernel):
+    y = conv(x, kernel)
+    cotangent = jnp.asarray(np.random.default_rng(99).standard_normal(y.shape), y.dtype)
+    grads = jax.grad(lambda x, k: jnp.sum(conv(x, k) * cotangent), argnums=(0, 1))(x, kernel)
+    return (y,) + grads
+
+
+def _assert_close(actual, expected, what, rel=1e-4):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, what
+    scale = float(np.max(np.abs(expected)))
+    assert scale > 0, f"{what}: reference is identically zero"
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=rel * scale, err_msg=what)
+
+
+# (x shape, outputs): channels in whole register tiles (64s) run every direction with Winograd;
+# 16 or 32 channels run the forward and kernel gradient with it (their products are over K)
+# and the input gradient with oneDNN; 24 and 8 (not whole AVX-512 vectors) only oneDNN.
+CASES = [
+    ((2, 6, 6, 64), 64),
+    ((1, 7, 5, 64), 64),
+    ((3, 9, 8, 64), 128),
+    ((2, 5, 4, 16), 64),
+    ((2, 4, 7, 128), 64),
+    ((1, 3, 3, 32), 64),
+    ((2, 6, 5, 24), 64),
+    ((2, 5, 6, 8), 16),
+]
+
+
+@pytest.mark.parametrize("x_shape, outputs", CASES)
+def test_3x3_same_matches_lax(x_shape, outputs):
+    rng = np.random.default_rng(x_shape[1] * 100 + x_shape[3])
+    x = jnp.asarray(rng.standard_normal(x_shape), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((3, 3, x_shape[3], outputs)) / np.sqrt(9 * x_shape[3]), jnp.float32)
+    ours = _value_and_grads(jax.jit(lambda x, k: onednn.conv2d(x, k, (1, 1), "SAME")), x, kernel)
+    theirs = _value_and_grads(lambda x, k: lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=DN),
+                              x, kernel)
+    for name, a, b in zip(("y", "dx", "dkernel"), ours, theirs):
+        _assert_close(a, b, f"{name} for x {x_shape}, {outputs} outputs")
+
+
+def test_cases_run_the_winograd_kernels_where_intended():
+    # The value tests above prove something about winograd_3x3.h only if it ran them.
+    assert _used(1, 6, 6, 64, 64, FORWARD) and _used(1, 6, 6, 64, 64, INPUT_GRADIENT)
+    assert _used(1, 6, 6, 64, 64, KERNEL_GRADIENT)
+    assert _used(1, 5, 4, 16, 64, FORWARD) and not _used(1, 5, 4, 16, 64, INPUT_GRADIENT)
+    ragged = 24 if _widest_lanes() == 16 else 12
+    assert not any(_used(1, 6, 5, ragged, 64, direction) for direction in (FORWARD, INPUT_GRADIENT,
+                                                                             KERNEL_GRADIENT))
