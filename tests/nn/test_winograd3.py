@@ -55,9 +55,10 @@ def _assert_close(actual, expected, what, rel=1e-4):
     np.testing.assert_allclose(actual, expected, rtol=0, atol=rel * scale, err_msg=what)
 
 
-# (x shape, outputs): channels in whole register tiles (64s) run every direction with Winograd;
-# 16 or 32 channels run the forward and kernel gradient with it (their products are over K)
-# and the input gradient with oneDNN; 24 and 8 (not whole AVX-512 vectors) only oneDNN.
+# (x shape, outputs): channels in 32s (whole AVX-512 half register tiles) run every direction
+# with Winograd, in 64s with the full register tile; 16 input channels run the forward pass
+# and kernel gradient with it (their products are over K) and the input gradient with oneDNN;
+# 24 and 8 (not whole AVX-512 vectors) only oneDNN.
 CASES = [
     ((2, 6, 6, 64), 64),
     ((1, 7, 5, 64), 64),
@@ -65,6 +66,8 @@ CASES = [
     ((2, 5, 4, 16), 64),
     ((2, 4, 7, 128), 64),
     ((1, 3, 3, 32), 64),
+    ((2, 8, 9, 96), 32),
+    ((1, 5, 5, 32), 32),
     ((2, 6, 5, 24), 64),
     ((2, 5, 6, 8), 16),
 ]
@@ -86,7 +89,9 @@ def test_cases_run_the_winograd_kernels_where_intended():
     # The value tests above prove something about winograd_3x3.h only if it ran them.
     assert _used(1, 6, 6, 64, 64, FORWARD) and _used(1, 6, 6, 64, 64, INPUT_GRADIENT)
     assert _used(1, 6, 6, 64, 64, KERNEL_GRADIENT)
-    assert _used(1, 5, 4, 16, 64, FORWARD) and not _used(1, 5, 4, 16, 64, INPUT_GRADIENT)
+    assert all(_used(1, 8, 9, 96, 32, direction) for direction in (FORWARD, INPUT_GRADIENT, KERNEL_GRADIENT))
+    assert _used(1, 5, 4, 16, 64, FORWARD)
+    assert _used(1, 5, 4, 16, 64, INPUT_GRADIENT) == (_widest_lanes() == 8)  # 16 outputs: two AVX2 tiles
     ragged = 24 if _widest_lanes() == 16 else 12
     assert not any(_used(1, 6, 5, ragged, 64, direction) for direction in (FORWARD, INPUT_GRADIENT,
                                                                              KERNEL_GRADIENT))

@@ -30,14 +30,15 @@ inline Plan Plan3x3(const Shape& s, Pass pass) {
 
 // Whether the kernels can compute this call: a 3x3 stride-1 convolution with low padding 1
 // and output size = input size ("SAME"), channels in whole vectors, the products' outputs (K,
-// or C for the input gradient) in whole register tiles.
+// or C for the input gradient) in whole (half) register tiles: 32s with AVX-512, 8s with AVX2.
 inline bool Supports3x3(const Shape& s, Pass pass) {
   if (BestIsa() == Isa::kNone || s.k_h != 3 || s.k_w != 3 || s.stride_h != 1 || s.stride_w != 1 ||
       s.pad_top != 1 || s.pad_left != 1 || s.out_h != s.in_h || s.out_w != s.in_w) {
     return false;
   }
   const bool wide = BestIsa() == Isa::kAvx512;
-  const int64_t lanes = wide ? avx512::kLanes : avx2::kLanes, block = wide ? avx512::kBlock : avx2::kBlock;
+  const int64_t lanes = wide ? avx512::kLanes : avx2::kLanes;
+  const int64_t block = wide ? avx512::kHalfBlock : avx2::kHalfBlock;
   const int64_t products = pass == Pass::kBackwardData ? s.in_c : s.out_c;
   return s.in_c % lanes == 0 && s.out_c % lanes == 0 && products % block == 0;
 }

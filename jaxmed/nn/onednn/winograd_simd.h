@@ -7,6 +7,17 @@
 // (alpha, beta) in plane n alpha + beta, the planes `plane` floats apart.
 
 constexpr int kBlock = kVectors * kLanes;  // output depth per product pass
+// Where the outputs come only in half blocks (32 channels with AVX-512), the register tile is
+// twice the rows of half the vectors: as many sums.
+constexpr int kHalfBlock = kBlock / 2;
+
+// Runs f(rows, vectors) with the register tile (as std::integral_constants) for `out_depth`
+// outputs: kRows x kVectors, or 2 kRows x kVectors / 2 where out_depth is not whole blocks.
+template <typename F>
+inline void WithRegisterTile(int64_t out_depth, const F& f) {
+  if (out_depth % kBlock == 0) return f(std::integral_constant<int, kRows>(), std::integral_constant<int, kVectors>());
+  f(std::integral_constant<int, 2 * kRows>(), std::integral_constant<int, kVectors / 2>());
+}
 
 // sum over i of c[i] v(i), for constant c: once the loops are unrolled, GCC folds the tests,
 // so a coefficient of 0 costs nothing, +-1 an addition or subtraction, others a multiplication.
@@ -96,7 +107,7 @@ inline void Contract(const float* m, int64_t plane, Vec (&y)[kTile][kTile]) {
 
 // Runs f(std::integral_constant<int, rows>) for 1 <= rows <= kRowsHere: one call site for a
 // register tile's full and partial rows.
-template <int kRowsHere = kRows, typename F>
+template <int kRowsHere, typename F>
 inline void WithRows(int64_t rows, const F& f) {
   if constexpr (kRowsHere > 0) {
     if (rows == kRowsHere) return f(std::integral_constant<int, kRowsHere>());
@@ -104,9 +115,10 @@ inline void WithRows(int64_t rows, const F& f) {
   }
 }
 
-// m[r][o] (kRowsHere rows, kBlock outputs) = sum over `depth` of v[r][i] u[i][o].
-template <int kRowsHere>
+// m[r][o] (kRowsHere rows, kVecs * kLanes outputs) = sum over `depth` of v[r][i] u[i][o].
+template <int kRowsHere, int kVecs>
 inline void Product(const float* v, int64_t depth, const float* u, int64_t u_stride, float* m, int64_t m_stride) {
+  constexpr int kVectors = kVecs;
   Vec acc[kRowsHere][kVectors];
   for (int r = 0; r < kRowsHere; ++r)
     for (int j = 0; j < kVectors; ++j) acc[r][j] = Zero();
@@ -122,10 +134,11 @@ inline void Product(const float* v, int64_t depth, const float* u, int64_t u_str
     for (int j = 0; j < kVectors; ++j) Store(m + r * m_stride + j * kLanes, acc[r][j]);
 }
 
-// du[r][o] (kRowsHere rows, kBlock outputs) += sum over `count` tiles t of v[t][r] yhat[t][o].
-template <int kRowsHere>
+// du[r][o] (kRowsHere rows, kVecs * kLanes outputs) += sum over `count` tiles t of v[t][r] yhat[t][o].
+template <int kRowsHere, int kVecs>
 inline void OuterProducts(const float* v, int64_t v_stride, const float* yhat, int64_t yhat_stride, int64_t count,
                           float* du, int64_t du_stride) {
+  constexpr int kVectors = kVecs;
   Vec acc[kRowsHere][kVectors];
   for (int r = 0; r < kRowsHere; ++r)
     for (int j = 0; j < kVectors; ++j) acc[r][j] = Load(du + r * du_stride + j * kLanes);
@@ -149,42 +162,45 @@ template <int kTile, int kTaps = 2, typename Source, typename Sink>
 void Correlate(const Plan& plan, const float* u, const Source& source, const Sink& sink) {
   const int64_t in_depth = plan.in_depth(), out_depth = plan.out_depth();
   const Tiles<kTile, kTaps> tiles(plan);
-  const int64_t block = plan.TilesPerBlock(kRows);
-  float* const v = ThreadBuffer(kTiles, plan.planes() * block * (in_depth + out_depth));
-  float* const m = v + plan.planes() * block * in_depth;
-  for (int64_t t0 = 0; t0 < tiles.count; t0 += block) {
-    const int64_t count = std::min(block, tiles.count - t0);
-    TransformInputs(plan, tiles, source, t0, count, block, v);
-    for (int xi = 0; xi < plan.planes(); ++xi) {
-      const float* v_xi = v + xi * block * in_depth;
-      const float* u_xi = u + xi * in_depth * out_depth;
-      float* m_xi = m + xi * block * out_depth;
-      for (int64_t o = 0; o < out_depth; o += kBlock) {
-        for (int64_t t = 0; t < count; t += kRows) {
-          WithRows(std::min<int64_t>(kRows, count - t), [&](auto rows) {
-            Product<decltype(rows)::value>(v_xi + t * in_depth, in_depth, u_xi + o, out_depth,
-                                           m_xi + t * out_depth + o, out_depth);
-          });
+  WithRegisterTile(out_depth, [&](auto tile_rows, auto tile_vectors) {
+    constexpr int kTileRows = decltype(tile_rows)::value, kTileVectors = decltype(tile_vectors)::value;
+    const int64_t block = plan.TilesPerBlock(kTileRows);
+    float* const v = ThreadBuffer(kTiles, plan.planes() * block * (in_depth + out_depth));
+    float* const m = v + plan.planes() * block * in_depth;
+    for (int64_t t0 = 0; t0 < tiles.count; t0 += block) {
+      const int64_t count = std::min(block, tiles.count - t0);
+      TransformInputs(plan, tiles, source, t0, count, block, v);
+      for (int xi = 0; xi < plan.planes(); ++xi) {
+        const float* v_xi = v + xi * block * in_depth;
+        const float* u_xi = u + xi * in_depth * out_depth;
+        float* m_xi = m + xi * block * out_depth;
+        for (int64_t o = 0; o < out_depth; o += kTileVectors * kLanes) {
+          for (int64_t t = 0; t < count; t += kTileRows) {
+            WithRows<kTileRows>(std::min<int64_t>(kTileRows, count - t), [&](auto rows) {
+              Product<decltype(rows)::value, kTileVectors>(v_xi + t * in_depth, in_depth, u_xi + o, out_depth,
+                                                           m_xi + t * out_depth + o, out_depth);
+            });
+          }
         }
       }
-    }
-    for (int64_t t = 0; t < count; ++t) {
-      int64_t n, p0, q0;
-      tiles.Locate(t0 + t, &n, &p0, &q0);
-      for (int g = 0; g < plan.out_groups; ++g) {
-        float* y[kTile][kTile];
-        for (int r = 0; r < kTile; ++r)
-          for (int s = 0; s < kTile; ++s) y[r][s] = sink(n, p0 + r, q0 + s, g);
-        for (int64_t o = 0; o < plan.out_width; o += kLanes) {
-          Vec out[kTile][kTile];
-          Contract<kTile, kTaps>(m + t * out_depth + g * plan.out_width + o, block * out_depth, out);
+      for (int64_t t = 0; t < count; ++t) {
+        int64_t n, p0, q0;
+        tiles.Locate(t0 + t, &n, &p0, &q0);
+        for (int g = 0; g < plan.out_groups; ++g) {
+          float* y[kTile][kTile];
           for (int r = 0; r < kTile; ++r)
-            for (int s = 0; s < kTile; ++s)
-              if (y[r][s]) Store(y[r][s] + o, out[r][s]);
+            for (int s = 0; s < kTile; ++s) y[r][s] = sink(n, p0 + r, q0 + s, g);
+          for (int64_t o = 0; o < plan.out_width; o += kLanes) {
+            Vec out[kTile][kTile];
+            Contract<kTile, kTaps>(m + t * out_depth + g * plan.out_width + o, block * out_depth, out);
+            for (int r = 0; r < kTile; ++r)
+              for (int s = 0; s < kTile; ++s)
+                if (y[r][s]) Store(y[r][s] + o, out[r][s]);
+          }
         }
       }
     }
-  }
+  });
 }
 
 // The HWIO kernel tap (of the 16, row-major) of super-kernel tap (u, v) at input group ab = 2a + b:
@@ -323,17 +339,20 @@ void KernelGradient(const Plan& plan, const Source& source, const Gradients& gra
         for (int xi = 0; xi < n * n; ++xi) Store(yhat + (xi * block + t) * out_depth + o, expanded[xi / n][xi % n]);
       }
     }
-    for (int xi = 0; xi < n * n; ++xi) {
-      for (int64_t i = 0; i < in_depth; i += kRows) {
-        for (int64_t o = 0; o < out_depth; o += kBlock) {
-          WithRows(std::min<int64_t>(kRows, in_depth - i), [&](auto rows) {
-            OuterProducts<decltype(rows)::value>(v + xi * block * in_depth + i, in_depth,
-                                                 yhat + xi * block * out_depth + o, out_depth, count,
-                                                 du + (xi * in_depth + i) * out_depth + o, out_depth);
-          });
+    WithRegisterTile(out_depth, [&](auto tile_rows, auto tile_vectors) {
+      constexpr int kTileRows = decltype(tile_rows)::value, kTileVectors = decltype(tile_vectors)::value;
+      for (int xi = 0; xi < n * n; ++xi) {
+        for (int64_t i = 0; i < in_depth; i += kTileRows) {
+          for (int64_t o = 0; o < out_depth; o += kTileVectors * kLanes) {
+            WithRows<kTileRows>(std::min<int64_t>(kTileRows, in_depth - i), [&](auto rows) {
+              OuterProducts<decltype(rows)::value, kTileVectors>(v + xi * block * in_depth + i, in_depth,
+                                                                 yhat + xi * block * out_depth + o, out_depth, count,
+                                                                 du + (xi * in_depth + i) * out_depth + o, out_depth);
+            });
+          }
         }
       }
-    }
+    });
   }
   for (int64_t i = 0; i < in_depth; ++i) {  // G^T dU G
     for (int64_t o = 0; o < out_depth; o += kLanes) {
