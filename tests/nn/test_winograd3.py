@@ -1,8 +1,9 @@
 """The 3x3 stride-1 Winograd kernels equal `lax` in values and gradients, and run where their rule says.
 
 winograd_3x3.h computes float32 3x3 stride-1 "SAME" convolutions (forward, input gradient,
-kernel gradient) with F(2x2, 3x3) where `jaxmed_winograd_3x3_used` (the library's own
-selection rule) says so, and leaves the rest to oneDNN. The cases cover odd and even sizes,
+kernel gradient) with F(4x4, 3x3) (outputs of at least 8x8) or F(2x2, 3x3) where
+`jaxmed_winograd_3x3_tile` (the library's own selection rule) says so, and leaves the rest to
+oneDNN. The cases cover odd and even sizes,
 tiles cropped at the edges, batch 1 and more, channel counts in and out of whole vectors (the
 latter run oneDNN: checked for the same values through the same entry point), and the
 layer shapes the rule must pick.
@@ -27,12 +28,12 @@ DN = ("NHWC", "HWIO", "NHWC")
 FORWARD, INPUT_GRADIENT, KERNEL_GRADIENT = 0, 1, 2
 
 
-def _used(batch: int, height: int, width: int, channels: int, outputs: int, direction: int) -> bool:
-    """Whether the library runs this call (one batch part) with its 3x3 Winograd kernels."""
-    function = ctypes.CDLL(str(library.load())).jaxmed_winograd_3x3_used
+def _tile(batch: int, height: int, width: int, channels: int, outputs: int, direction: int) -> int:
+    """The side m of the F(m x m, 3x3) kernels the library runs this call (one batch part) with, 0 for oneDNN."""
+    function = ctypes.CDLL(str(library.load())).jaxmed_winograd_3x3_tile
     function.argtypes = [ctypes.c_int64] * 5 + [ctypes.c_int]
     function.restype = ctypes.c_int
-    return bool(function(batch, height, width, channels, outputs, direction))
+    return function(batch, height, width, channels, outputs, direction)
 
 
 def _widest_lanes() -> int:
@@ -58,7 +59,7 @@ def _assert_close(actual, expected, what, rel=1e-4):
 # (x shape, outputs): channels in 32s (whole AVX-512 half register tiles) run every direction
 # with Winograd, in 64s with the full register tile; 16 input channels run the forward pass
 # and kernel gradient with it (their products are over K) and the input gradient with oneDNN;
-# 24 and 8 (not whole AVX-512 vectors) only oneDNN.
+# 24 and 8 (not whole AVX-512 vectors) only oneDNN. Tiles of 4 from 8x8 outputs, else of 2.
 CASES = [
     ((2, 6, 6, 64), 64),
     ((1, 7, 5, 64), 64),
@@ -68,6 +69,8 @@ CASES = [
     ((1, 3, 3, 32), 64),
     ((2, 8, 9, 96), 32),
     ((1, 5, 5, 32), 32),
+    ((2, 12, 11, 64), 64),
+    ((1, 16, 16, 32), 64),
     ((2, 6, 5, 24), 64),
     ((2, 5, 6, 8), 16),
 ]
@@ -86,12 +89,13 @@ def test_3x3_same_matches_lax(x_shape, outputs):
 
 
 def test_cases_run_the_winograd_kernels_where_intended():
-    # The value tests above prove something about winograd_3x3.h only if it ran them.
-    assert _used(1, 6, 6, 64, 64, FORWARD) and _used(1, 6, 6, 64, 64, INPUT_GRADIENT)
-    assert _used(1, 6, 6, 64, 64, KERNEL_GRADIENT)
-    assert all(_used(1, 8, 9, 96, 32, direction) for direction in (FORWARD, INPUT_GRADIENT, KERNEL_GRADIENT))
-    assert _used(1, 5, 4, 16, 64, FORWARD)
-    assert _used(1, 5, 4, 16, 64, INPUT_GRADIENT) == (_widest_lanes() == 8)  # 16 outputs: two AVX2 tiles
+    # The value tests above prove something about winograd_3x3.h only if it ran them, with both tile sides.
+    directions = (FORWARD, INPUT_GRADIENT, KERNEL_GRADIENT)
+    assert [_tile(1, 6, 6, 64, 64, d) for d in directions] == [2, 2, 2]
+    assert [_tile(1, 12, 11, 64, 64, d) for d in directions] == [4, 4, 4]
+    assert [_tile(1, 8, 9, 96, 32, d) for d in directions] == [4, 4, 4]  # half register tiles
+    assert [_tile(1, 3, 3, 32, 64, d) for d in directions] == [2, 2, 2]
+    assert _tile(1, 5, 4, 16, 64, FORWARD) == 2
+    assert _tile(1, 5, 4, 16, 64, INPUT_GRADIENT) == (2 if _widest_lanes() == 8 else 0)  # 16 outputs: AVX2 only
     ragged = 24 if _widest_lanes() == 16 else 12
-    assert not any(_used(1, 6, 5, ragged, 64, direction) for direction in (FORWARD, INPUT_GRADIENT,
-                                                                             KERNEL_GRADIENT))
+    assert [_tile(1, 6, 5, ragged, 64, d) for d in directions] == [0, 0, 0]

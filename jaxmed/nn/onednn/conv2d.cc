@@ -746,12 +746,14 @@ auto ConvBinding() {
 
 }  // namespace
 
-// Whether a float32 3x3 stride-1 "SAME" call on `batch` images (one part of a batch: each pool
-// thread runs one) of h x w x c into k channels runs winograd_3x3.h's kernels; `direction` is
-// 0 forward, 1 input gradient, 2 kernel gradient. For tests and benchmarks (ctypes).
-extern "C" int jaxmed_winograd_3x3_used(int64_t batch, int64_t h, int64_t w, int64_t c, int64_t k, int direction) {
+// The tile side m of the F(m x m, 3x3) kernels (winograd_3x3.h) that a float32 3x3 stride-1
+// "SAME" call on `batch` images (one part of a batch: each pool thread runs one) of h x w x c
+// into k channels runs, 0 where oneDNN runs it; `direction` is 0 forward, 1 input gradient, 2
+// kernel gradient. For tests and benchmarks (ctypes).
+extern "C" int jaxmed_winograd_3x3_tile(int64_t batch, int64_t h, int64_t w, int64_t c, int64_t k, int direction) {
   const jaxmed::ConvShape shape{batch, h, w, c, h, w, k, 3, 3, 1, 1, 1, 1};
-  return winograd::Use3x3(shape, PassOf(static_cast<Direction>(direction))) ? 1 : 0;
+  const winograd::Pass pass = PassOf(static_cast<Direction>(direction));
+  return winograd::Use3x3(shape, pass) ? winograd::Plan3x3(shape, pass).tile : 0;
 }
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxmed_onednn_conv2d_forward, Forward,

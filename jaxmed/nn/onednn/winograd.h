@@ -71,6 +71,26 @@ struct Matrices<2, 3> {
   static constexpr float kA[4][2] = {{1, 0}, {1, 1}, {1, -1}, {0, -1}};
 };
 
+// F(4x4, 3x3) (points 0, +-1, +-2 and infinity; Lavin and Gray's matrices): 36 products for 16
+// outputs instead of 64 with F(2x2, 3x3), with entries up to 8 and 1/24 the rounding is larger,
+// but within float32 tolerances over the layers' channel sums (the tests compare it with lax).
+template <>
+struct Matrices<4, 3> {
+  static constexpr float kBT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+                                      {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+  static constexpr float kG[6][3] = {{1.0f / 4, 0, 0},
+                                     {-1.0f / 6, -1.0f / 6, -1.0f / 6},
+                                     {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+                                     {1.0f / 24, 1.0f / 12, 1.0f / 6},
+                                     {1.0f / 24, -1.0f / 12, 1.0f / 6},
+                                     {0, 0, 1}};
+  static constexpr float kGT[3][6] = {{1.0f / 4, -1.0f / 6, -1.0f / 6, 1.0f / 24, 1.0f / 24, 0},
+                                      {0, -1.0f / 6, 1.0f / 6, 1.0f / 12, -1.0f / 12, 0},
+                                      {0, -1.0f / 6, -1.0f / 6, 1.0f / 6, 1.0f / 6, 1}};
+  static constexpr float kAT[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+  static constexpr float kA[6][4] = {{1, 0, 0, 0}, {1, 1, 1, 1}, {1, -1, 1, -1}, {1, 2, 4, 8}, {1, -2, 4, -8}, {0, 0, 0, 1}};
+};
+
 // The 2x2 correlation one call computes, in super-pixels: `rows` x `cols` outputs per image,
 // inputs and outputs in groups of contiguous floats (a super-pixel's 4 pixels, or one pixel),
 // in tiles of `tile` x `tile` outputs.

@@ -1,10 +1,12 @@
 // 3x3 stride-1 float32 convolutions with padding 1 and output size = input size (the ResNet,
-// seed CNN and U-Net layers) with Winograd's F(2x2, 3x3): forward pass, input gradient and
-// kernel gradient, on winograd.h's plans, blocking and products (winograd_3x3_simd.h).
+// seed CNN and U-Net layers) with Winograd's F(4x4, 3x3) or F(2x2, 3x3): forward pass, input
+// gradient and kernel gradient, on winograd.h's plans, blocking and products
+// (winograd_3x3_simd.h).
 //
 // Why: oneDNN runs these layers at about the CPU's float32 FMA peak already; F(2x2, 3x3) needs
 // 16 products per 2x2 outputs instead of 36, with transforms whose entries are 0, +-1 and
-// +-1/2 (the rounding of a direct sum). The input gradient is the same correlation of dy with
+// +-1/2 (the rounding of a direct sum), F(4x4, 3x3) 36 per 4x4 instead of 144 (larger entries,
+// still within float32 tolerances; TileSide3x3 picks one). The input gradient is the same correlation of dy with
 // the kernel flipped and transposed; the kernel gradient sums the forward tiles' outer products.
 // Where the transforms cost more than the products save (see Use3x3), oneDNN keeps the layer.
 
@@ -18,13 +20,19 @@ namespace winograd {
 
 enum class Pass { kForward, kBackwardData, kBackwardWeights };
 
+// The tile side, m of F(m x m, 3x3): 4 (fewer products: 2.25 per output against 4) where the
+// outputs are at least 8 x 8, which measured faster than 2 in every direction from 8 x 8 to
+// 128 x 128 at 32 to 256 channels; 2 below, where F(4x4, 3x3)'s tiles would be mostly cropped
+// and its kernel (36 planes against 16) costs more to transform than its products save.
+inline int TileSide3x3(const Shape& s) { return s.out_h >= 8 && s.out_w >= 8 ? 4 : 2; }
+
 // The correlation a pass computes, in pixels: forward and kernel gradient read x (C deep) and
 // give y's tiles (K deep); the input gradient reads dy (K deep) and gives dx's (C deep).
 inline Plan Plan3x3(const Shape& s, Pass pass) {
   const bool data = pass == Pass::kBackwardData;
   Plan plan{s.batch, s.out_h, s.out_w, 1, data ? s.out_c : s.in_c, 1, data ? s.in_c : s.out_c};
-  plan.tile = 2;
   plan.taps = 3;
+  plan.tile = TileSide3x3(s);
   return plan;
 }
 
@@ -43,8 +51,10 @@ inline bool Supports3x3(const Shape& s, Pass pass) {
   return s.in_c % lanes == 0 && s.out_c % lanes == 0 && products % block == 0;
 }
 
-// Whether conv2d.cc runs this call here rather than with oneDNN: where the kernels can, and
-// where they measured faster (the rule below, from the resnet18, seed_cnn and unet64 shapes).
+// Whether conv2d.cc runs this call here rather than with oneDNN: wherever the kernels can. They
+// measured faster than oneDNN's direct kernels in every direction of every such layer of
+// resnet18, seed_cnn and the U-Net at batch 32 (32 to 512 channels, 4 x 4 to 128 x 128), except
+// for resnet18's 4 x 4 x 512 input gradient, where they are even.
 inline bool Use3x3(const Shape& s, Pass pass) { return Supports3x3(s, pass); }
 
 // y = conv(x, w) (call only if Supports3x3(s, Pass::kForward)).

@@ -94,13 +94,13 @@ void BackwardWeights3x3(const Plan& plan, const Shape& s, const float* x, const 
 
 // The entry points: the plan's tile size picks the instantiation.
 inline void Forward3x3(const Plan& plan, const Shape& s, const float* x, const float* w, float* y) {
-  Forward3x3<2>(plan, s, x, w, y);
+  plan.tile == 4 ? Forward3x3<4>(plan, s, x, w, y) : Forward3x3<2>(plan, s, x, w, y);
 }
 
 inline void BackwardData3x3(const Plan& plan, const Shape& s, const float* dy, const float* w, float* dx) {
-  BackwardData3x3<2>(plan, s, dy, w, dx);
+  plan.tile == 4 ? BackwardData3x3<4>(plan, s, dy, w, dx) : BackwardData3x3<2>(plan, s, dy, w, dx);
 }
 
 inline void BackwardWeights3x3(const Plan& plan, const Shape& s, const float* x, const float* dy, float* dw) {
-  BackwardWeights3x3<2>(plan, s, x, dy, dw);
+  plan.tile == 4 ? BackwardWeights3x3<4>(plan, s, x, dy, dw) : BackwardWeights3x3<2>(plan, s, x, dy, dw);
 }

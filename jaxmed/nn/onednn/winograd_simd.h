@@ -20,16 +20,19 @@ inline void WithRegisterTile(int64_t out_depth, const F& f) {
 }
 
 // sum over i of c[i] v(i), for constant c: once the loops are unrolled, GCC folds the tests,
-// so a coefficient of 0 costs nothing, +-1 an addition or subtraction, others a multiplication.
+// so a coefficient of 0 costs nothing, +-1 an addition or subtraction, others a multiply-add.
 template <int kIn, typename Values>
 inline Vec Combine(const float (&c)[kIn], const Values& v) {
   Vec sum = Zero();
   bool empty = true;
-#pragma GCC unroll 4
+#pragma GCC unroll 6
   for (int i = 0; i < kIn; ++i) {
     if (c[i] == 0) continue;
-    const Vec term = c[i] == 1 || c[i] == -1 ? v(i) : Fma(Broadcast(c[i]), v(i), Zero());
-    sum = empty ? (c[i] == -1 ? Sub(Zero(), term) : term) : (c[i] == -1 ? Sub(sum, term) : Add(sum, term));
+    if (c[i] == 1 || c[i] == -1) {
+      sum = empty ? (c[i] == -1 ? Sub(Zero(), v(i)) : v(i)) : (c[i] == -1 ? Sub(sum, v(i)) : Add(sum, v(i)));
+    } else {
+      sum = Fma(Broadcast(c[i]), v(i), sum);
+    }
     empty = false;
   }
   return sum;
@@ -39,13 +42,13 @@ inline Vec Combine(const float (&c)[kIn], const Values& v) {
 template <int kOut, int kIn>
 inline void Sandwich(const float (&m)[kOut][kIn], const Vec (&x)[kIn][kIn], Vec (&out)[kOut][kOut]) {
   Vec half[kOut][kIn];
-#pragma GCC unroll 4
+#pragma GCC unroll 6
   for (int r = 0; r < kOut; ++r)
-#pragma GCC unroll 4
+#pragma GCC unroll 6
     for (int s = 0; s < kIn; ++s) half[r][s] = Combine(m[r], [&](int i) { return x[i][s]; });
-#pragma GCC unroll 4
+#pragma GCC unroll 6
   for (int r = 0; r < kOut; ++r)
-#pragma GCC unroll 4
+#pragma GCC unroll 6
     for (int s = 0; s < kOut; ++s) out[r][s] = Combine(m[s], [&](int i) { return half[r][i]; });
 }
 
