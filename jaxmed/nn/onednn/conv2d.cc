@@ -22,7 +22,10 @@
 // generation costs milliseconds. The input gradients of the 4x4 stride-2 image
 // layers (at most 4 input channels) run in sub-pixel form (RunSubpixel), and
 // float32 stride-1 calls with at most 4 output channels, forward and backward
-// weights, run narrow_conv.h's kernels: where oneDNN is slow. Where oneDNN has no
+// weights, run narrow_conv.h's kernels: where oneDNN is slow. Float32 4x4 stride-2 layers
+// and 3x3 stride-1 "SAME" ones run jaxmed's Winograd kernels where they need fewer
+// multiplications than oneDNN's direct ones (RunWinograd: winograd.h, winograd_3x3.h);
+// bfloat16 operands keep oneDNN. Where oneDNN has no
 // bfloat16 kernels (AVX2 CPUs), bfloat16 calls run in float32 (RunInFloat32).
 
 #include <omp.h>
