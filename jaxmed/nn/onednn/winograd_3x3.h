@@ -6,9 +6,10 @@
 // Why: oneDNN runs these layers at about the CPU's float32 FMA peak already; F(2x2, 3x3) needs
 // 16 products per 2x2 outputs instead of 36, with transforms whose entries are 0, +-1 and
 // +-1/2 (the rounding of a direct sum), F(4x4, 3x3) 36 per 4x4 instead of 144 (larger entries,
-// still within float32 tolerances; TileSide3x3 picks one). The input gradient is the same correlation of dy with
-// the kernel flipped and transposed; the kernel gradient sums the forward tiles' outer products.
-// Where the transforms cost more than the products save (see Use3x3), oneDNN keeps the layer.
+// still within float32 tolerances; TileSide3x3 picks one). The input gradient is the same
+// correlation of dy with the kernel flipped and transposed; the kernel gradient sums the forward
+// tiles' outer products. Where the transforms cost more than the products save (Use3x3), oneDNN
+// keeps the layer; bfloat16 operands keep it too (conv2d.cc's RunWinograd).
 
 #pragma once
 
