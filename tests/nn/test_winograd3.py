@@ -3,10 +3,10 @@
 winograd_3x3.h computes float32 3x3 stride-1 "SAME" convolutions (forward, input gradient,
 kernel gradient) with F(4x4, 3x3) (outputs of at least 8x8) or F(2x2, 3x3) where
 `jaxmed_winograd_3x3_tile` (the library's own selection rule) says so, and leaves the rest to
-oneDNN. The cases cover odd and even sizes,
-tiles cropped at the edges, batch 1 and more, channel counts in and out of whole vectors (the
-latter run oneDNN: checked for the same values through the same entry point), and the
-layer shapes the rule must pick.
+oneDNN. The cases cover odd and even sizes, tiles cropped at the edges, batch 1 and more,
+channel counts in and out of whole vectors (the latter run oneDNN: checked for the same values
+through the same entry point), the layer shapes the rule must pick, and (slow tier) a narrow
+ResNet-18's loss and gradients against XLA's kernels.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from jax import lax
 
+from jaxmed.models.classifier import ResNet18
 from jaxmed.nn import onednn
 from jaxmed.nn.onednn import library
 
@@ -102,3 +104,26 @@ def test_cases_run_the_winograd_kernels_where_intended():
     assert [_tile(16, 8, 8, 256, 256, d) for d in directions] == [4, 4, 4]
     ragged = 24 if _widest_lanes() == 16 else 12
     assert [_tile(1, 6, 5, ragged, 64, d) for d in directions] == [0, 0, 0]
+
+
+@pytest.mark.slow
+def test_resnet18_is_the_same_function_with_either_backend():
+    # A narrow ResNet-18 on 16 px images: its 3x3 stride-1 layers run tiles of 4 (16x16, 8x8) and
+    # of 2 (4x4, 2x2) in every direction, inside a model whose loss and parameter gradients must
+    # equal those on XLA's kernels.
+    x = jnp.asarray(np.random.default_rng(5).standard_normal((2, 16, 16, 1)), jnp.float32)
+    assert _tile(1, 8, 8, 64, 64, INPUT_GRADIENT) == 4 and _tile(1, 4, 4, 128, 128, INPUT_GRADIENT) == 2
+    results = {}
+    for backend in ("xla", "onednn"):
+        model = ResNet18(16, width=32, conv_backend=backend, rngs=nnx.Rngs(0))
+        model.eval()  # batch statistics from the running averages: a pure function of the parameters
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+        def loss(params, x, graphdef=graphdef, rest=rest):
+            return jnp.sum(nnx.merge(graphdef, params, rest)(x) ** 2)
+
+        results[backend] = jax.value_and_grad(loss)(params, x)
+    (value_xla, grads_xla), (value_onednn, grads_onednn) = results["xla"], results["onednn"]
+    _assert_close(value_onednn, value_xla, "loss")
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(grads_onednn), jax.tree.leaves(grads_xla)):
+        _assert_close(a, b, f"gradient {jax.tree_util.keystr(path)}", rel=1e-3)
