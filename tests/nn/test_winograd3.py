@@ -73,6 +73,7 @@ CASES = [
     ((1, 5, 5, 32), 32),
     ((2, 12, 11, 64), 64),
     ((1, 16, 16, 32), 64),
+    ((24, 5, 5, 256), 320),  # a transformed kernel over 4 MB: all of a part's 108 tiles in one block
     ((2, 6, 5, 24), 64),
     ((2, 5, 6, 8), 16),
 ]
@@ -97,6 +98,7 @@ def test_cases_run_the_winograd_kernels_where_intended():
     assert [_tile(1, 12, 11, 64, 64, d) for d in directions] == [4, 4, 4]
     assert [_tile(1, 8, 9, 96, 32, d) for d in directions] == [4, 4, 4]  # half register tiles
     assert [_tile(1, 3, 3, 32, 64, d) for d in directions] == [2, 2, 2]
+    assert [_tile(12, 5, 5, 256, 320, d) for d in directions] == [2, 2, 2]
     assert _tile(1, 5, 4, 16, 64, FORWARD) == 2
     assert _tile(1, 5, 4, 16, 64, INPUT_GRADIENT) == (2 if _widest_lanes() == 8 else 0)  # 16 outputs: AVX2 only
     # resnet18's last 3x3 layer: its input gradient's transformed kernel (16 MB) keeps oneDNN.

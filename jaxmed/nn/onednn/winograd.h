@@ -124,10 +124,16 @@ struct Plan {
   }
 
   // Tiles per block: the block's transformed inputs and products in about 512 KB of L2, at
-  // least 8 and at most 16 register tiles of `register_rows` tiles.
-  int64_t TilesPerBlock(int register_rows) const {
+  // least 8 and at most 16 register tiles of `register_rows` tiles. A 3x3 plan whose transformed
+  // kernel outgrows L2 (kStreamedKernelBytes: small images, wide layers) takes up to
+  // kMaxStreamedTiles of its `tiles` in one block instead: the kernel is read from memory once
+  // per block, and it then costs more than the tiles' data.
+  static constexpr int64_t kStreamedKernelBytes = 4 << 20, kMaxStreamedTiles = 512;
+  int64_t TilesPerBlock(int register_rows, int64_t tiles) const {
     const int64_t fitting = (512 << 10) / (planes() * sizeof(float) * (in_depth() + out_depth()));
-    return std::clamp<int64_t>(fitting / register_rows, 8, 16) * register_rows;
+    const int64_t block = std::clamp<int64_t>(fitting / register_rows, 8, 16) * register_rows;
+    if (taps != 3 || planes() * sizeof(float) * in_depth() * out_depth() <= kStreamedKernelBytes) return block;
+    return std::max(block, std::min(tiles, kMaxStreamedTiles));
   }
 
   // x (super-pixels, 4 groups of C) -> y (pixels of K).

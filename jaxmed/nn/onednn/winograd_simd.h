@@ -167,7 +167,7 @@ void Correlate(const Plan& plan, const float* u, const Source& source, const Sin
   const Tiles<kTile, kTaps> tiles(plan);
   WithRegisterTile(out_depth, [&](auto tile_rows, auto tile_vectors) {
     constexpr int kTileRows = decltype(tile_rows)::value, kTileVectors = decltype(tile_vectors)::value;
-    const int64_t block = plan.TilesPerBlock(kTileRows);
+    const int64_t block = plan.TilesPerBlock(kTileRows, tiles.count);
     float* const v = ThreadBuffer(kTiles, plan.planes() * block * (in_depth + out_depth));
     float* const m = v + plan.planes() * block * in_depth;
     for (int64_t t0 = 0; t0 < tiles.count; t0 += block) {
