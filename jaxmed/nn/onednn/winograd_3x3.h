@@ -52,19 +52,11 @@ inline bool Supports3x3(const Shape& s, Pass pass) {
   return s.in_c % lanes == 0 && s.out_c % lanes == 0 && products % block == 0;
 }
 
-// Whether conv2d.cc runs this call here rather than with oneDNN: wherever the kernels can, except
-// for input gradients whose transformed kernel (rebuilt and transposed by each thread on every
-// call) exceeds kMaxBackwardDataKernelBytes. Measured at batch 32 on every such layer of
-// resnet18, seed_cnn and the U-Net (32 to 512 channels, 4 x 4 to 128 x 128), the kernels were
-// faster than oneDNN's direct ones in every direction but that one: resnet18's 4 x 4 x 512 input
-// gradient (16 MB of transformed kernel), where they were even.
-constexpr int64_t kMaxBackwardDataKernelBytes = 12 << 20;
-
-inline bool Use3x3(const Shape& s, Pass pass) {
-  if (!Supports3x3(s, pass)) return false;
-  const int64_t kernel_bytes = Plan3x3(s, pass).planes() * s.in_c * s.out_c * sizeof(float);
-  return pass != Pass::kBackwardData || kernel_bytes <= kMaxBackwardDataKernelBytes;
-}
+// Whether conv2d.cc runs this call here rather than with oneDNN: wherever the kernels can. Measured
+// at batch 32 on every such layer of resnet18, seed_cnn and the U-Net (32 to 512 channels, 4 x 4
+// to 128 x 128), with AVX-512 and with AVX2, they were faster than oneDNN's direct kernels in
+// every direction.
+inline bool Use3x3(const Shape& s, Pass pass) { return Supports3x3(s, pass); }
 
 // y = conv(x, w) (call only if Supports3x3(s, Pass::kForward)).
 inline void Forward3x3(const Shape& s, const float* x, const float* w, float* y) {
