@@ -54,8 +54,8 @@ inline bool Supports3x3(const Shape& s, Pass pass) {
 
 // Whether conv2d.cc runs this call here rather than with oneDNN: wherever the kernels can. Measured
 // at batch 32 on every such layer of resnet18, seed_cnn and the U-Net (32 to 512 channels, 4 x 4
-// to 128 x 128), with AVX-512 and with AVX2, they were faster than oneDNN's direct kernels in
-// every direction.
+// to 128 x 128), they were faster than oneDNN's direct kernels in every direction with AVX-512,
+// and with AVX2 (capped on an AVX-512 CPU) in all but resnet18's 4 x 4 x 512 input gradient, even.
 inline bool Use3x3(const Shape& s, Pass pass) { return Supports3x3(s, pass); }
 
 // y = conv(x, w) (call only if Supports3x3(s, Pass::kForward)).
