@@ -38,8 +38,8 @@ using Shape = jaxmed::ConvShape;
 // Winograd's minimal filtering F(m x m, r x r): from the n x n inputs d under a tile of m x m
 // outputs (n = m + r - 1), the outputs are A^T [(G g G^T) . (B^T d B)] A, with n^2 products
 // instead of r^2 m^2. The kernel gradient runs the same algebra backwards:
-// dL/dg = G^T [sum over tiles of (B^T d B) . (A dY A^T)] G. Points 0, 1, -1 (and infinity):
-// the entries are 0, +-1 and +-1/2, so the rounding is that of a direct sum.
+// dL/dg = G^T [sum over tiles of (B^T d B) . (A dY A^T)] G. With points 0, 1, -1 (and infinity),
+// all but F(4x4, 3x3), the entries are 0, +-1 and +-1/2: the rounding is that of a direct sum.
 template <int kTile, int kTaps>
 struct Matrices;
 
@@ -72,8 +72,8 @@ struct Matrices<2, 3> {
 };
 
 // F(4x4, 3x3) (points 0, +-1, +-2 and infinity; Lavin and Gray's matrices): 36 products for 16
-// outputs instead of 64 with F(2x2, 3x3), with entries up to 8 and 1/24 the rounding is larger,
-// but within float32 tolerances over the layers' channel sums (the tests compare it with lax).
+// outputs where F(2x2, 3x3) needs 64. Its entries (up to 8, down to 1/24) round more, within
+// float32 tolerances over the layers' channel sums (the tests compare it with lax).
 template <>
 struct Matrices<4, 3> {
   static constexpr float kBT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
@@ -93,9 +93,9 @@ struct Matrices<4, 3> {
       {1, 0, 0, 0}, {1, 1, 1, 1}, {1, -1, 1, -1}, {1, 2, 4, 8}, {1, -2, 4, -8}, {0, 0, 0, 1}};
 };
 
-// The 2x2 correlation one call computes, in super-pixels: `rows` x `cols` outputs per image,
-// inputs and outputs in groups of contiguous floats (a super-pixel's 4 pixels, or one pixel),
-// in tiles of `tile` x `tile` outputs.
+// The correlation one call computes (2x2 of super-pixels, or 3x3 of pixels: `taps`): `rows` x
+// `cols` outputs per image, inputs and outputs in groups of contiguous floats (a super-pixel's 4
+// pixels, or one pixel), in tiles of `tile` x `tile` outputs.
 struct Plan {
   int64_t images, rows, cols;
   int in_groups;
