@@ -25,7 +25,10 @@
 // generation costs milliseconds. The input gradients of the 4x4 stride-2 image
 // layers (at most 4 input channels) run in sub-pixel form (RunSubpixel), and
 // float32 stride-1 calls with at most 4 output channels, forward and backward
-// weights, run narrow_conv.h's kernels: where oneDNN is slow. Where oneDNN has no
+// weights, run narrow_conv.h's kernels: where oneDNN is slow. Float32 4x4 stride-2 layers
+// and 3x3 stride-1 "SAME" ones run jaxmed's Winograd kernels where they need fewer
+// multiplications than oneDNN's direct ones (RunWinograd: winograd.h, winograd_3x3.h);
+// bfloat16 operands keep oneDNN. Where oneDNN has no
 // bfloat16 kernels (AVX2 CPUs), bfloat16 calls run in float32 (RunInFloat32).
 
 #include <omp.h>
@@ -48,6 +51,7 @@
 #include "narrow_conv.h"
 #include "weight_gradient.h"
 #include "winograd.h"
+#include "winograd_3x3.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
 
@@ -265,8 +269,39 @@ bool RunWeightGradient(Direction direction, const Geometry& g, void* src, void* 
   return true;
 }
 
-// Runs a float32 4x4 stride-2 layer with winograd.h's kernels (fewer multiplications than
-// oneDNN's direct ones, and than weight_gradient.h's) where they apply. Returns whether it did.
+winograd::Pass PassOf(Direction direction) {
+  switch (direction) {
+    case Direction::kForward:
+      return winograd::Pass::kForward;
+    case Direction::kBackwardData:
+      return winograd::Pass::kBackwardData;
+    case Direction::kBackwardWeights:
+      return winograd::Pass::kBackwardWeights;
+  }
+  throw std::logic_error("unknown direction");
+}
+
+// Runs a float32 3x3 stride-1 "SAME" layer with winograd_3x3.h's kernels where its rule
+// (winograd::Use3x3) picks them. Returns whether it did.
+bool RunWinograd3x3(Direction direction, const jaxmed::ConvShape& shape, float* x, float* w, float* y) {
+  if (!winograd::Use3x3(shape, PassOf(direction))) return false;
+  switch (direction) {
+    case Direction::kForward:
+      winograd::Forward3x3(shape, x, w, y);
+      break;
+    case Direction::kBackwardData:
+      winograd::BackwardData3x3(shape, y, w, x);
+      break;
+    case Direction::kBackwardWeights:
+      winograd::BackwardWeights3x3(shape, x, y, w);
+      break;
+  }
+  return true;
+}
+
+// Runs a float32 4x4 stride-2 layer with winograd.h's kernels, or a 3x3 stride-1 one with
+// winograd_3x3.h's (fewer multiplications than oneDNN's direct ones, and than
+// weight_gradient.h's), where they apply. bfloat16 operands keep oneDNN. Returns whether it did.
 bool RunWinograd(Direction direction, const Geometry& g, void* src, void* kernel, void* dst) {
   const auto f32 = memory::data_type::f32;
   // (A weight gradient's kernel operand is its part's float32 sum whatever the user's dtype.)
@@ -274,8 +309,9 @@ bool RunWinograd(Direction direction, const Geometry& g, void* src, void* kernel
     return false;
   }
   const jaxmed::ConvShape shape = ShapeOf(g);
-  if (!winograd::Supported(shape, direction == Direction::kBackwardData)) return false;
   const auto x = static_cast<float*>(src), w = static_cast<float*>(kernel), y = static_cast<float*>(dst);
+  if (RunWinograd3x3(direction, shape, x, w, y)) return true;
+  if (!winograd::Supported(shape, direction == Direction::kBackwardData)) return false;
   switch (direction) {
     case Direction::kForward:
       winograd::Forward(shape, x, w, y);
@@ -787,6 +823,16 @@ auto ConvBinding() {
 }
 
 }  // namespace
+
+// The tile side m of the F(m x m, 3x3) kernels (winograd_3x3.h) that a float32 3x3 stride-1
+// "SAME" call on `batch` images (one part of a batch: each pool thread runs one) of h x w x c
+// into k channels runs, 0 where oneDNN runs it; `direction` is 0 forward, 1 input gradient, 2
+// kernel gradient. For tests and benchmarks (ctypes).
+extern "C" int jaxmed_winograd_3x3_tile(int64_t batch, int64_t h, int64_t w, int64_t c, int64_t k, int direction) {
+  const jaxmed::ConvShape shape{batch, h, w, c, h, w, k, 3, 3, 1, 1, 1, 1};
+  const winograd::Pass pass = PassOf(static_cast<Direction>(direction));
+  return winograd::Use3x3(shape, pass) ? winograd::Plan3x3(shape, pass).tile : 0;
+}
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxmed_onednn_conv2d_forward, Forward,
                               ConvBinding());

@@ -18,7 +18,8 @@
 // The widest layers' input gradients gain least: their transformed kernel is rebuilt on every
 // call, as the weights change every step. Tiles go in blocks whose transformed inputs and
 // products stay in L2 (the block size matters little; all of a part's tiles at once is slower).
-// Layouts are conv2d.cc's: activations NHWC, kernels HWIO, dense.
+// Layouts are conv2d.cc's: activations NHWC, kernels HWIO, dense. The same machinery, with a
+// 3-tap kernel, runs the 3x3 stride-1 layers (winograd_3x3.h).
 
 #pragma once
 
@@ -34,16 +35,16 @@ namespace winograd {
 
 using Shape = jaxmed::ConvShape;
 
-// Winograd's minimal filtering F(m x m, 2x2) for tiles of m = 2 or 3 outputs a side: from the
-// (m + 1) x (m + 1) inputs d under a tile, the outputs are A^T [(G g G^T) . (B^T d B)] A, with
-// (m + 1)^2 products instead of 4 m^2. The kernel gradient runs the same algebra backwards:
-// dL/dg = G^T [sum over tiles of (B^T d B) . (A dY A^T)] G. Points 0, 1, -1 (and infinity):
-// the entries are 0, +-1 and +-1/2.
-template <int kTile>
+// Winograd's minimal filtering F(m x m, r x r): from the n x n inputs d under a tile of m x m
+// outputs (n = m + r - 1), the outputs are A^T [(G g G^T) . (B^T d B)] A, with n^2 products
+// instead of r^2 m^2. The kernel gradient runs the same algebra backwards:
+// dL/dg = G^T [sum over tiles of (B^T d B) . (A dY A^T)] G. With points 0, 1, -1 (and infinity),
+// all but F(4x4, 3x3), the entries are 0, +-1 and +-1/2: the rounding is that of a direct sum.
+template <int kTile, int kTaps>
 struct Matrices;
 
 template <>
-struct Matrices<2> {
+struct Matrices<2, 2> {
   static constexpr float kBT[3][3] = {{1, -1, 0}, {0, 1, 0}, {0, -1, 1}};
   static constexpr float kG[3][2] = {{1, 0}, {1, 1}, {0, 1}};
   static constexpr float kGT[2][3] = {{1, 1, 0}, {0, 1, 1}};
@@ -52,7 +53,7 @@ struct Matrices<2> {
 };
 
 template <>
-struct Matrices<3> {
+struct Matrices<3, 2> {
   static constexpr float kBT[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, -1, 0, 1}};
   static constexpr float kG[4][2] = {{1, 0}, {0.5f, 0.5f}, {0.5f, -0.5f}, {0, 1}};
   static constexpr float kGT[2][4] = {{1, 0.5f, 0.5f, 0}, {0, 0.5f, -0.5f, 1}};
@@ -60,9 +61,41 @@ struct Matrices<3> {
   static constexpr float kA[4][3] = {{1, 0, 0}, {1, 1, 1}, {1, -1, 1}, {0, 0, 1}};
 };
 
-// The 2x2 correlation one call computes, in super-pixels: `rows` x `cols` outputs per image,
-// inputs and outputs in groups of contiguous floats (a super-pixel's 4 pixels, or one pixel),
-// in tiles of `tile` x `tile` outputs.
+// F(2x2, 3x3), the 3x3 stride-1 layers' (Lavin and Gray's matrices).
+template <>
+struct Matrices<2, 3> {
+  static constexpr float kBT[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
+  static constexpr float kG[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
+  static constexpr float kGT[3][4] = {{1, 0.5f, 0.5f, 0}, {0, 0.5f, -0.5f, 0}, {0, 0.5f, 0.5f, 1}};
+  static constexpr float kAT[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+  static constexpr float kA[4][2] = {{1, 0}, {1, 1}, {1, -1}, {0, -1}};
+};
+
+// F(4x4, 3x3) (points 0, +-1, +-2 and infinity; Lavin and Gray's matrices): 36 products for 16
+// outputs where F(2x2, 3x3) needs 64. Its entries (up to 8, down to 1/24) round more, within
+// float32 tolerances over the layers' channel sums (the tests compare it with lax).
+template <>
+struct Matrices<4, 3> {
+  static constexpr float kBT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+                                      {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+  static constexpr float kG[6][3] = {{1.0f / 4, 0, 0},
+                                     {-1.0f / 6, -1.0f / 6, -1.0f / 6},
+                                     {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+                                     {1.0f / 24, 1.0f / 12, 1.0f / 6},
+                                     {1.0f / 24, -1.0f / 12, 1.0f / 6},
+                                     {0, 0, 1}};
+  static constexpr float kGT[3][6] = {{1.0f / 4, -1.0f / 6, -1.0f / 6, 1.0f / 24, 1.0f / 24, 0},
+                                      {0, -1.0f / 6, 1.0f / 6, 1.0f / 12, -1.0f / 12, 0},
+                                      {0, -1.0f / 6, -1.0f / 6, 1.0f / 6, 1.0f / 6, 1}};
+  static constexpr float kAT[4][6] = {
+      {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+  static constexpr float kA[6][4] = {
+      {1, 0, 0, 0}, {1, 1, 1, 1}, {1, -1, 1, -1}, {1, 2, 4, 8}, {1, -2, 4, -8}, {0, 0, 0, 1}};
+};
+
+// The correlation one call computes (2x2 of super-pixels, or 3x3 of pixels: `taps`): `rows` x
+// `cols` outputs per image, inputs and outputs in groups of contiguous floats (a super-pixel's 4
+// pixels, or one pixel), in tiles of `tile` x `tile` outputs.
 struct Plan {
   int64_t images, rows, cols;
   int in_groups;
@@ -70,14 +103,17 @@ struct Plan {
   int out_groups;
   int64_t out_width;
   int tile = 2;
+  int taps = 2;  // the kernel's side, r
 
   int64_t in_depth() const { return in_groups * in_width; }
   int64_t out_depth() const { return out_groups * out_width; }
-  int planes() const { return (tile + 1) * (tile + 1); }
+  int planes() const { return (tile + taps - 1) * (tile + taps - 1); }
 
-  // Products per image and channel pair with tiles of m x m: (m + 1)^2 per tile, tiles cropped at
-  // the edges included.
-  int64_t Products(int m) const { return (m + 1) * (m + 1) * ((rows + m - 1) / m) * ((cols + m - 1) / m); }
+  // Products per image and channel pair with tiles of m x m: (m + r - 1)^2 per tile, tiles
+  // cropped at the edges included.
+  int64_t Products(int m) const {
+    return (m + taps - 1) * (m + taps - 1) * ((rows + m - 1) / m) * ((cols + m - 1) / m);
+  }
 
   // The tile side with fewer products (3 at dcgan128's 32x32 outputs and at every input
   // gradient's (h + 1) x (w + 1); a tie goes to 2, whose transforms are cheaper).
@@ -88,10 +124,16 @@ struct Plan {
   }
 
   // Tiles per block: the block's transformed inputs and products in about 512 KB of L2, at
-  // least 8 and at most 16 register tiles of `register_rows` tiles.
-  int64_t TilesPerBlock(int register_rows) const {
+  // least 8 and at most 16 register tiles of `register_rows` tiles. A 3x3 plan whose transformed
+  // kernel outgrows L2 (kStreamedKernelBytes: small images, wide layers) takes up to
+  // kMaxStreamedTiles of its `tiles` in one block instead: the kernel is read from memory once
+  // per block, and it then costs more than the tiles' data.
+  static constexpr int64_t kStreamedKernelBytes = 4 << 20, kMaxStreamedTiles = 512;
+  int64_t TilesPerBlock(int register_rows, int64_t tiles) const {
     const int64_t fitting = (512 << 10) / (planes() * sizeof(float) * (in_depth() + out_depth()));
-    return std::clamp<int64_t>(fitting / register_rows, 8, 16) * register_rows;
+    const int64_t block = std::clamp<int64_t>(fitting / register_rows, 8, 16) * register_rows;
+    if (taps != 3 || planes() * sizeof(float) * in_depth() * out_depth() <= kStreamedKernelBytes) return block;
+    return std::max(block, std::min(tiles, kMaxStreamedTiles));
   }
 
   // x (super-pixels, 4 groups of C) -> y (pixels of K).
@@ -122,6 +164,7 @@ using namespace jaxmed::simd::avx512;
 constexpr int kRows = 6, kVectors = 4;  // 24 sums + 4 kernel vectors + 1 input of the 32 registers
 
 #include "winograd_simd.h"
+#include "winograd_3x3_simd.h"
 
 }  // namespace winograd::avx512
 #pragma GCC pop_options
@@ -134,6 +177,7 @@ using namespace jaxmed::simd::avx2;
 constexpr int kRows = 6, kVectors = 2;  // 12 sums + 2 kernel vectors + 1 input of the 16 registers
 
 #include "winograd_simd.h"
+#include "winograd_3x3_simd.h"
 
 }  // namespace winograd::avx2
 #pragma GCC pop_options
