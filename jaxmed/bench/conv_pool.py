@@ -10,7 +10,8 @@ the input, not the output). Speeds are reported as
 - GFLOP/s for convolutions (costs in `jaxmed.bench.layers`) and their fraction of a
   float32 matmul measured in the same run (`jaxmed.bench.roofline`). The cost is the direct
   convolution's arithmetic, so a kernel that needs fewer multiplications (jaxmed's Winograd
-  kernels for the 4x4 stride-2 layers, `jaxmed/nn/onednn/winograd.h`) shows an effective
+  kernels for the 4x4 stride-2 and 3x3 stride-1 layers, `jaxmed/nn/onednn/winograd.h` and
+  `winograd_3x3.h`) shows an effective
   rate, above the matmul's where it saves more than it loses;
 - GB/s for pooling and its fraction of the memory-copy bandwidth measured in the same run.
 
