@@ -281,27 +281,10 @@ winograd::Pass PassOf(Direction direction) {
   throw std::logic_error("unknown direction");
 }
 
-// Runs a float32 3x3 stride-1 "SAME" layer with winograd_3x3.h's kernels where its rule
-// (winograd::Use3x3) picks them. Returns whether it did.
-bool RunWinograd3x3(Direction direction, const jaxmed::ConvShape& shape, float* x, float* w, float* y) {
-  if (!winograd::Use3x3(shape, PassOf(direction))) return false;
-  switch (direction) {
-    case Direction::kForward:
-      winograd::Forward3x3(shape, x, w, y);
-      break;
-    case Direction::kBackwardData:
-      winograd::BackwardData3x3(shape, y, w, x);
-      break;
-    case Direction::kBackwardWeights:
-      winograd::BackwardWeights3x3(shape, x, y, w);
-      break;
-  }
-  return true;
-}
-
 // Runs a float32 4x4 stride-2 layer with winograd.h's kernels, or a 3x3 stride-1 one with
-// winograd_3x3.h's (fewer multiplications than oneDNN's direct ones, and than
-// weight_gradient.h's), where they apply. bfloat16 operands keep oneDNN. Returns whether it did.
+// winograd_3x3.h's where its rule (winograd::Use3x3) picks them (fewer multiplications than
+// oneDNN's direct ones, and than weight_gradient.h's). bfloat16 operands keep oneDNN. Returns
+// whether it did.
 bool RunWinograd(Direction direction, const Geometry& g, void* src, void* kernel, void* dst) {
   const auto f32 = memory::data_type::f32;
   // (A weight gradient's kernel operand is its part's float32 sum whatever the user's dtype.)
@@ -309,18 +292,18 @@ bool RunWinograd(Direction direction, const Geometry& g, void* src, void* kernel
     return false;
   }
   const jaxmed::ConvShape shape = ShapeOf(g);
+  const bool three = winograd::Use3x3(shape, PassOf(direction));
+  if (!three && !winograd::Supported(shape, direction == Direction::kBackwardData)) return false;
   const auto x = static_cast<float*>(src), w = static_cast<float*>(kernel), y = static_cast<float*>(dst);
-  if (RunWinograd3x3(direction, shape, x, w, y)) return true;
-  if (!winograd::Supported(shape, direction == Direction::kBackwardData)) return false;
   switch (direction) {
     case Direction::kForward:
-      winograd::Forward(shape, x, w, y);
+      three ? winograd::Forward3x3(shape, x, w, y) : winograd::Forward(shape, x, w, y);
       break;
     case Direction::kBackwardData:
-      winograd::BackwardData(shape, y, w, x);
+      three ? winograd::BackwardData3x3(shape, y, w, x) : winograd::BackwardData(shape, y, w, x);
       break;
     case Direction::kBackwardWeights:
-      winograd::BackwardWeights(shape, x, y, w);
+      three ? winograd::BackwardWeights3x3(shape, x, y, w) : winograd::BackwardWeights(shape, x, y, w);
       break;
   }
   return true;

@@ -22,6 +22,20 @@ struct Window {
   int64_t height, width, channels;      // input image
   int64_t out_height, out_width;        // output image
   int64_t window_h, window_w, stride_h, stride_w, pad_top, pad_left;
+
+  // Calls visit(pixel, position) for each image pixel (its index in the image) under output
+  // (i, j)'s window, in row-major window order, with its position in the window.
+  template <typename Visit>
+  void ForEachPixel(int64_t i, int64_t j, Visit&& visit) const {
+    for (int64_t r = 0; r < window_h; ++r) {
+      const int64_t row = i * stride_h - pad_top + r;
+      if (row < 0 || row >= height) continue;
+      for (int64_t s = 0; s < window_w; ++s) {
+        const int64_t col = j * stride_w - pad_left + s;
+        if (col >= 0 && col < width) visit(row * width + col, r * window_w + s);
+      }
+    }
+  }
 };
 
 // Forward pass of `images` images: y[b, i, j, c] = max over the window; where[b, i, j, c] = its
@@ -39,21 +53,15 @@ __attribute__((target_clones("avx512f", "avx2,fma", "default"))) inline void Max
         float* best = y + ((b * w.out_height + i) * w.out_width + j) * c_count;
         uint8_t* position = where + ((b * w.out_height + i) * w.out_width + j) * c_count;
         for (int64_t c = 0; c < c_count; ++c) best[c] = -std::numeric_limits<float>::infinity(), scratch[c] = 0.0f;
-        for (int64_t r = 0; r < w.window_h; ++r) {
-          const int64_t row = i * w.stride_h - w.pad_top + r;
-          if (row < 0 || row >= w.height) continue;
-          for (int64_t s = 0; s < w.window_w; ++s) {
-            const int64_t col = j * w.stride_w - w.pad_left + s;
-            if (col < 0 || col >= w.width) continue;
-            const float* pixel = image + (row * w.width + col) * c_count;
-            const float here = static_cast<float>(r * w.window_w + s);
-            for (int64_t c = 0; c < c_count; ++c) {
-              const bool larger = pixel[c] > best[c];
-              best[c] = larger ? pixel[c] : best[c];
-              scratch[c] = larger ? here : scratch[c];
-            }
+        w.ForEachPixel(i, j, [&](int64_t index, int64_t window_position) {
+          const float* pixel = image + index * c_count;
+          const float here = static_cast<float>(window_position);
+          for (int64_t c = 0; c < c_count; ++c) {
+            const bool larger = pixel[c] > best[c];
+            best[c] = larger ? pixel[c] : best[c];
+            scratch[c] = larger ? here : scratch[c];
           }
-        }
+        });
         for (int64_t c = 0; c < c_count; ++c) position[c] = static_cast<uint8_t>(scratch[c]);
       }
     }
@@ -74,17 +82,11 @@ __attribute__((target_clones("avx512f", "avx2,fma", "default"))) inline void Max
         const int64_t offset = ((b * w.out_height + i) * w.out_width + j) * c_count;
         const float* gradient = dy + offset;
         const uint8_t* position = where + offset;
-        for (int64_t r = 0; r < w.window_h; ++r) {
-          const int64_t row = i * w.stride_h - w.pad_top + r;
-          if (row < 0 || row >= w.height) continue;
-          for (int64_t s = 0; s < w.window_w; ++s) {
-            const int64_t col = j * w.stride_w - w.pad_left + s;
-            if (col < 0 || col >= w.width) continue;
-            float* pixel = image + (row * w.width + col) * c_count;
-            const uint8_t here = static_cast<uint8_t>(r * w.window_w + s);
-            for (int64_t c = 0; c < c_count; ++c) pixel[c] += position[c] == here ? gradient[c] : 0.0f;
-          }
-        }
+        w.ForEachPixel(i, j, [&](int64_t index, int64_t window_position) {
+          float* pixel = image + index * c_count;
+          const uint8_t here = static_cast<uint8_t>(window_position);
+          for (int64_t c = 0; c < c_count; ++c) pixel[c] += position[c] == here ? gradient[c] : 0.0f;
+        });
       }
     }
   }
