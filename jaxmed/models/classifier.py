@@ -56,8 +56,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmed.nn import (BatchNorm, ConvBackend, MaxPool, conv_general_dilated_for, mixed_precision_dtypes,
-                       resolve_conv_backend)
+from jaxmed.nn import (BatchNorm, ConvBackend, MaxPool, conv_general_dilated_for, convolution_dtype,
+                       mixed_precision_dtypes, resolve_conv_backend)
 
 CLASSIFIERS = ("seed_cnn", "resnet18")
 
@@ -91,6 +91,7 @@ def _conv(in_features: int, out_features: int, kernel: int, stride: int, dtype, 
     """Bias-free convolution with symmetric padding kernel // 2 (the reference's padding), on the resolved `backend`."""
     pad = kernel // 2
     outputs, _ = mixed_precision_dtypes(dtype, backend)
+    dtype = convolution_dtype(dtype, backend, in_features, out_features, kernel, stride)
     return nnx.Conv(in_features, out_features, kernel_size=(kernel, kernel), strides=(stride, stride),
                     padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=CONV_INIT, dtype=dtype,
                     preferred_element_type=outputs, conv_general_dilated=conv_general_dilated_for(backend), rngs=rngs)

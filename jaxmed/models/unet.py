@@ -53,7 +53,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmed.nn import ConvBackend, GroupNorm, conv_general_dilated_for, mixed_precision_dtypes, resolve_conv_backend
+from jaxmed.nn import (ConvBackend, GroupNorm, conv_general_dilated_for, convolution_dtype, mixed_precision_dtypes,
+                       resolve_conv_backend)
 
 TIME_SCALE = 1000.0  # t in [0, 1] is embedded as TIME_SCALE * t (the range of DDPM step indices)
 MAX_PERIOD = 10000.0  # the longest wavelength of the sinusoidal embedding (Vaswani et al.)
@@ -90,6 +91,7 @@ class _Convs:
         self.dtype = dtype
         self.outputs, _ = mixed_precision_dtypes(dtype, backend)
         self.conv_general_dilated = conv_general_dilated_for(backend)
+        self.backend = backend
         self.one_pass_sums = backend == "onednn"
         self.rngs = rngs
 
@@ -97,7 +99,9 @@ class _Convs:
                  zero: bool = False) -> nnx.Conv:
         extra = {"kernel_init": ZERO_INIT} if zero else {}
         return nnx.Conv(in_features, out_features, kernel_size=(kernel, kernel), strides=(stride, stride),
-                        padding="SAME", dtype=self.dtype, preferred_element_type=self.outputs,
+                        padding="SAME", dtype=convolution_dtype(self.dtype, self.backend, in_features, out_features,
+                                                                kernel, stride),
+                        preferred_element_type=self.outputs,
                         conv_general_dilated=self.conv_general_dilated, rngs=self.rngs, **extra)
 
 
@@ -126,12 +130,11 @@ class ResBlock(nnx.Module):
         self.norm2 = _group_norm(out_features, norm_groups, convs.one_pass_sums, rngs)
         self.conv2 = convs(out_features, out_features, zero=True)
         self.skip = convs(in_features, out_features, kernel=1) if in_features != out_features else None
-        self.dtype = convs.dtype or jnp.float32
 
     def __call__(self, x_BxHxWxC: jax.Array, embedding_BxE: jax.Array) -> jax.Array:
-        h = self.conv1(nnx.silu(self.norm1(x_BxHxWxC)).astype(self.dtype))
+        h = self.conv1(nnx.silu(self.norm1(x_BxHxWxC)))  # the layer casts to its own dtype
         h = h + self.embedding(embedding_BxE)[:, None, None, :].astype(h.dtype)
-        h = self.conv2(nnx.silu(self.norm2(h)).astype(self.dtype))
+        h = self.conv2(nnx.silu(self.norm2(h)))
         skip = x_BxHxWxC if self.skip is None else self.skip(x_BxHxWxC)
         return h + skip.astype(h.dtype)
 

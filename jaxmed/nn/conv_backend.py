@@ -105,6 +105,21 @@ def conv_general_dilated_for(backend: Literal["xla", "onednn"]) -> Callable:
     return onednn.conv_general_dilated if backend == "onednn" else lax.conv_general_dilated
 
 
+def convolution_dtype(dtype, backend: Literal["xla", "onednn"], in_features: int, out_features: int, kernel: int,
+                      stride: int):
+    """The dtype a convolution layer (square kernel, "SAME" padding) computes in, for a model computing in `dtype`.
+
+    float32 instead of a reduced `dtype` where oneDNN's backend would run the layer on jaxmed's
+    3x3 Winograd kernels in float32 faster than on oneDNN's bfloat16 ones
+    (`jaxmed.nn.onednn.widens_to_winograd_3x3`): the layer then reads the float32 activations
+    the normalisation before it writes, without a conversion; else `dtype`.
+    """
+    if (dtype is None or jnp.dtype(dtype) == jnp.float32 or backend != "onednn" or (kernel, stride) != (3, 1)
+            or not onednn.widens_to_winograd_3x3(in_features, out_features)):
+        return dtype
+    return jnp.float32
+
+
 def mixed_precision_dtypes(dtype, backend: Literal["xla", "onednn"]) -> tuple:
     """(convolution `preferred_element_type`, BatchNorm `dtype`) for convolutions computing in `dtype`.
 

@@ -11,8 +11,6 @@ ResNet-18's loss and gradients against XLA's kernels.
 
 from __future__ import annotations
 
-import ctypes
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,21 +19,13 @@ from flax import nnx
 from jax import lax
 
 from jaxmed.models.classifier import ResNet18
-from jaxmed.nn import onednn
+from jaxmed.nn import convolution_dtype, onednn
 from jaxmed.nn.onednn import library
 
 pytestmark = pytest.mark.onednn
 
 DN = ("NHWC", "HWIO", "NHWC")
 FORWARD, INPUT_GRADIENT, KERNEL_GRADIENT = 0, 1, 2
-
-
-def _tile(batch: int, height: int, width: int, channels: int, outputs: int, direction: int) -> int:
-    """The side m of the F(m x m, 3x3) kernels the library runs this call (one batch part) with, 0 for oneDNN."""
-    function = ctypes.CDLL(str(library.load())).jaxmed_winograd_3x3_tile
-    function.argtypes = [ctypes.c_int64] * 5 + [ctypes.c_int]
-    function.restype = ctypes.c_int
-    return function(batch, height, width, channels, outputs, direction)
 
 
 def _widest_lanes() -> int:
@@ -94,17 +84,17 @@ def test_3x3_same_matches_lax(x_shape, outputs):
 def test_cases_run_the_winograd_kernels_where_intended():
     # The value tests above prove something about winograd_3x3.h only if it ran them, with both tile sides.
     directions = (FORWARD, INPUT_GRADIENT, KERNEL_GRADIENT)
-    assert [_tile(1, 6, 6, 64, 64, d) for d in directions] == [2, 2, 2]
-    assert [_tile(1, 12, 11, 64, 64, d) for d in directions] == [4, 4, 4]
-    assert [_tile(1, 8, 9, 96, 32, d) for d in directions] == [4, 4, 4]  # half register tiles
-    assert [_tile(1, 3, 3, 32, 64, d) for d in directions] == [2, 2, 2]
-    assert [_tile(12, 5, 5, 256, 320, d) for d in directions] == [2, 2, 2]
-    assert _tile(1, 5, 4, 16, 64, FORWARD) == 2
-    assert _tile(1, 5, 4, 16, 64, INPUT_GRADIENT) == (2 if _widest_lanes() == 8 else 0)  # 16 outputs: AVX2 only
-    assert [_tile(16, 4, 4, 512, 512, d) for d in directions] == [2, 2, 2]  # resnet18's layers at batch 32
-    assert [_tile(16, 8, 8, 256, 256, d) for d in directions] == [4, 4, 4]
+    assert [library.winograd_3x3_tile(1, 6, 6, 64, 64, d) for d in directions] == [2, 2, 2]
+    assert [library.winograd_3x3_tile(1, 12, 11, 64, 64, d) for d in directions] == [4, 4, 4]
+    assert [library.winograd_3x3_tile(1, 8, 9, 96, 32, d) for d in directions] == [4, 4, 4]  # half register tiles
+    assert [library.winograd_3x3_tile(1, 3, 3, 32, 64, d) for d in directions] == [2, 2, 2]
+    assert [library.winograd_3x3_tile(12, 5, 5, 256, 320, d) for d in directions] == [2, 2, 2]
+    assert library.winograd_3x3_tile(1, 5, 4, 16, 64, FORWARD) == 2
+    assert library.winograd_3x3_tile(1, 5, 4, 16, 64, INPUT_GRADIENT) == (2 if _widest_lanes() == 8 else 0)  # 16 outputs: AVX2 only
+    assert [library.winograd_3x3_tile(16, 4, 4, 512, 512, d) for d in directions] == [2, 2, 2]  # resnet18's layers at batch 32
+    assert [library.winograd_3x3_tile(16, 8, 8, 256, 256, d) for d in directions] == [4, 4, 4]
     ragged = 24 if _widest_lanes() == 16 else 12
-    assert [_tile(1, 6, 5, ragged, 64, d) for d in directions] == [0, 0, 0]
+    assert [library.winograd_3x3_tile(1, 6, 5, ragged, 64, d) for d in directions] == [0, 0, 0]
 
 
 @pytest.mark.slow
@@ -113,7 +103,7 @@ def test_resnet18_is_the_same_function_with_either_backend():
     # of 2 (4x4, 2x2) in every direction, inside a model whose loss and parameter gradients must
     # equal those on XLA's kernels.
     x = jnp.asarray(np.random.default_rng(5).standard_normal((2, 16, 16, 1)), jnp.float32)
-    assert _tile(1, 8, 8, 64, 64, INPUT_GRADIENT) == 4 and _tile(1, 4, 4, 128, 128, INPUT_GRADIENT) == 2
+    assert library.winograd_3x3_tile(1, 8, 8, 64, 64, INPUT_GRADIENT) == 4 and library.winograd_3x3_tile(1, 4, 4, 128, 128, INPUT_GRADIENT) == 2
     results = {}
     for backend in ("xla", "onednn"):
         model = ResNet18(16, width=32, conv_backend=backend, rngs=nnx.Rngs(0))
@@ -128,3 +118,21 @@ def test_resnet18_is_the_same_function_with_either_backend():
     _assert_close(value_onednn, value_xla, "loss")
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(grads_onednn), jax.tree.leaves(grads_xla)):
         _assert_close(a, b, f"gradient {jax.tree_util.keystr(path)}", rel=1e-3)
+
+
+def test_bfloat16_models_compute_the_winograd_layers_in_float32_without_amx():
+    """Where the kernels take a 3x3 stride-1 layer (and no AMX is there), float32 is the faster way to compute it."""
+    if "amx" in (library.cpu_isa() or "") or _widest_lanes() != 16:
+        pytest.skip("the widening applies on AVX-512 CPUs without AMX (this one has other kernels)")
+
+    assert convolution_dtype(jnp.bfloat16, "onednn", 64, 64, 3, 1) == jnp.float32
+    assert convolution_dtype(jnp.bfloat16, "onednn", 64, 128, 3, 2) == jnp.bfloat16  # strided: oneDNN's
+    assert convolution_dtype(jnp.bfloat16, "onednn", 1, 32, 3, 1) == jnp.bfloat16    # 1 channel: oneDNN's
+    assert convolution_dtype(jnp.bfloat16, "xla", 64, 64, 3, 1) == jnp.bfloat16
+    assert convolution_dtype(None, "onednn", 64, 64, 3, 1) is None
+
+    model = ResNet18(32, 1, 2, width=16, dtype=jnp.bfloat16, conv_backend="onednn",
+                     rngs=nnx.Rngs(0))
+    dtypes = {(layer.in_features, layer.strides): layer.dtype for _, layer in nnx.iter_graph(model)
+              if isinstance(layer, nnx.Conv) and layer.kernel_size == (3, 3)}
+    assert dtypes[(32, (1, 1))] == jnp.float32 and dtypes[(32, (2, 2))] == jnp.bfloat16

@@ -12,9 +12,9 @@ pooling whose gradient reads its input once.
 from jaxmed.nn.onednn import max_pool
 from jaxmed.nn.onednn.conv import conv2d, conv2d_transpose, conv_general_dilated, supports
 from jaxmed.nn.onednn.library import (OneDnnUnavailable, build, cache_root, cpu_isa, load, remembered_failure,
-                                      unavailable_reason)
+                                      unavailable_reason, widens_to_winograd_3x3)
 from jaxmed.nn.onednn.sums import channel_sums, image_channel_sums
 
 __all__ = ["OneDnnUnavailable", "build", "cache_root", "channel_sums", "conv2d", "conv2d_transpose",
            "conv_general_dilated", "cpu_isa", "image_channel_sums", "load", "max_pool", "remembered_failure",
-           "supports", "unavailable_reason"]
+           "supports", "unavailable_reason", "widens_to_winograd_3x3"]

@@ -311,6 +311,37 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def winograd_3x3_tile(batch: int, height: int, width: int, channels: int, outputs: int, direction: int) -> int:
+    """The side m of the F(m x m, 3x3) kernels that run a float32 3x3 stride-1 "SAME" call, 0 where oneDNN does.
+
+    The library's own rule (`winograd_3x3.h`), for `batch` images of height x width x channels
+    into `outputs` channels; `direction` is 0 forward, 1 input gradient, 2 kernel gradient.
+
+    Raises:
+      OneDnnUnavailable: the kernels cannot be built or loaded here.
+    """
+    function = ctypes.CDLL(str(load())).jaxmed_winograd_3x3_tile
+    function.argtypes = [ctypes.c_int64] * 5 + [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function(batch, height, width, channels, outputs, direction)
+
+
+def widens_to_winograd_3x3(in_features: int, out_features: int) -> bool:
+    """Whether a bfloat16 3x3 stride-1 "SAME" layer of these channels runs faster in float32 here.
+
+    True where `winograd_3x3_tile` takes every direction of the layer and the CPU has no AMX:
+    oneDNN's bfloat16 kernels (AVX512-BF16 dot products) are then at most twice its float32
+    rate, while Winograd's F(4x4, 3x3) needs a quarter of the products, and widening bfloat16
+    operands is exact. (The rule depends on the channels, not on the image size.)
+
+    Raises:
+      OneDnnUnavailable: the kernels cannot be built or loaded here.
+    """
+    if "amx" in (cpu_isa() or ""):
+        return False
+    return all(winograd_3x3_tile(1, 8, 8, in_features, out_features, direction) for direction in range(3))
+
+
 def cpu_isa() -> str | None:
     """The instruction set oneDNN's kernels use here (e.g. "avx512_core"), None if oneDNN is not loaded.
 
