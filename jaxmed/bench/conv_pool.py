@@ -21,7 +21,8 @@ up-sampling layers are timed as jaxmed computes them (`jaxmed.nn.upsample_conv`,
 its XLA sub-pixel form and its oneDNN form) and, with `reference=True`, as
 `lax.conv_transpose` (what `nnx.ConvTranspose` runs), whose backward pass takes
 seconds on XLA:CPU; max pooling as
-`jaxmed.nn.max_pool` and, with `reference=True`, as `nnx.max_pool` (`reduce_window`).
+`jaxmed.nn.max_pool` (its XLA form and, on the CPU, its kernel) and, with `reference=True`,
+as `nnx.max_pool` (`reduce_window`).
 """
 
 from __future__ import annotations
@@ -95,8 +96,10 @@ def implementations(shape: LayerShape, reference: bool = True) -> dict[str, Call
             impls[REFERENCE_IMPL] = _conv_transpose
         return impls
     if shape.kind == MAX_POOL:
-        impls = {"jaxmed.max_pool": functools.partial(max_pool, window=shape.kernel, strides=shape.strides,
-                                                      padding=shape.padding)}
+        pool = functools.partial(max_pool, window=shape.kernel, strides=shape.strides, padding=shape.padding)
+        impls = {"jaxmed.max_pool": pool}
+        if with_onednn:
+            impls["jaxmed.max_pool/kernel"] = functools.partial(pool, use_kernel=True)
         if reference:
             impls["nnx.max_pool"] = _pool(shape)
         return impls
