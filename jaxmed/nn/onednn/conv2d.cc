@@ -45,6 +45,7 @@
 #include <string>
 #include <stdexcept>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "max_pool.h"
@@ -805,6 +806,18 @@ auto ConvBinding() {
       .Ctx<ffi::ThreadPool>();
 }
 
+// Both pooling handlers take the window's six integer attributes and use XLA's pool.
+template <typename Binding>
+auto WindowBinding(Binding binding) {
+  return std::move(binding).template Attr<int64_t>("window_h")
+      .template Attr<int64_t>("window_w")
+      .template Attr<int64_t>("stride_h")
+      .template Attr<int64_t>("stride_w")
+      .template Attr<int64_t>("pad_top")
+      .template Attr<int64_t>("pad_left")
+      .template Ctx<ffi::ThreadPool>();
+}
+
 }  // namespace
 
 // The tile side m of the F(m x m, 3x3) kernels (winograd_3x3.h) that a float32 3x3 stride-1
@@ -830,26 +843,12 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxmed_channel_sums, ChannelSums,
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ctx<ffi::ThreadPool>());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxmed_max_pool_forward, MaxPoolForward,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::U8>>()
-                                  .Attr<int64_t>("window_h")
-                                  .Attr<int64_t>("window_w")
-                                  .Attr<int64_t>("stride_h")
-                                  .Attr<int64_t>("stride_w")
-                                  .Attr<int64_t>("pad_top")
-                                  .Attr<int64_t>("pad_left")
-                                  .Ctx<ffi::ThreadPool>());
+                              WindowBinding(ffi::Ffi::Bind()
+                                                .Arg<ffi::Buffer<ffi::F32>>()
+                                                .Ret<ffi::Buffer<ffi::F32>>()
+                                                .Ret<ffi::Buffer<ffi::U8>>()));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxmed_max_pool_backward, MaxPoolBackward,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::U8>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("window_h")
-                                  .Attr<int64_t>("window_w")
-                                  .Attr<int64_t>("stride_h")
-                                  .Attr<int64_t>("stride_w")
-                                  .Attr<int64_t>("pad_top")
-                                  .Attr<int64_t>("pad_left")
-                                  .Ctx<ffi::ThreadPool>());
+                              WindowBinding(ffi::Ffi::Bind()
+                                                .Arg<ffi::Buffer<ffi::F32>>()
+                                                .Arg<ffi::Buffer<ffi::U8>>()
+                                                .Ret<ffi::Buffer<ffi::F32>>()));
