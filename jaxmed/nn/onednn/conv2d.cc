@@ -736,7 +736,7 @@ ffi::Future MaxPoolForward(ffi::Buffer<ffi::F32> x, ffi::ResultBuffer<ffi::F32> 
     const float* in = x.typed_data();
     float* out = y->typed_data();
     uint8_t* positions = where->typed_data();
-    const int64_t in_image = w.height * w.width * w.channels, out_image = w.out_height * w.out_width * w.channels;
+    const int64_t in_image = w.InImage(), out_image = w.OutImage();
     return RunInParts(pool, what, x.dimensions()[0], [=](int64_t first, int64_t images, int) {
       std::vector<float> scratch(w.channels);
       pooling::MaxPoolForward(w, images, in + first * in_image, out + first * out_image,
@@ -755,7 +755,7 @@ ffi::Future MaxPoolBackward(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::U8> where
     const float* gradient = dy.typed_data();
     const uint8_t* positions = where.typed_data();
     float* out = dx->typed_data();
-    const int64_t in_image = w.height * w.width * w.channels, out_image = w.out_height * w.out_width * w.channels;
+    const int64_t in_image = w.InImage(), out_image = w.OutImage();
     return RunInParts(pool, what, dy.dimensions()[0], [=](int64_t first, int64_t images, int) {
       pooling::MaxPoolBackward(w, images, gradient + first * out_image, positions + first * out_image,
                                out + first * in_image);

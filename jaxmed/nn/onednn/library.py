@@ -326,6 +326,7 @@ def winograd_3x3_tile(batch: int, height: int, width: int, channels: int, output
     return function(batch, height, width, channels, outputs, direction)
 
 
+@functools.cache  # asked once per layer when models are built; the answer is fixed for the process
 def widens_to_winograd_3x3(in_features: int, out_features: int) -> bool:
     """Whether a bfloat16 3x3 stride-1 "SAME" layer of these channels runs faster in float32 here.
 

@@ -23,6 +23,10 @@ struct Window {
   int64_t out_height, out_width;        // output image
   int64_t window_h, window_w, stride_h, stride_w, pad_top, pad_left;
 
+  // Floats per input and per output image.
+  int64_t InImage() const { return height * width * channels; }
+  int64_t OutImage() const { return out_height * out_width * channels; }
+
   // Calls visit(pixel, position) for each image pixel (its index in the image) under output
   // (i, j)'s window, in row-major window order, with its position in the window.
   template <typename Visit>
@@ -47,7 +51,7 @@ __attribute__((target_clones("avx512f", "avx2,fma", "default"))) inline void Max
     float* __restrict scratch) {
   const int64_t c_count = w.channels;
   for (int64_t b = 0; b < images; ++b) {
-    const float* image = x + b * w.height * w.width * c_count;
+    const float* image = x + b * w.InImage();
     for (int64_t i = 0; i < w.out_height; ++i) {
       for (int64_t j = 0; j < w.out_width; ++j) {
         float* best = y + ((b * w.out_height + i) * w.out_width + j) * c_count;
@@ -74,9 +78,9 @@ __attribute__((target_clones("avx512f", "avx2,fma", "default"))) inline void Max
     const Window& w, int64_t images, const float* __restrict dy, const uint8_t* __restrict where,
     float* __restrict dx) {
   const int64_t c_count = w.channels;
-  std::memset(dx, 0, sizeof(float) * images * w.height * w.width * c_count);
+  std::memset(dx, 0, sizeof(float) * images * w.InImage());
   for (int64_t b = 0; b < images; ++b) {
-    float* image = dx + b * w.height * w.width * c_count;
+    float* image = dx + b * w.InImage();
     for (int64_t i = 0; i < w.out_height; ++i) {
       for (int64_t j = 0; j < w.out_width; ++j) {
         const int64_t offset = ((b * w.out_height + i) * w.out_width + j) * c_count;
