@@ -33,9 +33,9 @@ Every run is evaluated on `--eval-n` generated images (a diffusion run with its 
 sampler: DPM-Solver++ at 25 steps unless its settings say otherwise). Diffusion runs are
 also measured per sampler, each on the same `--sample-n` generated images:
 ancestral DDPM with all of the run's training timesteps (1000 by default), DDIM with 50 steps
-and DPM-Solver++ (2M) with its default steps; for each, FID/precision/recall (`jaxmed.evaluate`
-with the sampler's settings) and the sampling time per image (one batch of `--timing-n`
-images, compiled beforehand). DDPM-1000 dominates the cost: the small U-Net takes about
+(eta 0, deterministic, and eta 1, with the ancestral noise) and DPM-Solver++ (2M) with its
+default steps; for each, FID/precision/recall (`jaxmed.evaluate` with the sampler's settings)
+and the sampling time per image (one batch of `--timing-n` images, compiled beforehand). DDPM-1000 dominates the cost: the small U-Net takes about
 10-30 ms per image per network evaluation at 32-64 px on a 2-core CPU, so each DDPM image
 costs 10-30 s, and the default 50 (+ 8 timed) images about 10-30 minutes per diffusion run;
 DDIM-50 and DPM-Solver++ cost 1/20 and 1/40 of that. FID from 50 images is biased upwards:
@@ -46,7 +46,7 @@ with their settings, "step_timing" per arm in minutes mode: step_ms, compile_s, 
 ...) and "runs", one per (data set, arm, seed): data, arm, family, recipe (the arm's name),
 seed, fid, kid, precision, recall, copies, data_copying_z, coverage, real_floor_fid, steps
 (trained), train_seconds (its whole training, compiling included), train_seconds_this_call,
-and for diffusion runs "samplers": per sampler its sampling_steps, n, the same metrics,
+and for diffusion runs "samplers": per sampler its sampling_steps, eta, n, the same metrics,
 seconds_per_image and images_timed.
 
 Every run keeps its workdir (minutes-mode runs in their own, suffixed with the budget), and
@@ -82,8 +82,9 @@ PRESETS = {"gan": {"seed": (), "diffaugment": ("gan_augment=diffaugment",),
                    "ada": ("gan_augment=ada", "ada_images_to_full=20000")}}
 # Keys every run shares, set by the experiment (an arm setting one of them is refused).
 EXPERIMENT_KEYS = ("steps", "seed", "image_size", "class_name", "data.spec", "data.n")
-# The sampler rows of a diffusion run: (sampler, network evaluations; None: all training timesteps).
-DIFFUSION_SAMPLERS = (("ddpm", None), ("ddim", 50), ("dpm_solver_2m", SamplingConfig().steps))
+# The sampler rows of a diffusion run: (sampler, network evaluations (None: all training timesteps), DDIM's eta).
+DIFFUSION_SAMPLERS = (("ddpm", None, 0.0), ("ddim", 50, 0.0), ("ddim", 50, 1.0),
+                      ("dpm_solver_2m", SamplingConfig().steps, 0.0))
 # Untimed steps of the step-time measurement after the first.
 TIMING_WARMUP = 2
 # Where a run's accumulated training wall time is kept, so a resumed run reports its whole training.
@@ -276,16 +277,16 @@ def sampler_rows(workdir: Path, extractor: Path, reference: str | None, args: ar
     run = restore_run(workdir, "a diffusion workdir", BEST)  # the checkpoint `jaxmed.evaluate` takes
     timesteps = run.config.timesteps
     rows = []
-    for sampler, steps in DIFFUSION_SAMPLERS:
+    for sampler, steps, eta in DIFFUSION_SAMPLERS:
         steps = min(steps or timesteps, timesteps)
-        settings = {"sampling.sampler": sampler, "sampling.steps": steps}
-        out = workdir / f"eval_{sampler}_{steps}"
+        settings = {"sampling.sampler": sampler, "sampling.steps": steps, "sampling.eta": eta}
+        out = workdir / (f"eval_{sampler}_{steps}" + (f"_eta{eta:g}" if eta else ""))
         report = evaluation(workdir, out, extractor, reference, args.sample_n, settings)
         timing = out / "sampling_time.json"
         if not timing.is_file():
             timing.write_text(json.dumps({"seconds_per_image": seconds_per_image(run, settings, args.timing_n),
                                           "images_timed": args.timing_n}) + "\n")
-        rows.append({"sampler": sampler, "sampling_steps": steps, "n": args.sample_n, **summary(report),
+        rows.append({"sampler": sampler, "sampling_steps": steps, "eta": eta, "n": args.sample_n, **summary(report),
                      **json.loads(timing.read_text())})
     return rows
 

@@ -10,9 +10,9 @@
     jaxmed train diffusion --data SPEC --workdir DIR [--steps N] [--batch-size N]
                      [--image-size N] [--seed N] [--set key=value ...]
     jaxmed sample --workdir DIR --n N --out DIR [--seed N] [--format png|npz|dcm]
-                  [--sampler ddpm|ddim|dpm_solver_2m] [--sampling-steps K] [--guidance S]
+                  [--sampler ddpm|ddim|dpm_solver_2m] [--sampling-steps K] [--guidance S] [--eta E]
     jaxmed evaluate --workdir DIR --out DIR [--data SPEC] [--features DIR] [--feature-steps N] [--n N] [--seed N]
-                    [--max-reference N] [--sampler S] [--sampling-steps K] [--guidance S]
+                    [--max-reference N] [--sampler S] [--sampling-steps K] [--guidance S] [--eta E]
     jaxmed study augmentation --data SPEC --workdir DIR [--seeds N] [--set key=value ...]
     jaxmed data inspect SPEC [--json [FILE]] [--montage FILE] [--image-size N] [--skip-bad]
                      [--set data.KEY=VALUE ...]
@@ -274,7 +274,8 @@ def _study(args: argparse.Namespace) -> None:
 
 
 # `jaxmed sample` and `evaluate` flags that override a restored run's config key ({config key: argparse dest}).
-SAMPLING_FLAGS = {"sampling.sampler": "sampler", "sampling.steps": "sampling_steps", "sampling.guidance": "guidance"}
+SAMPLING_FLAGS = {"sampling.sampler": "sampler", "sampling.steps": "sampling_steps", "sampling.guidance": "guidance",
+                  "sampling.eta": "eta"}
 
 
 def _add_drawing_flags(parser: argparse.ArgumentParser) -> None:
@@ -286,6 +287,8 @@ def _add_drawing_flags(parser: argparse.ArgumentParser) -> None:
     drawing.add_argument("--guidance", type=_non_negative_float,
                          help="classifier-free guidance scale of a conditional model: 0 unconditional, 1 conditional "
                               "(= sampling.guidance)")
+    drawing.add_argument("--eta", type=_non_negative_float,
+                         help="ddim's stochasticity: 0 deterministic, 1 ancestral noise per step (= sampling.eta)")
 
 
 def _drawing_settings(args: argparse.Namespace) -> dict:

@@ -208,7 +208,7 @@ def test_evaluate_passes_the_drawing_flags(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setattr("jaxmed.evaluation.generators.evaluate_generator", fake_evaluate)
     assert main(["evaluate", "--workdir", str(tmp_path), "--out", str(tmp_path / "e"), "--sampler", "ddim",
-                 "--sampling-steps", "50"]) == 0
-    assert seen["settings"] == {"sampling.sampler": "ddim", "sampling.steps": 50}
+                 "--sampling-steps", "50", "--eta", "0.5"]) == 0
+    assert seen["settings"] == {"sampling.sampler": "ddim", "sampling.steps": 50, "sampling.eta": 0.5}
     assert main(["evaluate", "--workdir", str(tmp_path), "--out", str(tmp_path / "e")]) == 0
     assert seen["settings"] == {}

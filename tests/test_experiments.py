@@ -111,11 +111,11 @@ def _check_runs(result: dict, steps: dict[str, int]) -> None:
         assert run["train_seconds"] > 0 and math.isfinite(run["fid"])
     assert "samplers" not in runs["gan-seed"]
     rows = runs["diffusion-tiny"]["samplers"]
-    # DDPM on all 50 training timesteps, DDIM-50, DPM-Solver++ at its default steps; all on the same images.
-    assert [(row["sampler"], row["sampling_steps"], row["n"]) for row in rows] == [
-        ("ddpm", 50, 8), ("ddim", 50, 8), ("dpm_solver_2m", 25, 8)]
+    # DDPM on all 50 training timesteps, DDIM-50 at eta 0 and 1, DPM-Solver++ at its default steps; same images.
+    assert [(row["sampler"], row["sampling_steps"], row["eta"], row["n"]) for row in rows] == [
+        ("ddpm", 50, 0.0, 8), ("ddim", 50, 0.0, 8), ("ddim", 50, 1.0, 8), ("dpm_solver_2m", 25, 0.0, 8)]
     assert all(row["seconds_per_image"] > 0 and row["images_timed"] == 2 for row in rows)
-    assert len({row["fid"] for row in rows}) == 3  # each sampler drew its own images
+    assert len({row["fid"] for row in rows}) == 4  # each sampler drew its own images
 
 
 @pytest.mark.slow

@@ -224,13 +224,14 @@ def dpm_solver_2m_sample(model_fn: ModelFn, schedule: NoiseSchedule, shape: tupl
 
 
 def sample(sampler: SamplerName, model_fn: ModelFn, schedule: NoiseSchedule, shape: tuple[int, ...],
-           key: jax.Array, num_steps: int | None = None, labels_B: jax.Array | None = None, *,
+           key: jax.Array, num_steps: int | None = None, labels_B: jax.Array | None = None, *, eta: float = 0.0,
            prediction: Prediction = "v", clip_x0: bool = True, x_T: jax.Array | None = None) -> jax.Array:
-    """Samples with the sampler named `sampler` (DDIM with eta 0); `num_steps` is ignored by "ddpm".
+    """Samples with the sampler named `sampler`; `num_steps` is ignored by "ddpm", `eta` by all but "ddim".
 
     Args:
       sampler: one of `SAMPLERS`.
       num_steps: steps for "ddim" and "dpm_solver_2m" (None: all T).
+      eta: DDIM's eta (see `ddim_sample`).
       model_fn, schedule, shape, key, labels_B, prediction, clip_x0, x_T: as `ddpm_sample`.
 
     Raises:
@@ -241,7 +242,7 @@ def sample(sampler: SamplerName, model_fn: ModelFn, schedule: NoiseSchedule, sha
     if sampler == "ddpm":
         return ddpm_sample(model_fn, schedule, shape, key, labels_B, **options)
     if sampler == "ddim":
-        return ddim_sample(model_fn, schedule, shape, key, steps, labels_B, **options)
+        return ddim_sample(model_fn, schedule, shape, key, steps, labels_B, eta=eta, **options)
     if sampler == "dpm_solver_2m":
         return dpm_solver_2m_sample(model_fn, schedule, shape, key, steps, labels_B, **options)
     raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")

@@ -64,17 +64,22 @@ class SamplingConfig:
         model, 1 the conditional one, above 1 sharper towards the class at some cost in diversity.
         2.0 (Ho & Salimans' w = 1) is a common middle. An unconditional model has nothing to
         guide: it ignores the value.
+      eta: DDIM's stochasticity (Song et al.'s eta, "ddim" only): 0 follows the deterministic
+        ODE, 1 adds the ancestral sampler's noise at every step, which moves a few-step sample's
+        distribution towards the full ancestral sampler's when the model's ODE drifts from it.
     """
 
     sampler: str = "dpm_solver_2m"
     steps: int = 25
     guidance: float = 2.0
+    eta: float = 0.0
 
     def __post_init__(self):
         require(self.sampler in SAMPLERS, f"sampling.sampler must be one of {', '.join(SAMPLERS)}, "
                                           f"got {self.sampler!r}")
         require(self.steps >= 1, "sampling.steps must be at least 1")
         require(self.guidance >= 0, "sampling.guidance must be non-negative")
+        require(0.0 <= self.eta <= 1.0, f"sampling.eta must be in [0, 1], got {self.eta}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +125,7 @@ class DiffusionConfig(GenerativeConfig):
 
     MODELS: typing.ClassVar[tuple[str, ...]] = ("unet",)
     RESUMABLE: typing.ClassVar[frozenset[str]] = GenerativeConfig.RESUMABLE | {
-        "sampling.sampler", "sampling.steps", "sampling.guidance"}
+        "sampling.sampler", "sampling.steps", "sampling.guidance", "sampling.eta"}
 
     def __post_init__(self):
         super().__post_init__()
@@ -238,6 +243,7 @@ class SamplingPlan:
     sampler: str
     steps: int
     guidance: float
+    eta: float
     prediction: str
     timesteps: int
     image_shape: tuple[int, int, int]
@@ -265,7 +271,7 @@ def draw(model_def: nnx.GraphDef, plan: SamplingPlan, params: nnx.State, z_BxZ: 
     if labels_B is not None and plan.guidance != 1.0:
         model_fn = guided(model_fn, plan.guidance, plan.null_label)
     images = sample(plan.sampler, model_fn, cosine_schedule(plan.timesteps), shape, noise_key(z_BxZ), plan.steps,
-                    labels_B, prediction=plan.prediction, x_T=z_BxZ.reshape(shape))
+                    labels_B, eta=plan.eta, prediction=plan.prediction, x_T=z_BxZ.reshape(shape))
     return jnp.clip(images, -1.0, 1.0)
 
 
@@ -342,7 +348,8 @@ class DiffusionFamily(GenerativeFamily):
         (ints into `class_names`) ask a conditional model for those classes.
         """
         plan = SamplingPlan(sampler=config.sampling.sampler, steps=config.sampling.steps,
-                            guidance=float(config.sampling.guidance), prediction=definition.prediction,
+                            guidance=float(config.sampling.guidance), eta=float(config.sampling.eta),
+                            prediction=definition.prediction,
                             timesteps=definition.timesteps, image_shape=definition.image_shape,
                             null_label=definition.null_label)
         return Generator(latent_dim=int(np.prod(definition.image_shape)),

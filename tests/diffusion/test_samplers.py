@@ -65,7 +65,7 @@ def test_ddim_with_eta_one_on_the_full_grid_is_ddpm():
     schedule = cosine_schedule(30)
     key = jax.random.key(2)
     ddpm = ddpm_sample(_toy_model, schedule, SHAPE, key, prediction="eps")
-    ddim = ddim_sample(_toy_model, schedule, SHAPE, key, 30, eta=1.0, prediction="eps")
+    ddim = sample("ddim", _toy_model, schedule, SHAPE, key, 30, eta=1.0, prediction="eps")  # eta through the dispatch
     np.testing.assert_allclose(ddim, ddpm, atol=1e-4)
     deterministic = ddim_sample(_toy_model, schedule, SHAPE, key, 30, eta=0.0, prediction="eps")
     assert float(jnp.max(jnp.abs(deterministic - ddpm))) > 1e-2  # the noise really enters the comparison

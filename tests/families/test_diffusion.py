@@ -94,6 +94,11 @@ def test_sampling_is_fixed_by_the_seed_and_the_settings(trained):
     assert not np.allclose(first, other)
     more_steps, _ = sample_from_workdir(workdir, 3, seed=1, settings={"sampling.steps": 5})
     assert not np.allclose(first, more_steps)
+    stochastic = {"sampling.sampler": "ddim", "sampling.eta": 1.0}
+    ddim_eta, _ = sample_from_workdir(workdir, 3, seed=1, settings=stochastic)
+    np.testing.assert_array_equal(ddim_eta, sample_from_workdir(workdir, 3, seed=1, settings=stochastic)[0])
+    deterministic, _ = sample_from_workdir(workdir, 3, seed=1, settings={"sampling.sampler": "ddim"})
+    assert not np.allclose(ddim_eta, deterministic)
     ddpm, _ = sample_from_workdir(workdir, 3, seed=1, settings={"sampling.sampler": "ddpm"})
     np.testing.assert_array_equal(ddpm, sample_from_workdir(workdir, 3, seed=1,
                                                             settings={"sampling.sampler": "ddpm"})[0])
@@ -147,6 +152,8 @@ def test_guidance_zero_is_the_unconditional_model():
 def test_config_errors_name_the_key():
     with pytest.raises(UsageError, match="sampling.sampler must be one of ddpm, ddim, dpm_solver_2m"):
         tiny(**{"sampling.sampler": "euler"})
+    with pytest.raises(UsageError, match=r"sampling.eta must be in \[0, 1\], got 1.5"):
+        tiny(**{"sampling.eta": 1.5})
     with pytest.raises(UsageError, match="unet_width must be 0"):
         tiny(unet_width=12)
     with pytest.raises(UsageError, match="conditional=true trains on every class"):
