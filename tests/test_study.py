@@ -138,8 +138,8 @@ def test_the_synthetic_stream_is_fixed_by_seed_and_index():
 
 @pytest.mark.slow
 def test_a_resumed_study_equals_an_uninterrupted_one(tmp_path, monkeypatch):
-    """Interrupted at its 5th classifier run (the filtered arm, whose filter then needs the restored baseline
-    classifier), the rerun writes the same study.json."""
+    """Interrupted at its 6th classifier run (the filtered arm, the last: its filter then needs the restored
+    baseline classifier), the rerun writes the same study.json."""
     tiny = StudyConfig.tiny(seeds=1, feature_steps=0)
     uninterrupted = run_study(tiny, tmp_path / "whole", progress=False)
 
@@ -148,7 +148,7 @@ def test_a_resumed_study_equals_an_uninterrupted_one(tmp_path, monkeypatch):
 
     def failing_train(self, config, workdir, data=None, *, progress=True):
         calls.append(workdir)
-        if len(calls) == 5:
+        if len(calls) == 6:
             raise KeyboardInterrupt
         return real_train(self, config, workdir, data, progress=progress)
 

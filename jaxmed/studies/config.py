@@ -15,7 +15,8 @@ from typing import Any
 
 from jaxmed import config as config_lib
 from jaxmed import families
-from jaxmed.config import CheckpointConfig, EvalConfig, GenerativeConfig, LogConfig, SampleConfig, require
+from jaxmed.config import (CheckpointConfig, EvalConfig, GenerativeConfig, LogConfig, MeshConfig, SampleConfig,
+                           require)
 from jaxmed.data.options import DataOptions
 from jaxmed.errors import UsageError
 from jaxmed.families.classifier import ClassifierConfig, EarlyStoppingConfig
@@ -58,6 +59,9 @@ class StudyConfig:
       classifier: the classifiers' shared settings (model, image size, seed and augmentation are set per arm).
       feature_steps: train steps of the VAE that embeds images for the synthetic-quality table (0 skips it).
       informative_auc: the all-real arm's mean ROC AUC below which the study reports no verdicts.
+      devices_per_arm: devices each classifier run trains on; with more devices than that, independent arms
+        train at the same time, one group of devices each (0: every arm on all devices, one at a time). A
+        multi-process run always uses every device per arm.
     """
 
     # Difficulty 0.6: at 64 px the default phantom lesions (1.0) are mostly a few pixels wide.
@@ -80,10 +84,12 @@ class StudyConfig:
                                                     log=LogConfig(every=50))
     feature_steps: int = 600
     informative_auc: float = 0.75
+    devices_per_arm: int = 1
 
     #: Fields a resumed study may change: more seeds or cells add runs, the threshold only changes the report.
     RESUMABLE: typing.ClassVar[frozenset[str]] = frozenset({
-        "seeds", "minority_train_counts", "generators", "synthetic_ratios", "classifiers", "informative_auc"})
+        "seeds", "minority_train_counts", "generators", "synthetic_ratios", "classifiers", "informative_auc",
+        "devices_per_arm"})
     #: The sweeps: tuple fields, each a non-empty list without repeats.
     TUPLE_FIELDS: typing.ClassVar[tuple[str, ...]] = (
         "minority_train_counts", "generators", "synthetic_ratios", "classifiers")
@@ -102,6 +108,7 @@ class StudyConfig:
                 "generator_steps and generator_batch_size must be at least 1")
         require(self.feature_steps >= 0, "feature_steps must be non-negative (0 skips the quality table)")
         require(0 < self.informative_auc < 1, "informative_auc must be in (0, 1)")
+        require(self.devices_per_arm >= 0, "devices_per_arm must be 0 (all devices, one arm at a time) or positive")
         require(self.classifier.cv.folds == 0, "classifier.cv.folds must be 0: the study repeats its splits itself "
                                                "(seeds), each arm trains on one split")
         names = generative_family_names()
@@ -121,10 +128,10 @@ class StudyConfig:
             # The study measures its synthetic images itself, against the test split (`quality.py`).
             eval=EvalConfig(every=steps, n=256, fid=False))
 
-    def classifier_config(self, model: str, seed: int, *, augment: bool) -> ClassifierConfig:
-        """The config of one classifier run: the shared settings with this model, seed and augmentation."""
+    def classifier_config(self, model: str, seed: int, *, augment: bool, devices: int = 0) -> ClassifierConfig:
+        """The config of one classifier run: the shared settings with this model, seed, augmentation and devices."""
         return dataclasses.replace(self.classifier, model=model, image_size=self.image_size, seed=seed,
-                                   augment=augment)
+                                   augment=augment, mesh=MeshConfig(data=devices))
 
     @classmethod
     def accelerator(cls, **overrides: Any) -> StudyConfig:

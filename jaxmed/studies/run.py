@@ -17,8 +17,10 @@ and re-derives the same results from the finished runs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from jaxmed.families.classifier import SplitData, split_dataset
 from jaxmed.families.generative import sample_images
 from jaxmed.studies import arms as arms_lib
 from jaxmed.studies import config as study_config
+from jaxmed.studies import parallel
 from jaxmed.studies import quality as quality_lib
 from jaxmed.studies import report as report_lib
 from jaxmed.studies import summary as summary_lib
@@ -74,6 +77,12 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
         study_config.check_resumable(study_config.load(workdir / "config.json"), config)
     study_config.save(config, workdir / "config.json")
     minority = data_lib.class_index(dataset, config.minority_class)
+    groups = parallel.arm_device_groups(config.devices_per_arm)
+    if len(groups) > 1:
+        log(f"training up to {len(groups)} arms at once, {len(groups[0])} device(s) each")
+    # Side-by-side runs would interleave their progress bars: with several groups each run logs lines only.
+    trainer = functools.partial(_train_classifier, config, minority=minority, devices=len(groups[0]),
+                                progress=progress and len(groups) == 1)
     arms = arms_lib.study_arms(config.generators, config.synthetic_ratios, config.filter_ratio)
     # results[classifier][count][arm][seed] = the arm's metrics on the seed's test split.
     results: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
@@ -93,9 +102,9 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
                 config.generator_config(config.generators[0], seed), full.train[0], seed_dir / "feature_extractor",
                 steps=config.feature_steps, progress=progress)
         all_real_arm = next(arm for arm in arms if arm.kind == "all_real")
-        all_real = {model: _train_classifier(config, model, seed, all_real_arm, full,
-                                             seed_dir / model / all_real_arm.folder, minority, progress)[0]
-                    for model in config.classifiers}
+        all_real = dict(zip(config.classifiers, parallel.run_all(
+            [functools.partial(trainer, model, seed, all_real_arm, full, seed_dir / model / all_real_arm.folder)
+             for model in config.classifiers], groups)))
         for count in config.minority_train_counts:
             log(f"  minority training count {count or 'all'}")
             scarce = arms_lib.make_scarce(full, minority, count, seed)
@@ -103,10 +112,10 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
             streams = {generator: _synthesize(config, generator, seed, scarce, full, minority, cell_dir,
                                               quality[generator][str(count)], workdir, progress)
                        for generator in config.generators}
-            for model in config.classifiers:
-                cell = _train_arms(config, model, arms, seed, scarce, minority, streams, cell_dir, progress)
+            cells = _train_arms(config, trainer, groups, arms, seed, scarce, minority, streams, cell_dir)
+            for model, cell in cells.items():
                 for arm in arms:
-                    metrics, record = cell.get(arm.name, ({**all_real[model], "synthetic_images": 0}, None))
+                    metrics, record = cell.get(arm.name, ({**all_real[model][0], "synthetic_images": 0}, None))
                     results[model][str(count)][arm.name][str(seed)] = metrics
                     if record is not None:
                         filtering[arm.generator][str(count)].setdefault(model, {})[str(seed)] = record
@@ -116,31 +125,42 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
     return summary
 
 
-def _train_arms(config: StudyConfig, model: str, arms: list[Arm], seed: int, scarce: SplitData, minority: int,
-                streams: dict[str, np.ndarray], cell_dir: Path, progress: bool
-                ) -> dict[str, tuple[dict[str, Any], dict[str, int] | None]]:
-    """Trains `model` on every arm of one seed and scarcity but all_real (trained once per seed).
+def _train_arms(config: StudyConfig, trainer: Callable, groups: list, arms: list[Arm], seed: int, scarce: SplitData,
+                minority: int, streams: dict[str, np.ndarray], cell_dir: Path
+                ) -> dict[str, dict[str, tuple[dict[str, Any], dict[str, int] | None]]]:
+    """Trains every classifier on every arm of one seed and scarcity but all_real (trained once per seed).
+
+    The arms run side by side on the device `groups` (`parallel.run_all`): first all but the filtered
+    ones, then the filtered ones, whose filter is the same classifier's `augment` arm.
 
     Returns:
-      {arm name: (its metrics with the synthetic images it used, the filter's counts or None)}.
+      {classifier: {arm name: (its metrics with the synthetic images it used, the filter's counts or None)}}.
     """
-    cell, baseline = {}, None
-    for arm in arms:
-        if arm.kind == "all_real":
-            continue
+    def job(model: str, arm: Arm, baseline: Any = None) -> Callable[[], tuple]:
         filtered, record = None, None
         if arm.kind == "filtered":
             filtered, record = _filtered_images(config, arm, baseline, scarce, minority, streams[arm.generator])
         data = arms_lib.training_split(arm, scarce, minority, streams.get(arm.generator, np.zeros((0,))), filtered)
-        metrics, trained = _train_classifier(config, model, seed, arm, data, cell_dir / model / arm.folder, minority,
-                                             progress)
-        # tstr drops the real minority images: its synthetic ones are all its minority images.
-        metrics["synthetic_images"] = (int(np.sum(data.train[1] == minority)) if arm.kind == "tstr"
-                                       else len(data.train[1]) - len(scarce.train[1]))
-        cell[arm.name] = (metrics, record)
-        if arm.kind == "augment":
-            baseline = trained  # the filtered arms' filter
-    return cell
+
+        def train() -> tuple:
+            metrics, trained = trainer(model, seed, arm, data, cell_dir / model / arm.folder)
+            # tstr drops the real minority images: its synthetic ones are all its minority images.
+            metrics["synthetic_images"] = (int(np.sum(data.train[1] == minority)) if arm.kind == "tstr"
+                                           else len(data.train[1]) - len(scarce.train[1]))
+            return metrics, record, trained
+
+        return train
+
+    first = [(model, arm) for model in config.classifiers for arm in arms if arm.kind not in ("all_real", "filtered")]
+    done = dict(zip(first, parallel.run_all([job(model, arm) for model, arm in first], groups)))
+    baselines = {model: trained for (model, arm), (_, _, trained) in done.items() if arm.kind == "augment"}
+    second = [(model, arm) for model in config.classifiers for arm in arms if arm.kind == "filtered"]
+    done.update(zip(second, parallel.run_all([job(model, arm, baselines[model]) for model, arm in second], groups)))
+    cells: dict[str, dict[str, tuple]] = {model: {} for model in config.classifiers}
+    for model, arm in first + second:
+        metrics, record, _ = done[(model, arm)]
+        cells[model][arm.name] = (metrics, record)
+    return cells
 
 
 def _synthesize(config: StudyConfig, generator: str, seed: int, scarce: SplitData, full: SplitData, minority: int,
@@ -190,11 +210,12 @@ def _filtered_images(config: StudyConfig, arm: Arm, baseline: Any, scarce: Split
     return kept, {"candidates": len(candidates), "accepted": accepted, "used": len(kept), "wanted": wanted}
 
 
-def _train_classifier(config: StudyConfig, model: str, seed: int, arm: Arm, data: SplitData, run_dir: Path,
-                      minority: int, progress: bool) -> tuple[dict[str, Any], Any]:
-    """Trains (or restores) one arm's classifier; returns its minority-class test metrics and the TrainResult."""
+def _train_classifier(config: StudyConfig, model: str, seed: int, arm: Arm, data: SplitData, run_dir: Path, *,
+                      minority: int, devices: int, progress: bool) -> tuple[dict[str, Any], Any]:
+    """Trains (or restores) one arm's classifier on `devices` devices; returns its minority-class test metrics and
+    the TrainResult."""
     log(f"      {model} '{arm.name}' on {len(data.train[1])} images")
-    run_config = config.classifier_config(model, seed, augment=arm.augment)
+    run_config = config.classifier_config(model, seed, augment=arm.augment, devices=devices)
     trained = families.get("classifier").train(run_config, run_dir, data, progress=progress)
     return summary_lib.arm_metrics(trained.eval, config.minority_class), trained
 

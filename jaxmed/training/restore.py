@@ -18,6 +18,7 @@ from jax.sharding import SingleDeviceSharding
 from jaxmed import families
 from jaxmed.config import RunConfig
 from jaxmed.errors import CheckpointError, UsageError
+from jaxmed.training import sharding
 from jaxmed.training.checkpoint import Checkpoints, abstract_like
 from jaxmed.training.workdir import Workdir
 
@@ -79,5 +80,5 @@ def restore_run(workdir: Path | str, wanted: str = "a jaxmed workdir", checkpoin
             raise CheckpointError(f"{paths.checkpoints}: no checkpoint of step {step}; there are "
                                   f"{', '.join(map(str, checkpoints.all_steps())) or 'none'}")
         abstract = jax.eval_shape(lambda key: family.init_state(config, definition, key), jax.random.key(0))
-        state, _, _ = checkpoints.restore(abstract_like(abstract, SingleDeviceSharding(jax.devices()[0])), step)
+        state, _, _ = checkpoints.restore(abstract_like(abstract, SingleDeviceSharding(sharding.group_devices()[0])), step)
     return RestoredRun(family, config, definition, state, paths)

@@ -13,10 +13,16 @@ The mesh spans the devices of every process in a multi-host run
 (`jaxmed.training.distributed`). Each process then places its own rows of a batch with
 `place_global`: batch k is a pure function of (seed, k), so every process can compute
 it, and each transfers only the rows that belong to its own devices.
+
+Independent runs may share a machine's devices: inside `device_group(devices)` (per thread)
+the mesh is built from that group instead of every device, so several runs can train at
+once, each on its own devices (the augmentation study's parallel arms).
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import jax
@@ -28,9 +34,50 @@ from jaxmed.errors import UsageError
 
 DATA_AXIS = "data"
 
+_GROUP = threading.local()
+
+
+@contextlib.contextmanager
+def device_group(devices: Sequence[jax.Device]) -> Iterator[None]:
+    """Within this block (in this thread), meshes and restores use `devices` only; the first is the default device.
+
+    Raises:
+      UsageError: in a multi-process run (its mesh must span every process) or for an empty group.
+    """
+    if jax.process_count() > 1:
+        raise UsageError("device groups are for one process; a multi-process run uses every device")
+    if not devices:
+        raise UsageError("a device group needs at least one device")
+    previous = getattr(_GROUP, "devices", None)
+    _GROUP.devices = tuple(devices)
+    try:
+        with jax.default_device(devices[0]):
+            yield
+    finally:
+        _GROUP.devices = previous
+
+
+def group_devices() -> list[jax.Device]:
+    """The devices runs may use here: the current `device_group`'s, or every device of every process."""
+    group = getattr(_GROUP, "devices", None)
+    return list(group) if group else jax.devices()
+
+
+def split_devices(per_group: int) -> list[list[jax.Device]]:
+    """This process's devices in consecutive groups of `per_group` (0: one group of all); a remainder is left out.
+
+    Raises:
+      UsageError: `per_group` larger than the device count.
+    """
+    devices = jax.devices()
+    size = per_group or len(devices)
+    if size > len(devices):
+        raise UsageError(f"groups of {size} devices asked for, but only {len(devices)} are available")
+    return [devices[start:start + size] for start in range(0, len(devices) - size + 1, size)]
+
 
 def make_mesh(num_devices: int = 0) -> Mesh:
-    """A 1-D `data` mesh over the first `num_devices` devices of all processes (0 = all).
+    """A 1-D `data` mesh over the first `num_devices` devices of all processes (0 = all), or of the `device_group`.
 
     Args:
       num_devices: devices on the `data` axis (`mesh.data`); 0 for every device.
@@ -39,14 +86,15 @@ def make_mesh(num_devices: int = 0) -> Mesh:
       UsageError: if more devices are asked for than exist, or, in a multi-process
         run, fewer than all (every process must own part of the mesh).
     """
-    available = jax.device_count()
+    devices = group_devices()
+    available = len(devices)
     count = num_devices or available
     if count > available:
         raise UsageError(f"mesh.data={count} but only {available} devices are available")
     if jax.process_count() > 1 and count != available:
         raise UsageError(f"mesh.data={count}: a run of {jax.process_count()} processes uses all {available} "
                          "devices (set mesh.data=0)")
-    return jax.make_mesh((count,), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=jax.devices()[:count])
+    return jax.make_mesh((count,), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=devices[:count])
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
