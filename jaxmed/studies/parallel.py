@@ -1,8 +1,9 @@
 """Independent runs at once, each on its own group of devices: the study's arms on a machine with several.
 
 A classifier arm is small next to a GPU or TPU, and the arms of one seed and scarcity do not depend on
-each other (but for the filtered arms, which wait for their baseline), so on several devices the study
-trains them side by side rather than splitting every batch across all devices. Each job runs in a
+each other (but for the filtered arms, which wait for their baseline), nor do the generator families
+of a cell, so on several devices the study trains them side by side rather than splitting every
+batch across all devices. Each job runs in a
 thread inside `sharding.device_group`, which makes its runs build their mesh from that group only.
 """
 

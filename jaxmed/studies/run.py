@@ -109,9 +109,10 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
             log(f"  minority training count {count or 'all'}")
             scarce = arms_lib.make_scarce(full, minority, count, seed)
             cell_dir = seed_dir / f"count_{count}"
-            streams = {generator: _synthesize(config, generator, seed, scarce, full, minority, cell_dir,
-                                              quality[generator][str(count)], workdir, progress)
-                       for generator in config.generators}
+            streams = dict(zip(config.generators, parallel.run_all(
+                [functools.partial(_synthesize, config, generator, seed, scarce, full, minority, cell_dir,
+                                   quality[generator][str(count)], workdir, progress and len(groups) == 1)
+                 for generator in config.generators], groups)))
             cells = _train_arms(config, trainer, groups, arms, seed, scarce, minority, streams, cell_dir)
             for model, cell in cells.items():
                 for arm in arms:
