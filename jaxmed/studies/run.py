@@ -81,7 +81,7 @@ def run_study(config: StudyConfig, workdir: Path | str, *, progress: bool = True
     if len(groups) > 1:
         log(f"training up to {len(groups)} arms at once, {len(groups[0])} device(s) each")
     # Side-by-side runs would interleave their progress bars: with several groups each run logs lines only.
-    trainer = functools.partial(_train_classifier, config, minority=minority, devices=len(groups[0]),
+    trainer = functools.partial(_train_classifier, config, devices=len(groups[0]),
                                 progress=progress and len(groups) == 1)
     arms = arms_lib.study_arms(config.generators, config.synthetic_ratios, config.filter_ratio)
     # results[classifier][count][arm][seed] = the arm's metrics on the seed's test split.
@@ -212,7 +212,7 @@ def _filtered_images(config: StudyConfig, arm: Arm, baseline: Any, scarce: Split
 
 
 def _train_classifier(config: StudyConfig, model: str, seed: int, arm: Arm, data: SplitData, run_dir: Path, *,
-                      minority: int, devices: int, progress: bool) -> tuple[dict[str, Any], Any]:
+                      devices: int, progress: bool) -> tuple[dict[str, Any], Any]:
     """Trains (or restores) one arm's classifier on `devices` devices; returns its minority-class test metrics and
     the TrainResult."""
     log(f"      {model} '{arm.name}' on {len(data.train[1])} images")
