@@ -96,3 +96,25 @@ def test_bf16_classifier_keeps_float32_parameters_and_loss():
     assert metrics["loss"].dtype == jnp.float32 and np.isfinite(metrics["loss"])
     # Two balanced classes at initialisation: the cross-entropy is near log 2.
     np.testing.assert_allclose(metrics["loss"], np.log(2), atol=0.3)
+
+
+@pytest.mark.onednn
+def test_bf16_seed_cnn_step_on_onednn_keeps_dense_layers_float32_and_learns():
+    """On oneDNN's backend the dense layers of a bfloat16 classifier compute in float32 (XLA:CPU would widen a
+    bfloat16 matmul anyway); parameters and Adam's moments stay float32 and a few steps fit a fixed batch."""
+    config = ClassifierConfig.tiny(model="seed_cnn", precision="bf16", augment=False, conv_backend="onednn",
+                                   dropout_rate=0.0)
+    definition = CLASSIFIER.definition(config, Task(class_names=("0", "1"), total_steps=10), np.ones(2))
+    state = CLASSIFIER.init_state(config, definition, jax.random.key(0))
+    batch = {"image": jax.random.uniform(jax.random.key(1), (config.batch_size, 32, 32, 1), minval=-1, maxval=1),
+             "label": jnp.arange(config.batch_size) % 2}
+    step = CLASSIFIER.make_train_step(definition)
+
+    jaxpr = jax.make_jaxpr(lambda s, b: step(s, b))(state, batch).jaxpr
+    assert heavy_operand_dtypes(jaxpr) == {jnp.dtype(jnp.float32)}  # the convolutions are oneDNN custom calls
+    losses = []
+    for _ in range(4):
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["loss"]))
+    assert float_dtypes((state.params, state.opt_state)) == {jnp.dtype(jnp.float32)}
+    assert losses[-1] < 0.5 * losses[0], losses
