@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxmed.models import dcgan, resnet_gan
 from jaxmed.models.classifier import ResNet18, SeedCNN
 from jaxmed.models.unet import UNet
+from jaxmed.models.vae import VAE
 from jaxmed.nn import dense_dtype
 
 
@@ -33,13 +35,19 @@ def _linear_dtypes(model: nnx.Module) -> set:
 @pytest.mark.onednn
 @pytest.mark.parametrize("backend, expected", [("onednn", jnp.float32), ("xla", jnp.bfloat16)])
 def test_bfloat16_models_build_their_dense_layers_in_the_backends_dtype(backend, expected):
-    models = [
-        nnx.eval_shape(lambda: SeedCNN(32, dtype=jnp.bfloat16, conv_backend=backend, rngs=nnx.Rngs(0))),
-        nnx.eval_shape(lambda: ResNet18(32, width=8, dtype=jnp.bfloat16, conv_backend=backend, rngs=nnx.Rngs(0))),
-        nnx.eval_shape(lambda: UNet(16, base_features=8, channel_multipliers=(1, 2), attention_resolutions=(8,),
-                                    head_features=8, norm_groups=4, dtype=jnp.bfloat16, conv_backend=backend,
-                                    rngs=nnx.Rngs(0))),
+    bf16 = dict(dtype=jnp.bfloat16, conv_backend=backend)
+    builders = [
+        lambda rngs: SeedCNN(32, **bf16, rngs=rngs),
+        lambda rngs: ResNet18(32, width=8, **bf16, rngs=rngs),
+        lambda rngs: UNet(16, base_features=8, channel_multipliers=(1, 2), attention_resolutions=(8,),
+                          head_features=8, norm_groups=4, **bf16, rngs=rngs),
+        lambda rngs: dcgan.Generator(32, base_features=32, **bf16, rngs=rngs),
+        lambda rngs: dcgan.Discriminator(32, base_features=32, **bf16, rngs=rngs),
+        lambda rngs: VAE(32, base_features=32, **bf16, rngs=rngs),
+        lambda rngs: resnet_gan.Generator(32, num_classes=2, base_features=8, max_features=16, **bf16, rngs=rngs),
+        lambda rngs: resnet_gan.Discriminator(32, num_classes=2, base_features=8, max_features=16, **bf16, rngs=rngs),
     ]
+    models = [nnx.eval_shape(lambda build=build: build(rngs=nnx.Rngs(0))) for build in builders]
     for model in models:
         assert _linear_dtypes(model) == {jnp.dtype(expected)}, type(model).__name__
         parameter_dtypes = {leaf.dtype for leaf in jax.tree.leaves(nnx.state(model, nnx.Param))}
