@@ -128,6 +128,13 @@ def dense_dtype(dtype, backend: Literal["xla", "onednn"]):
     float32 instead of a reduced `dtype` on oneDNN's backend (XLA:CPU), which upcasts a
     bfloat16 `dot_general`'s operands to float32 and computes it in float32 anyway (see the
     module docstring); else `dtype`. Parameters are float32 either way.
+
+    Args:
+      dtype: the model's computation dtype (None: float32).
+      backend: the resolved convolution backend.
+
+    Returns:
+      The `dtype` argument of the model's `nnx.Linear` layers.
     """
     if dtype is not None and backend == "onednn":
         return jnp.float32
