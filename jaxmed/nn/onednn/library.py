@@ -326,10 +326,8 @@ def winograd_3x3_tile(batch: int, height: int, width: int, channels: int, output
     return function(batch, height, width, channels, outputs, direction)
 
 
-# Where a bfloat16 3x3 stride-1 layer runs faster on the float32 Winograd kernels than on oneDNN's
-# bfloat16 ones without AMX (see below): products per transformed value of at least this many ...
-WINOGRAD_MIN_PRODUCTS_PER_TRANSFORMED_VALUE = 24
-# ... and at most this many channels on either side.
+# The most channels (on either side) of a bfloat16 3x3 stride-1 layer that runs faster on the
+# float32 Winograd kernels than on oneDNN's bfloat16 ones without AMX (see below).
 WINOGRAD_OVER_BFLOAT16_MAX_CHANNELS = 128
 
 
@@ -337,22 +335,17 @@ WINOGRAD_OVER_BFLOAT16_MAX_CHANNELS = 128
 def widens_to_winograd_3x3(in_features: int, out_features: int) -> bool:
     """Whether a bfloat16 3x3 stride-1 "SAME" layer of these channels runs faster in float32 here.
 
-    True where `winograd_3x3_tile` takes every direction of the layer, the CPU has no AMX,
-    and the channels suit Winograd: F(4x4, 3x3) saves products (in x out per pixel) at the
-    price of transforms (in + out values per pixel), so the layer widens only where
-    in x out / (in + out) reaches `WINOGRAD_MIN_PRODUCTS_PER_TRANSFORMED_VALUE` (64 -> 64,
-    96 -> 32; not 32 -> 32 or 64 -> 32), and only up to `WINOGRAD_OVER_BFLOAT16_MAX_CHANNELS`:
-    from 256 channels, on the small maps such layers see, oneDNN's bfloat16 products (AVX512-BF16
-    dot products, twice the float32 rate) win. Widening bfloat16 operands is exact. Measured
-    forward plus both gradients at batch 32 on the resnet18, seed_cnn and U-Net layers.
+    True where `winograd_3x3_tile` takes every direction of the layer, the CPU has no AMX
+    and neither channel count exceeds `WINOGRAD_OVER_BFLOAT16_MAX_CHANNELS`: there F(4x4, 3x3)'s
+    quarter of the products beats oneDNN's bfloat16 kernels (AVX512-BF16 dot products, at most
+    twice the float32 rate), and widening bfloat16 operands is exact. From 256 channels, on
+    the small maps such layers see (resnet18's 8x8 and 4x4), oneDNN's bfloat16 kernels win
+    (measured forward plus both gradients at batch 32).
 
     Raises:
       OneDnnUnavailable: the kernels cannot be built or loaded here.
     """
-    if "amx" in (cpu_isa() or ""):
-        return False
-    if (max(in_features, out_features) > WINOGRAD_OVER_BFLOAT16_MAX_CHANNELS
-            or in_features * out_features < WINOGRAD_MIN_PRODUCTS_PER_TRANSFORMED_VALUE * (in_features + out_features)):
+    if "amx" in (cpu_isa() or "") or max(in_features, out_features) > WINOGRAD_OVER_BFLOAT16_MAX_CHANNELS:
         return False
     return all(winograd_3x3_tile(1, 8, 8, in_features, out_features, direction) for direction in range(3))
 
