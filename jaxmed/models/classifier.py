@@ -44,8 +44,9 @@ Choices common to both, and why:
   default stream) and live in the model state, so they advance call by call and are
   checkpointed with the model.
 - `dtype` is the computation dtype (e.g. bfloat16); parameters stay float32 and logits
-  are returned in float32. On oneDNN, bfloat16 convolutions return float32 and BatchNorm
-  runs in float32 (`jaxmed.nn.mixed_precision_dtypes` says why).
+  are returned in float32. On oneDNN, bfloat16 convolutions return float32, and BatchNorm
+  and the dense layers run in float32 (`jaxmed.nn.mixed_precision_dtypes` and
+  `jaxmed.nn.dense_dtype` say why).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmed.nn import (BatchNorm, ConvBackend, MaxPool, conv_general_dilated_for, convolution_dtype,
+from jaxmed.nn import (BatchNorm, ConvBackend, MaxPool, conv_general_dilated_for, convolution_dtype, dense_dtype,
                        mixed_precision_dtypes, resolve_conv_backend)
 
 CLASSIFIERS = ("seed_cnn", "resnet18")
@@ -151,9 +152,9 @@ class SeedCNN(nnx.Module):
         self.norms = nnx.List([_batch_norm(f, dtype, conv_backend, rngs) for f in features[1:]])
         self.pool = MaxPool((2, 2), (2, 2), "VALID", use_kernel=(conv_backend == "onednn"))  # eq. 2
         self.flatten_size = seed_cnn_flatten_size(image_size, features[1:])
-        self.hidden = nnx.Linear(self.flatten_size, hidden_features, dtype=dtype, rngs=rngs)
+        self.hidden = nnx.Linear(self.flatten_size, hidden_features, dtype=dense_dtype(dtype, conv_backend), rngs=rngs)
         self.dropout = _dropout(dropout_rate, rngs) if dropout_rate > 0 else None
-        self.classify = nnx.Linear(hidden_features, num_classes, dtype=dtype, rngs=rngs)
+        self.classify = nnx.Linear(hidden_features, num_classes, dtype=dense_dtype(dtype, conv_backend), rngs=rngs)
 
     def features(self, x_BxHxWxC: jax.Array) -> jax.Array:
         """The hidden layer's activations (B, hidden_features): what the last dense layer classifies.
@@ -260,7 +261,7 @@ class ResNet18(nnx.Module):
                 in_features = out_features
         self.blocks = nnx.List(blocks)
         self.dropout = _dropout(dropout_rate, rngs) if dropout_rate > 0 else None
-        self.classify = nnx.Linear(in_features, num_classes, dtype=dtype, rngs=rngs)
+        self.classify = nnx.Linear(in_features, num_classes, dtype=dense_dtype(dtype, conv_backend), rngs=rngs)
 
     def features(self, x_BxHxWxC: jax.Array) -> jax.Array:
         """The globally pooled last stage (B, 8 * width): what the head classifies.

@@ -19,8 +19,9 @@ Choices the reference leaves open, and why:
   (PyTorch's 0.1), since the default 0.99 leaves running statistics stale in short runs.
 - Convolutions followed by BatchNorm carry no bias (BN's shift makes it redundant);
   the first discriminator convolution and the last generator layer keep theirs.
-- With a `dtype` (bfloat16) on oneDNN, the convolutions return float32 and BatchNorm
-  and LeakyReLU run in float32 (`jaxmed.nn.mixed_precision_dtypes` says why).
+- With a `dtype` (bfloat16) on oneDNN, the convolutions return float32, and BatchNorm,
+  LeakyReLU and the dense layers run in float32 (`jaxmed.nn.mixed_precision_dtypes` and
+  `jaxmed.nn.dense_dtype` say why).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmed.nn import (BatchNorm, ConvBackend, UpsampleConv, conv_general_dilated_for, mixed_precision_dtypes,
-                       resolve_conv_backend)
+from jaxmed.nn import (BatchNorm, ConvBackend, UpsampleConv, conv_general_dilated_for, dense_dtype,
+                       mixed_precision_dtypes, resolve_conv_backend)
 
 BOTTLENECK_SIZE = 8
 LEAKY_SLOPE = 0.2
@@ -80,7 +81,7 @@ class Generator(nnx.Module):
         self.latent_dim = latent_dim
         self.base_features = base_features
         self.project = nnx.Linear(latent_dim, BOTTLENECK_SIZE * BOTTLENECK_SIZE * base_features, use_bias=False,
-                                  kernel_init=WEIGHT_INIT, dtype=dtype, rngs=rngs)
+                                  kernel_init=WEIGHT_INIT, dtype=dense_dtype(dtype, backend), rngs=rngs)
         self.project_norm = _batch_norm(base_features, norm_dtype, backend, rngs)
         features = [base_features >> stage for stage in range(stages)]  # 256, 128, 64, 32 at 128 px
         self.up_blocks = nnx.List([
@@ -128,6 +129,7 @@ class DownsamplingStack(nnx.Module):
         # No normalisation after the first convolution (DCGAN: BN on the input layer destabilises training).
         self.down_norms = nnx.List([_batch_norm(f, norm_dtype, backend, rngs) for f in features[2:]])
         self.flat_features = BOTTLENECK_SIZE * BOTTLENECK_SIZE * base_features
+        self.dense_dtype = dense_dtype(dtype, backend)  # what the subclasses' dense heads compute in
 
     def features(self, x_BxHxWxC: jax.Array) -> jax.Array:
         """(B, 8*8*base_features) features of images in [-1, 1]."""
@@ -155,7 +157,7 @@ class Discriminator(DownsamplingStack):
                  conv_backend: ConvBackend = "auto", rngs: nnx.Rngs):
         super().__init__(image_size, channels, base_features=base_features, dtype=dtype, conv_backend=conv_backend,
                          rngs=rngs)
-        self.classify = nnx.Linear(self.flat_features, 1, kernel_init=WEIGHT_INIT, dtype=dtype, rngs=rngs)
+        self.classify = nnx.Linear(self.flat_features, 1, kernel_init=WEIGHT_INIT, dtype=self.dense_dtype, rngs=rngs)
 
     def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
         return self.classify(self.features(x_BxHxWxC))[:, 0].astype(jnp.float32)

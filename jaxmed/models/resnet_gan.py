@@ -36,7 +36,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmed.nn import BatchNorm, ConvBackend, conv_general_dilated_for, mixed_precision_dtypes, resolve_conv_backend
+from jaxmed.nn import (BatchNorm, ConvBackend, conv_general_dilated_for, dense_dtype, mixed_precision_dtypes,
+                       resolve_conv_backend)
 from jaxmed.nn.conditional_batch_norm import ConditionalBatchNorm
 from jaxmed.nn.projection import ProjectionHead, check_labels
 from jaxmed.nn.spectral_norm import SpectralNorm
@@ -77,12 +78,14 @@ def average_pool(x_BxHxWxC: jax.Array) -> jax.Array:
 
 
 class _Layers:
-    """Builds the convolutions and normalisations of one network for its dtype and backend."""
+    """Builds the convolutions and normalisations of one network for its dtype and backend; `dense_dtype` is what
+    its dense layers compute in."""
 
     def __init__(self, dtype, conv_backend: ConvBackend, rngs: nnx.Rngs):
         self.backend = resolve_conv_backend(conv_backend)
         self.conv_outputs, self.norm_dtype = mixed_precision_dtypes(dtype, self.backend)
         self.dtype = dtype
+        self.dense_dtype = dense_dtype(dtype, self.backend)
         self.rngs = rngs
 
     def conv(self, in_features: int, out_features: int, kernel: int, spectral_norm: bool) -> nnx.Module:
@@ -169,7 +172,7 @@ class Generator(nnx.Module):
         self.latent_dim = latent_dim
         self.bottleneck_features = features[0]
         self.project = nnx.Linear(latent_dim, BOTTLENECK_SIZE * BOTTLENECK_SIZE * features[0],
-                                  kernel_init=WEIGHT_INIT, dtype=dtype, rngs=rngs)
+                                  kernel_init=WEIGHT_INIT, dtype=layers.dense_dtype, rngs=rngs)
         self.blocks = nnx.List([GeneratorBlock(f_in, f_out, num_classes, layers)
                                 for f_in, f_out in zip(features[:-1], features[1:])])
         self.out_norm = layers.norm(features[-1])
@@ -210,7 +213,7 @@ class Discriminator(nnx.Module):
                 for index, (f_in, f_out) in enumerate(zip(features[:-2], features[1:-1]))]
         last = DiscriminatorBlock(features[-2], features[-1], downsample=False, first=False, layers=layers)
         self.blocks = nnx.List(down + [last])
-        self.head = ProjectionHead(features[-1], num_classes, dtype=dtype, rngs=rngs)
+        self.head = ProjectionHead(features[-1], num_classes, dtype=layers.dense_dtype, rngs=rngs)
 
     def __call__(self, x_BxHxWxC: jax.Array, labels_B: jax.Array | None = None,
                  strength: jax.Array | float = 1.0) -> jax.Array:

@@ -33,7 +33,8 @@ Choices, and why:
   layer starts at zero (as in improved-diffusion), so each block starts as the identity and
   the untrained network predicts zero.
 - `dtype` is the computation dtype; parameters stay float32, normalisation and the softmax of
-  attention run in float32, and the output is float32.
+  attention run in float32, and the output is float32. On oneDNN the dense layers and the
+  attention run in float32 too (`jaxmed.nn.dense_dtype` says why).
 
 Sizes (`UNET_SIZES`):
 - "small" (CPU, 32-64 px): base 32, multipliers (1, 2, 2, 2), one ResBlock per level,
@@ -53,8 +54,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmed.nn import (ConvBackend, GroupNorm, conv_general_dilated_for, convolution_dtype, mixed_precision_dtypes,
-                       resolve_conv_backend)
+from jaxmed.nn import (ConvBackend, GroupNorm, conv_general_dilated_for, convolution_dtype, dense_dtype,
+                       mixed_precision_dtypes, resolve_conv_backend)
 
 TIME_SCALE = 1000.0  # t in [0, 1] is embedded as TIME_SCALE * t (the range of DDPM step indices)
 MAX_PERIOD = 10000.0  # the longest wavelength of the sinusoidal embedding (Vaswani et al.)
@@ -85,10 +86,14 @@ def timestep_embedding(t_B: jax.Array, features: int) -> jax.Array:
 
 
 class _Convs:
-    """Builds the network's convolutions for one dtype and backend (so each call site names only sizes)."""
+    """Builds the network's convolutions for one dtype and backend (so each call site names only sizes).
+
+    `dense_dtype` is what the network's dense layers (and the attention around them) compute in.
+    """
 
     def __init__(self, dtype, backend: str, rngs: nnx.Rngs):
         self.dtype = dtype
+        self.dense_dtype = dense_dtype(dtype, backend)
         self.outputs, _ = mixed_precision_dtypes(dtype, backend)
         self.conv_general_dilated = conv_general_dilated_for(backend)
         self.backend = backend
@@ -126,7 +131,7 @@ class ResBlock(nnx.Module):
                  convs: _Convs, rngs: nnx.Rngs):
         self.norm1 = _group_norm(in_features, norm_groups, convs.one_pass_sums, rngs)
         self.conv1 = convs(in_features, out_features)
-        self.embedding = nnx.Linear(embedding_features, out_features, dtype=convs.dtype, rngs=rngs)
+        self.embedding = nnx.Linear(embedding_features, out_features, dtype=convs.dense_dtype, rngs=rngs)
         self.norm2 = _group_norm(out_features, norm_groups, convs.one_pass_sums, rngs)
         self.conv2 = convs(out_features, out_features, zero=True)
         self.skip = convs(in_features, out_features, kernel=1) if in_features != out_features else None
@@ -178,7 +183,7 @@ class _Level(nnx.Module):
                  head_features: int, norm_groups: int, convs: _Convs, rngs: nnx.Rngs):
         self.blocks = nnx.List([ResBlock(f, out_features, embedding_features, norm_groups, convs, rngs)
                                 for f in features_in])
-        self.attentions = nnx.List([SelfAttention(out_features, head_features, norm_groups, convs.dtype, rngs,
+        self.attentions = nnx.List([SelfAttention(out_features, head_features, norm_groups, convs.dense_dtype, rngs,
                                                   convs.one_pass_sums)
                                     for _ in features_in] if attention else [])
 
@@ -226,8 +231,8 @@ class UNet(nnx.Module):
         self.base_features = base_features
         embedding_features = 4 * base_features
 
-        self.time_mlp1 = nnx.Linear(base_features, embedding_features, dtype=dtype, rngs=rngs)
-        self.time_mlp2 = nnx.Linear(embedding_features, embedding_features, dtype=dtype, rngs=rngs)
+        self.time_mlp1 = nnx.Linear(base_features, embedding_features, dtype=convs.dense_dtype, rngs=rngs)
+        self.time_mlp2 = nnx.Linear(embedding_features, embedding_features, dtype=convs.dense_dtype, rngs=rngs)
         self.class_embedding = (nnx.Embed(num_classes + 1, embedding_features, dtype=dtype, rngs=rngs)
                                 if num_classes is not None else None)
         self.stem = convs(in_channels, base_features)
@@ -249,7 +254,8 @@ class UNet(nnx.Module):
         self.downsamples = nnx.List(downsamples)
 
         self.middle1 = ResBlock(width, width, embedding_features, norm_groups, convs, rngs)
-        self.middle_attention = SelfAttention(width, head_features, norm_groups, dtype, rngs, convs.one_pass_sums)
+        self.middle_attention = SelfAttention(width, head_features, norm_groups, convs.dense_dtype, rngs,
+                                              convs.one_pass_sums)
         self.middle2 = ResBlock(width, width, embedding_features, norm_groups, convs, rngs)
 
         up, upsamples = [], []
@@ -291,7 +297,7 @@ class UNet(nnx.Module):
         """
         if self.class_embedding is None and labels_B is not None:
             raise ValueError("labels given to an unconditional UNet (num_classes=None)")
-        embedding = self.time_mlp1(timestep_embedding(t_B, self.base_features).astype(self.dtype))
+        embedding = self.time_mlp1(timestep_embedding(t_B, self.base_features))  # the layer casts to its dtype
         embedding = self.time_mlp2(nnx.silu(embedding))
         if self.class_embedding is not None:
             if labels_B is None:

@@ -35,8 +35,8 @@ class Encoder(DownsamplingStack):
         super().__init__(image_size, channels, base_features=base_features, dtype=dtype, conv_backend=conv_backend,
                          rngs=rngs)
         self.latent_dim = latent_dim
-        self.to_moments = nnx.Linear(self.flat_features, 2 * latent_dim, kernel_init=WEIGHT_INIT, dtype=dtype,
-                                     rngs=rngs)
+        self.to_moments = nnx.Linear(self.flat_features, 2 * latent_dim, kernel_init=WEIGHT_INIT,
+                                     dtype=self.dense_dtype, rngs=rngs)
 
     def __call__(self, x_BxHxWxC: jax.Array) -> tuple[jax.Array, jax.Array]:
         moments = self.to_moments(self.features(x_BxHxWxC)).astype(jnp.float32)

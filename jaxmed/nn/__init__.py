@@ -16,16 +16,16 @@ oneDNN's library's kernel, whose gradients avoid XLA:CPU's slow `select_and_scat
 `onednn`: the convolutions computed by oneDNN on XLA:CPU; `conv_backend` chooses,
 per model, between them and XLA's own (`resolve_conv_backend`, `conv_general_dilated_for`),
 and what a reduced precision computes in between (`mixed_precision_dtypes`) and where a
-layer computes in float32 after all (`convolution_dtype`).
+layer computes in float32 after all (`convolution_dtype`, `dense_dtype`).
 """
 
 from jaxmed.nn.batch_norm import BatchNorm, batch_norm
 from jaxmed.nn.conv_backend import (CONV_BACKENDS, ConvBackend, conv_general_dilated_for, convolution_dtype,
-                                    mixed_precision_dtypes, resolve_conv_backend)
+                                    dense_dtype, mixed_precision_dtypes, resolve_conv_backend)
 from jaxmed.nn.group_norm import GroupNorm, group_norm
 from jaxmed.nn.pooling import MaxPool, max_pool
 from jaxmed.nn.upsample import CONV3X3_MAX_OUT_FEATURES, UpsampleConv, UpsampleMethod, upsample_conv
 
 __all__ = ["BatchNorm", "CONV3X3_MAX_OUT_FEATURES", "CONV_BACKENDS", "ConvBackend", "GroupNorm", "MaxPool",
            "UpsampleConv", "UpsampleMethod", "batch_norm", "conv_general_dilated_for", "convolution_dtype",
-           "group_norm", "max_pool", "mixed_precision_dtypes", "resolve_conv_backend", "upsample_conv"]
+           "dense_dtype", "group_norm", "max_pool", "mixed_precision_dtypes", "resolve_conv_backend", "upsample_conv"]

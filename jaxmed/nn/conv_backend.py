@@ -21,8 +21,10 @@ Reduced precision differs by backend (`mixed_precision_dtypes`): on oneDNN, bflo
 convolutions return float32 and the normalisation after them runs in float32, as
 PyTorch's autocast leaves it, because oneDNN's bfloat16 kernels accumulate in float32
 anyway while XLA:CPU's bfloat16 elementwise and reduction work costs more than it
-saves. On XLA's backend (GPU, TPU, several devices) everything stays in the
-computation dtype.
+saves. Dense layers compute in float32 there too (`dense_dtype`): XLA:CPU runs a
+bfloat16 `dot_general` in float32 anyway, so a bfloat16 dense layer would only add
+conversions and a transposed bfloat16 copy of its weight gradient. On XLA's backend (GPU,
+TPU, several devices) everything stays in the computation dtype.
 """
 
 from __future__ import annotations
@@ -118,6 +120,25 @@ def convolution_dtype(dtype, backend: Literal["xla", "onednn"], in_features: int
             or not onednn.widens_to_winograd_3x3(in_features, out_features)):
         return dtype
     return jnp.float32
+
+
+def dense_dtype(dtype, backend: Literal["xla", "onednn"]):
+    """The dtype a dense layer computes in, for a model computing in `dtype` on the resolved `backend`.
+
+    float32 instead of a reduced `dtype` on oneDNN's backend (XLA:CPU), which upcasts a
+    bfloat16 `dot_general`'s operands to float32 and computes it in float32 anyway (see the
+    module docstring); else `dtype`. Parameters are float32 either way.
+
+    Args:
+      dtype: the model's computation dtype (None: float32).
+      backend: the resolved convolution backend.
+
+    Returns:
+      The `dtype` argument of the model's `nnx.Linear` layers.
+    """
+    if dtype is not None and backend == "onednn":
+        return jnp.float32
+    return dtype
 
 
 def mixed_precision_dtypes(dtype, backend: Literal["xla", "onednn"]) -> tuple:

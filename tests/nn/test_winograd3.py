@@ -121,7 +121,8 @@ def test_resnet18_is_the_same_function_with_either_backend():
 
 
 def test_bfloat16_models_compute_the_winograd_layers_in_float32_without_amx():
-    """Where the kernels take a 3x3 stride-1 layer (and no AMX is there), float32 is the faster way to compute it."""
+    """Where the kernels take a 3x3 stride-1 layer of at most 128 channels (and no AMX is there), float32 is the
+    faster way to compute it; from 256 channels oneDNN's bfloat16 kernels are."""
     if "amx" in (library.cpu_isa() or ""):  # oneDNN's AMX bfloat16 kernels beat float32 Winograd: no widening
         assert convolution_dtype(jnp.bfloat16, "onednn", 64, 64, 3, 1) == jnp.bfloat16
         return
@@ -129,13 +130,19 @@ def test_bfloat16_models_compute_the_winograd_layers_in_float32_without_amx():
         pytest.skip("AVX2-only CPU: the kernels' channel rule differs from the AVX-512 cases asserted here")
 
     assert convolution_dtype(jnp.bfloat16, "onednn", 64, 64, 3, 1) == jnp.float32
+    assert convolution_dtype(jnp.bfloat16, "onednn", 96, 32, 3, 1) == jnp.float32
+    assert convolution_dtype(jnp.bfloat16, "onednn", 128, 128, 3, 1) == jnp.float32
+    assert convolution_dtype(jnp.bfloat16, "onednn", 256, 256, 3, 1) == jnp.bfloat16  # bfloat16 products win
+    assert convolution_dtype(jnp.bfloat16, "onednn", 128, 256, 3, 1) == jnp.bfloat16
     assert convolution_dtype(jnp.bfloat16, "onednn", 64, 128, 3, 2) == jnp.bfloat16  # strided: oneDNN's
     assert convolution_dtype(jnp.bfloat16, "onednn", 1, 32, 3, 1) == jnp.bfloat16    # 1 channel: oneDNN's
     assert convolution_dtype(jnp.bfloat16, "xla", 64, 64, 3, 1) == jnp.bfloat16
     assert convolution_dtype(None, "onednn", 64, 64, 3, 1) is None
 
-    model = ResNet18(32, 1, 2, width=16, dtype=jnp.bfloat16, conv_backend="onednn",
-                     rngs=nnx.Rngs(0))
+    model = nnx.eval_shape(lambda: ResNet18(32, 1, 2, width=32, dtype=jnp.bfloat16, conv_backend="onednn",
+                                            rngs=nnx.Rngs(0)))
     dtypes = {(layer.in_features, layer.strides): layer.dtype for _, layer in nnx.iter_graph(model)
               if isinstance(layer, nnx.Conv) and layer.kernel_size == (3, 3)}
-    assert dtypes[(32, (1, 1))] == jnp.float32 and dtypes[(32, (2, 2))] == jnp.bfloat16
+    assert dtypes[(32, (1, 1))] == jnp.float32 and dtypes[(128, (1, 1))] == jnp.float32
+    assert dtypes[(256, (1, 1))] == jnp.bfloat16
+    assert dtypes[(64, (2, 2))] == jnp.bfloat16

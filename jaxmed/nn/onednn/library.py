@@ -326,19 +326,26 @@ def winograd_3x3_tile(batch: int, height: int, width: int, channels: int, output
     return function(batch, height, width, channels, outputs, direction)
 
 
+# The most channels (on either side) of a bfloat16 3x3 stride-1 layer that runs faster on the
+# float32 Winograd kernels than on oneDNN's bfloat16 ones without AMX (see below).
+WINOGRAD_OVER_BFLOAT16_MAX_CHANNELS = 128
+
+
 @functools.cache  # asked once per layer when models are built; the answer is fixed for the process
 def widens_to_winograd_3x3(in_features: int, out_features: int) -> bool:
     """Whether a bfloat16 3x3 stride-1 "SAME" layer of these channels runs faster in float32 here.
 
-    True where `winograd_3x3_tile` takes every direction of the layer and the CPU has no AMX:
-    oneDNN's bfloat16 kernels (AVX512-BF16 dot products) are then at most twice its float32
-    rate, while Winograd's F(4x4, 3x3) needs a quarter of the products, and widening bfloat16
-    operands is exact. (The rule depends on the channels, not on the image size.)
+    True where `winograd_3x3_tile` takes every direction of the layer, the CPU has no AMX
+    and neither channel count exceeds `WINOGRAD_OVER_BFLOAT16_MAX_CHANNELS`: there F(4x4, 3x3)'s
+    quarter of the products beats oneDNN's bfloat16 kernels (AVX512-BF16 dot products, at most
+    twice the float32 rate), and widening bfloat16 operands is exact. From 256 channels, on
+    the small maps such layers see (resnet18's 8x8 and 4x4), oneDNN's bfloat16 kernels win
+    (measured forward plus both gradients at batch 32).
 
     Raises:
       OneDnnUnavailable: the kernels cannot be built or loaded here.
     """
-    if "amx" in (cpu_isa() or ""):
+    if "amx" in (cpu_isa() or "") or max(in_features, out_features) > WINOGRAD_OVER_BFLOAT16_MAX_CHANNELS:
         return False
     return all(winograd_3x3_tile(1, 8, 8, in_features, out_features, direction) for direction in range(3))
 
