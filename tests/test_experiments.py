@@ -127,7 +127,9 @@ def test_the_experiment_runs_in_both_modes_and_records_budgets_and_samplers(tmp_
     _check_runs(result, {"gan-seed": 3, "diffusion-tiny": 3})
     diffusion = root / "phantom_diffusion-tiny_s0"
     assert json.loads((diffusion / "eval_ddim_50" / "eval.json").read_text())["settings"] == {
-        "sampling.sampler": "ddim", "sampling.steps": 50}
+        "sampling.sampler": "ddim", "sampling.steps": 50, "sampling.eta": 0.0}
+    assert json.loads((diffusion / "eval_ddim_50_eta1" / "eval.json").read_text())["settings"] == {
+        "sampling.sampler": "ddim", "sampling.steps": 50, "sampling.eta": 1.0}
 
     # The same experiment folder: the feature extractor is shared, the runs are the budget's own.
     assert experiment.main(["--workdir", str(root), "--json", str(minutes_json), "--minutes", "0.001", *TINY]) == 0
