@@ -3,8 +3,8 @@
 A classifier arm is small next to a GPU or TPU, and the arms of one seed and scarcity do not depend on
 each other (but for the filtered arms, which wait for their baseline), nor do the generator families
 of a cell, so on several devices the study trains them side by side rather than splitting every
-batch across all devices. Each job runs in a
-thread inside `sharding.device_group`, which makes its runs build their mesh from that group only.
+batch across all devices. Each job runs in a thread inside `sharding.device_group`, which makes
+its runs build their mesh from that group only.
 """
 
 from __future__ import annotations
@@ -16,15 +16,22 @@ from typing import TypeVar
 
 import jax
 
+from jaxmed.errors import UsageError
 from jaxmed.training import sharding
 
 T = TypeVar("T")
 
 
 def arm_device_groups(devices_per_arm: int) -> list[list[jax.Device]]:
-    """The device groups arms run on: `devices_per_arm` devices each (0: all), one group in a multi-process run."""
+    """The device groups arms run on: `devices_per_arm` devices each (0: all), one group in a multi-process run.
+
+    Raises:
+      UsageError: more devices per arm than this process has.
+    """
     if jax.process_count() > 1:
         return [jax.devices()]
+    if devices_per_arm > jax.device_count():
+        raise UsageError(f"devices_per_arm={devices_per_arm} but only {jax.device_count()} devices are available")
     return sharding.split_devices(devices_per_arm)
 
 

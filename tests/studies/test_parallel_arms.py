@@ -22,6 +22,9 @@ def test_devices_split_into_groups_of_the_asked_size():
     assert sharding.split_devices(1) == [[device]] == sharding.split_devices(0)
     with pytest.raises(UsageError, match="groups of 2 devices asked for, but only 1 are available"):
         sharding.split_devices(2)
+    with pytest.raises(UsageError, match="devices_per_arm=2 but only 1 devices are available"):
+        parallel.arm_device_groups(2)
+    assert parallel.arm_device_groups(0) == [[device]]
     with pytest.raises(UsageError, match="devices_per_arm must be 0"):
         StudyConfig.tiny(devices_per_arm=-1)
 
