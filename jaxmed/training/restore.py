@@ -80,5 +80,6 @@ def restore_run(workdir: Path | str, wanted: str = "a jaxmed workdir", checkpoin
             raise CheckpointError(f"{paths.checkpoints}: no checkpoint of step {step}; there are "
                                   f"{', '.join(map(str, checkpoints.all_steps())) or 'none'}")
         abstract = jax.eval_shape(lambda key: family.init_state(config, definition, key), jax.random.key(0))
-        state, _, _ = checkpoints.restore(abstract_like(abstract, SingleDeviceSharding(sharding.group_devices()[0])), step)
+        placement = SingleDeviceSharding(sharding.group_devices()[0])  # a study's parallel arm restores on its group
+        state, _, _ = checkpoints.restore(abstract_like(abstract, placement), step)
     return RestoredRun(family, config, definition, state, paths)
