@@ -36,10 +36,10 @@ ancestral DDPM with all of the run's training timesteps (1000 by default), DDIM 
 (eta 0, deterministic, and eta 1, with the ancestral noise) and DPM-Solver++ (2M) with its
 default steps; for each, FID/precision/recall (`jaxmed.evaluate` with the sampler's settings)
 and the sampling time per image (one batch of `--timing-n` images, compiled beforehand).
-DDPM-1000 dominates the cost: the small U-Net takes about 10-30 ms per image per network
-evaluation at 32-64 px on a 2-core CPU, so each DDPM image
-costs 10-30 s, and the default 50 (+ 8 timed) images about 10-30 minutes per diffusion run;
-DDIM-50 and DPM-Solver++ cost 1/20 and 1/40 of that. FID from 50 images is biased upwards:
+DDPM-1000 dominates the cost: the small U-Net takes about 5-10 ms per image per network
+evaluation at 32-64 px on a 2-core CPU, so each DDPM image costs 5-10 s, and the default 50
+(+ 8 timed) images about 5-10 minutes per diffusion run; DDIM-50 and DPM-Solver++ cost 1/20
+and 1/40 of that. FID from 50 images is biased upwards:
 compare samplers with each other, not with the 500-image FIDs of the arms.
 
 The JSON: the experiment's settings ("mode" steps or minutes, "steps" or "minutes", "arms"
