@@ -152,9 +152,10 @@ class SeedCNN(nnx.Module):
         self.norms = nnx.List([_batch_norm(f, dtype, conv_backend, rngs) for f in features[1:]])
         self.pool = MaxPool((2, 2), (2, 2), "VALID", use_kernel=(conv_backend == "onednn"))  # eq. 2
         self.flatten_size = seed_cnn_flatten_size(image_size, features[1:])
-        self.hidden = nnx.Linear(self.flatten_size, hidden_features, dtype=dense_dtype(dtype, conv_backend), rngs=rngs)
+        linear_dtype = dense_dtype(dtype, conv_backend)
+        self.hidden = nnx.Linear(self.flatten_size, hidden_features, dtype=linear_dtype, rngs=rngs)
         self.dropout = _dropout(dropout_rate, rngs) if dropout_rate > 0 else None
-        self.classify = nnx.Linear(hidden_features, num_classes, dtype=dense_dtype(dtype, conv_backend), rngs=rngs)
+        self.classify = nnx.Linear(hidden_features, num_classes, dtype=linear_dtype, rngs=rngs)
 
     def features(self, x_BxHxWxC: jax.Array) -> jax.Array:
         """The hidden layer's activations (B, hidden_features): what the last dense layer classifies.
